@@ -1,0 +1,71 @@
+// A small HTTP/1.1 client over libcurl for ComfyUI, LLM endpoints and the exporter's probes.
+//
+// Every call has a connect timeout and a total timeout. No Origin header is ever sent (ComfyUI
+// answers 403 to an Origin that differs from its loopback Host). One Client reuses its
+// connection between calls; a Client is not thread-safe: use one per thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "scenefarm/handles.h"
+#include "scenefarm/status.h"
+
+namespace scenefarm::http {
+
+struct ClientOptions {
+  // Time allowed to open the TCP connection.
+  std::chrono::milliseconds connect_timeout{2000};
+  // Time allowed for the whole request, response body included.
+  std::chrono::milliseconds timeout{10000};
+};
+
+struct Response {
+  long status = 0;
+  std::string body;
+  std::string content_type;
+};
+
+class Client {
+ public:
+  // base_url: "http://127.0.0.1:8188" (no trailing slash needed; one is stripped).
+  explicit Client(std::string base_url, ClientOptions options = {});
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  Client(Client&&) = default;
+  Client& operator=(Client&&) = default;
+  ~Client();
+
+  // path starts with '/', and may carry a query string built with UrlEncode.
+  // Any HTTP status is a Response; only transport failures are errors:
+  // kDeadlineExceeded for a timeout, kUnavailable for everything else (refused, reset, DNS).
+  Result<Response> Get(std::string_view path);
+  Result<Response> Post(std::string_view path, std::string_view body,
+                        std::string_view content_type = "application/json");
+  Result<Response> Request(std::string_view method, std::string_view path, std::string_view body,
+                           std::string_view content_type);
+
+  const std::string& base_url() const { return base_url_; }
+  void set_options(ClientOptions options) { options_ = options; }
+
+ private:
+  std::string base_url_;
+  ClientOptions options_;
+  CurlEasy curl_;
+};
+
+// Percent-encodes a query-string component (RFC 3986 unreserved characters kept).
+std::string UrlEncode(std::string_view s);
+
+// Splits "http://host:port/path" into its parts. Only http and https are accepted.
+struct Url {
+  std::string scheme;
+  std::string host;
+  int port = 0;
+  std::string path;  // "/" when absent
+};
+Result<Url> ParseUrl(std::string_view url);
+
+}  // namespace scenefarm::http

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages scenefarm builds, tests and demos with, if any is missing.
+# Safe to run again: it asks apt only when something is absent.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config clang-format
+  prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev nlohmann-json3-dev libhiredis-dev
+  libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev zlib1g-dev
+  redis-server redis-tools prometheus prometheus-alertmanager
+  curl jq procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

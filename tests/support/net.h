@@ -1,0 +1,12 @@
+// Loopback helpers for tests: every port is chosen free at run time.
+#pragma once
+
+namespace scenefarm::testing {
+
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+int FreePort();
+
+// True once something accepts TCP connections on 127.0.0.1:port.
+bool PortOpen(int port);
+
+}  // namespace scenefarm::testing

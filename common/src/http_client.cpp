@@ -22,12 +22,15 @@ size_t AppendBody(char* data, size_t size, size_t n, void* user) {
 Client::Client(std::string base_url, ClientOptions options)
     : base_url_(std::move(base_url)), options_(options) {
   GlobalInitOnce();
-  while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
+  while (!base_url_.empty() && base_url_.back() == '/')
+    base_url_.pop_back();
 }
 
 Client::~Client() = default;
 
-Result<Response> Client::Get(std::string_view path) { return Request("GET", path, {}, {}); }
+Result<Response> Client::Get(std::string_view path) {
+  return Request("GET", path, {}, {});
+}
 
 Result<Response> Client::Post(std::string_view path, std::string_view body,
                               std::string_view content_type) {
@@ -53,7 +56,8 @@ Result<Response> Client::Request(std::string_view method, std::string_view path,
   headers.reset(curl_slist_append(headers.release(), "Expect:"));
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(options_.connect_timeout.count()));
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &response.body);

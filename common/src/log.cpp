@@ -77,7 +77,8 @@ void Write(Level level, std::string_view event, Fields fields) {
     line["component"] = g_component;
   }
   line["event"] = std::string(event);
-  for (const auto& [key, value] : fields) line[std::string(key)] = value;
+  for (const auto& [key, value] : fields)
+    line[std::string(key)] = value;
   Logger()->info(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 

@@ -21,19 +21,20 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int por
   InitCivetwebOnce();
   std::unique_ptr<Client> client(new Client(std::move(on_text), std::move(on_close)));
   char err[256] = {0};
-  mg_connection* conn =
-      mg_connect_websocket_client(host.c_str(), port, 0, err, sizeof(err), path.c_str(),
-                                  /*origin=*/nullptr, &Client::OnData, &Client::OnClose,
-                                  client.get());
+  mg_connection* conn = mg_connect_websocket_client(
+      host.c_str(), port, 0, err, sizeof(err), path.c_str(),
+      /*origin=*/nullptr, &Client::OnData, &Client::OnClose, client.get());
   if (conn == nullptr) {
-    return Status::Unavailable("websocket ws://" + host + ":" + std::to_string(port) + path +
-                               ": " + (err[0] ? err : "connect failed"));
+    return Status::Unavailable("websocket ws://" + host + ":" + std::to_string(port) + path + ": " +
+                               (err[0] ? err : "connect failed"));
   }
   client->conn_.reset(conn);
   return client;
 }
 
-Client::~Client() { Close(); }
+Client::~Client() {
+  Close();
+}
 
 void Client::Close() {
   closing_ = true;
@@ -46,8 +47,8 @@ void Client::Close() {
 Status Client::SendText(std::string_view text) {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (!conn_ || closed_) return Status::Unavailable("websocket closed");
-  const int n = mg_websocket_client_write(conn_.get(), MG_WEBSOCKET_OPCODE_TEXT, text.data(),
-                                          text.size());
+  const int n =
+      mg_websocket_client_write(conn_.get(), MG_WEBSOCKET_OPCODE_TEXT, text.data(), text.size());
   if (n <= 0) return Status::Unavailable("websocket write failed");
   return Status::Ok();
 }

@@ -40,8 +40,9 @@ class Server::PromptRun : public NodeContext {
   const json& prompt() const override { return item_.prompt; }
   void Sleep(std::chrono::milliseconds d) override;
   void Progress(int value, int max) override {
-    SendEvent("progress", {{"value", value}, {"max", max}, {"prompt_id", item_.prompt_id},
-                           {"node", current_node_}});
+    SendEvent(
+        "progress",
+        {{"value", value}, {"max", max}, {"prompt_id", item_.prompt_id}, {"node", current_node_}});
   }
   void LoadModel() override {
     std::lock_guard<std::mutex> lock(s_.mu_);
@@ -112,7 +113,8 @@ std::vector<std::string> Server::PromptRun::ExecutionOrder() const {
     }
     order.push_back(id);
   };
-  for (const auto& o : outputs) visit(o);
+  for (const auto& o : outputs)
+    visit(o);
   return order;
 }
 
@@ -185,9 +187,11 @@ void Server::PromptRun::RunNode(const std::string& id, bool cached) {
   executed_.push_back(id);
   if (!result.ui.is_null()) {
     outputs_[id] = result.ui;
-    meta_[id] = {{"node_id", id}, {"display_node", id}, {"parent_node", nullptr},
-                 {"real_node_id", id}};
-    SendEvent("executed", {{"node", id}, {"display_node", id}, {"output", result.ui},
+    meta_[id] = {
+        {"node_id", id}, {"display_node", id}, {"parent_node", nullptr}, {"real_node_id", id}};
+    SendEvent("executed", {{"node", id},
+                           {"display_node", id},
+                           {"output", result.ui},
                            {"prompt_id", item_.prompt_id}});
   }
 }
@@ -219,7 +223,8 @@ void Server::PromptRun::Run() {
     std::lock_guard<std::mutex> lock(s_.mu_);
     std::map<std::string, std::string> memo;
     std::set<std::string> keep;
-    for (const auto& id : order) keep.insert(signatures_[id] = Signature(id, memo));
+    for (const auto& id : order)
+      keep.insert(signatures_[id] = Signature(id, memo));
     std::erase_if(s_.cache_, [&](const auto& kv) { return !keep.count(kv.first); });
     for (const auto& id : order) {
       if (s_.cache_.count(signatures_[id])) cached.push_back(id);
@@ -240,10 +245,12 @@ void Server::PromptRun::Run() {
     Finish("success", true);
   } catch (const Interrupted&) {
     if (!Current() || s_.stopping_) return;  // restarted or stopping: forgotten, no history
-    json data = {{"prompt_id", pid}, {"node_id", current_node_},
+    json data = {{"prompt_id", pid},
+                 {"node_id", current_node_},
                  {"node_type", current_node_.empty() ? json(nullptr)
                                                      : item_.prompt[current_node_]["class_type"]},
-                 {"executed", executed_}, {"timestamp", NowMs()}};
+                 {"executed", executed_},
+                 {"timestamp", NowMs()}};
     messages_.push_back(json::array({"execution_interrupted", data}));
     s_.Send("execution_interrupted", data, client_id_);  // broadcast when there is no client
     outputs_ = nlohmann::ordered_json::object();
@@ -267,8 +274,8 @@ void Server::PromptRun::Finish(const std::string& status_str, bool completed) {
     nlohmann::ordered_json entry;
     entry["prompt"] = item_.ToJson();
     entry["outputs"] = outputs_;
-    entry["status"] = {{"status_str", status_str}, {"completed", completed},
-                       {"messages", messages_}};
+    entry["status"] = {
+        {"status_str", status_str}, {"completed", completed}, {"messages", messages_}};
     entry["meta"] = completed ? meta_ : nlohmann::ordered_json::object();
     if (s_.history_.count(item_.prompt_id)) std::erase(s_.history_order_, item_.prompt_id);
     s_.history_[item_.prompt_id] = entry;
@@ -289,7 +296,8 @@ void Server::PromptRun::Finish(const std::string& status_str, bool completed) {
 }
 
 PromptFaults Server::TakePromptFaults(const json& extra_data) {
-  if (extra_data.contains("scenefarm_test")) return PromptFaults::FromJson(extra_data["scenefarm_test"]);
+  if (extra_data.contains("scenefarm_test"))
+    return PromptFaults::FromJson(extra_data["scenefarm_test"]);
   std::lock_guard<std::mutex> lock(mu_);
   if (!prompt_faults_.is_object()) return {};
   const PromptFaults f = PromptFaults::FromJson(prompt_faults_);
@@ -308,12 +316,14 @@ void Server::ApplyFreeFlagsLocked() {
 void Server::ExecutorLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stopping_ || !pending_.empty() || free_memory_ || unload_models_; });
+    cv_.wait(lock,
+             [&] { return stopping_ || !pending_.empty() || free_memory_ || unload_models_; });
     if (stopping_) return;
     ApplyFreeFlagsLocked();
     if (pending_.empty()) continue;
-    auto next = std::min_element(pending_.begin(), pending_.end(),
-                                 [](const QueueItem& a, const QueueItem& b) { return a.number < b.number; });
+    auto next = std::min_element(
+        pending_.begin(), pending_.end(),
+        [](const QueueItem& a, const QueueItem& b) { return a.number < b.number; });
     QueueItem item = std::move(*next);
     pending_.erase(next);
     running_ = item;
@@ -332,10 +342,11 @@ void Server::ExecutorLoop() {
 // ---- /_test/ control endpoints ----
 
 int Server::Control(mg_connection* conn, const std::string& method, const std::string& path,
-                     const std::string& body) {
+                    const std::string& body) {
   auto reply = [&](int status, const json& j) {
     const std::string text = j.dump();
-    mg_printf(conn, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
               status, status == 200 ? "OK" : "Error", text.size());
     mg_write(conn, text.data(), text.size());
     return status;
@@ -365,9 +376,12 @@ int Server::Control(mg_connection* conn, const std::string& method, const std::s
   if (path == "/_test/stats" && method == "GET") {
     std::lock_guard<std::mutex> lock(mu_);
     std::lock_guard<std::mutex> ws_lock(ws_mu_);
-    return reply(200, {{"requests", request_counts_}, {"prompts_executed", prompts_executed_},
-                       {"nodes_executed", nodes_executed_}, {"ws_clients", sockets_.size()},
-                       {"models_loaded", models_loaded_}, {"cache_entries", cache_.size()}});
+    return reply(200, {{"requests", request_counts_},
+                       {"prompts_executed", prompts_executed_},
+                       {"nodes_executed", nodes_executed_},
+                       {"ws_clients", sockets_.size()},
+                       {"models_loaded", models_loaded_},
+                       {"cache_entries", cache_.size()}});
   }
   return reply(404, {{"error", "unknown control endpoint " + method + " " + path}});
 }

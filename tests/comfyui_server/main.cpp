@@ -12,7 +12,9 @@
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+void OnSignal(int) {
+  g_stop = 1;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,7 +56,8 @@ int main(int argc, char** argv) {
     std::rename((port_file + ".tmp").c_str(), port_file.c_str());
   }
   std::cout << "listening " << server.url() << std::endl;
-  while (!g_stop) pause();
+  while (!g_stop)
+    pause();
   server.Stop();
   return 0;
 }

@@ -83,7 +83,9 @@ NodeInput Int(std::string name, int64_t def, int64_t min, int64_t max) {
 NodeInput Str(std::string name, std::string def) {
   return {std::move(name), "STRING", true, json{{"default", std::move(def)}}, {}};
 }
-NodeInput Img(std::string name) { return {std::move(name), "IMAGE", true, json::object(), {}}; }
+NodeInput Img(std::string name) {
+  return {std::move(name), "IMAGE", true, json::object(), {}};
+}
 
 std::string NowIso() {
   const std::time_t t = std::time(nullptr);
@@ -138,8 +140,8 @@ void WriteFileFaulty(const fs::path& path, const std::string& bytes, NodeContext
 
 NodeResult RunSaveImage(NodeContext& ctx, const std::string&, const ResolvedInputs& in) {
   const ImagePtr images = in.images.at("images");
-  const SavePath p = GetSaveImagePath(in.values.at("filename_prefix").get<std::string>(),
-                                      ctx.output_dir());
+  const SavePath p =
+      GetSaveImagePath(in.values.at("filename_prefix").get<std::string>(), ctx.output_dir());
   json results = json::array();
   int counter = p.counter;
   const std::vector<std::pair<std::string, std::string>> text = {{"prompt", ctx.prompt().dump()}};
@@ -169,16 +171,15 @@ NodeResult RunDoneMarker(NodeContext& ctx, const std::string&, const ResolvedInp
   const std::string prefix = in.values.at("filename_prefix").get<std::string>();
   const fs::path marker = ctx.output_dir() / (prefix + ".done");
   if (!PathIsWithin(ctx.output_dir(), marker.parent_path())) {
-    throw NodeException("Exception", "done marker outside the output folder is not allowed: " +
-                                         prefix + "\n");
+    throw NodeException("Exception",
+                        "done marker outside the output folder is not allowed: " + prefix + "\n");
   }
   std::error_code ec;
   fs::create_directories(marker.parent_path(), ec);
-  const std::string body =
-      json{{"filename_prefix", prefix},
-           {"images", in.images.at("images")->frames.size()},
-           {"written_at", NowIso()}}
-          .dump();
+  const std::string body = json{
+      {"filename_prefix", prefix},
+      {"images", in.images.at("images")->frames.size()},
+      {"written_at", NowIso()}}.dump();
   if (ctx.faults().done_marker == "never") return {};
   if (ctx.faults().done_marker_delay_ms > 0) {
     ctx.Defer(std::chrono::milliseconds(ctx.faults().done_marker_delay_ms),
@@ -213,24 +214,40 @@ NodeResult RunEmptyImage(NodeContext&, const std::string&, const ResolvedInputs&
 
 std::map<std::string, NodeDef> BuildRegistry() {
   std::map<std::string, NodeDef> r;
-  r["EmptyImage"] = {"EmptyImage", "EmptyImage", "image", "", "nodes",
+  r["EmptyImage"] = {"EmptyImage",
+                     "EmptyImage",
+                     "image",
+                     "",
+                     "nodes",
                      {Int("width", 512, 1, 16384), Int("height", 512, 1, 16384),
                       Int("batch_size", 1, 1, 4096), Int("color", 0, 0, 0xFFFFFF)},
-                     {"IMAGE"}, false, &RunEmptyImage};
-  r["SaveImage"] = {"SaveImage", "Save Image", "image", "Saves the input images to your ComfyUI output directory.",
-                    "nodes", {Img("images"), Str("filename_prefix", "ComfyUI")}, {}, true,
+                     {"IMAGE"},
+                     false,
+                     &RunEmptyImage};
+  r["SaveImage"] = {"SaveImage",  "Save Image",
+                    "image",      "Saves the input images to your ComfyUI output directory.",
+                    "nodes",      {Img("images"), Str("filename_prefix", "ComfyUI")},
+                    {},           true,
                     &RunSaveImage};
-  r[kTestSourceNode] = {kTestSourceNode, "Scenefarm Test Source", "scenefarm/testing",
-                        "Renders `frames` frames, taking render_ms_per_frame each, with progress.",
-                        "custom_nodes.scenefarm_test_source",
-                        {Int("frames", 24, 1, 10000), Int("width", 64, 8, 4096),
-                         Int("height", 64, 8, 4096), Int("render_ms_per_frame", 50, 0, 600000),
-                         Int("seed", 0, 0, 9007199254740991LL)},
-                        {"IMAGE"}, false, &RunTestSource};
-  r[kDoneMarkerNode] = {kDoneMarkerNode, "Scenefarm Done Marker", "scenefarm",
+  r[kTestSourceNode] = {
+      kTestSourceNode,
+      "Scenefarm Test Source",
+      "scenefarm/testing",
+      "Renders `frames` frames, taking render_ms_per_frame each, with progress.",
+      "custom_nodes.scenefarm_test_source",
+      {Int("frames", 24, 1, 10000), Int("width", 64, 8, 4096), Int("height", 64, 8, 4096),
+       Int("render_ms_per_frame", 50, 0, 600000), Int("seed", 0, 0, 9007199254740991LL)},
+      {"IMAGE"},
+      false,
+      &RunTestSource};
+  r[kDoneMarkerNode] = {kDoneMarkerNode,
+                        "Scenefarm Done Marker",
+                        "scenefarm",
                         "Writes <filename_prefix>.done atomically once the images are saved.",
                         "custom_nodes.scenefarm_done_marker",
-                        {Img("images"), Str("filename_prefix", "ComfyUI")}, {}, true,
+                        {Img("images"), Str("filename_prefix", "ComfyUI")},
+                        {},
+                        true,
                         &RunDoneMarker};
   return r;
 }
@@ -268,7 +285,8 @@ json ObjectInfoFor(const NodeDef& def) {
 
 json ObjectInfo() {
   json out = json::object();
-  for (const auto& [name, def] : Registry()) out[name] = ObjectInfoFor(def);
+  for (const auto& [name, def] : Registry())
+    out[name] = ObjectInfoFor(def);
   return out;
 }
 

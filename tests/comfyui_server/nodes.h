@@ -40,14 +40,14 @@ struct Interrupted {};
 
 // Per-prompt fault injection (extra_data.scenefarm_test, or /_test/faults "prompt").
 struct PromptFaults {
-  std::string error;                  // "", "oom" or "runtime": raised by the first executed node
-  int hang_ms = 0;                    // the first executed node stalls this long (interruptible)
-  int ws_drop_after_events = -1;      // drop the client's socket after this many prompt events
-  int slow_write_ms = 0;              // each saved file is written in 4 chunks over this long
-  bool partial_write = false;         // the last saved file of the prompt is left truncated
-  std::string done_marker = "ok";     // "ok" or "never"
-  int done_marker_delay_ms = 0;       // the marker appears this long after the node ran
-  int history_delay_ms = 0;           // gap between execution_success and the history entry
+  std::string error;               // "", "oom" or "runtime": raised by the first executed node
+  int hang_ms = 0;                 // the first executed node stalls this long (interruptible)
+  int ws_drop_after_events = -1;   // drop the client's socket after this many prompt events
+  int slow_write_ms = 0;           // each saved file is written in 4 chunks over this long
+  bool partial_write = false;      // the last saved file of the prompt is left truncated
+  std::string done_marker = "ok";  // "ok" or "never"
+  int done_marker_delay_ms = 0;    // the marker appears this long after the node ran
+  int history_delay_ms = 0;        // gap between execution_success and the history entry
   static PromptFaults FromJson(const json& j);
 };
 
@@ -112,8 +112,8 @@ json ObjectInfoFor(const NodeDef& def);
 
 struct Validation {
   bool ok = false;
-  json error;                               // null when ok
-  std::vector<std::string> good_outputs;    // output node ids to execute
+  json error;                             // null when ok
+  std::vector<std::string> good_outputs;  // output node ids to execute
   json node_errors = json::object();
 };
 // Validates (and normalises widget values of) an API-format prompt as ComfyUI does.
@@ -128,7 +128,8 @@ struct SavePath {
   std::string subfolder;
   int counter = 1;
 };
-SavePath GetSaveImagePath(const std::string& filename_prefix, const std::filesystem::path& output_dir);
+SavePath GetSaveImagePath(const std::string& filename_prefix,
+                          const std::filesystem::path& output_dir);
 
 // True when `child` (made absolute and normalised) is `root` or inside it.
 bool PathIsWithin(const std::filesystem::path& root, const std::filesystem::path& child);

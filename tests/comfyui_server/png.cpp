@@ -28,8 +28,8 @@ void PutChunk(std::string* out, const char type[4], const std::string& data) {
   std::string body(type, 4);
   body += data;
   out->append(body);
-  PutU32(out, static_cast<uint32_t>(
-                  crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size())));
+  PutU32(out,
+         static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), body.size())));
 }
 
 }  // namespace
@@ -40,11 +40,12 @@ std::string EncodePng(int width, int height, const std::vector<uint8_t>& rgb,
   std::string ihdr;
   PutU32(&ihdr, static_cast<uint32_t>(width));
   PutU32(&ihdr, static_cast<uint32_t>(height));
-  ihdr += '\x08';  // bit depth
-  ihdr += '\x02';  // colour type RGB
+  ihdr += '\x08';                // bit depth
+  ihdr += '\x02';                // colour type RGB
   ihdr += std::string(3, '\0');  // compression, filter, interlace
   PutChunk(&out, "IHDR", ihdr);
-  for (const auto& [key, value] : text_chunks) PutChunk(&out, "tEXt", key + '\0' + value);
+  for (const auto& [key, value] : text_chunks)
+    PutChunk(&out, "tEXt", key + '\0' + value);
 
   const size_t row = static_cast<size_t>(width) * 3;
   std::string raw;
@@ -83,7 +84,8 @@ bool DecodePngInfo(const std::string& bytes, PngInfo* info) {
       saw_ihdr = true;
     } else if (type == "tEXt") {
       const auto nul = data.find('\0');
-      if (nul != std::string::npos) info->text.emplace_back(data.substr(0, nul), data.substr(nul + 1));
+      if (nul != std::string::npos)
+        info->text.emplace_back(data.substr(0, nul), data.substr(nul + 1));
     } else if (type == "IEND") {
       return saw_ihdr;
     }

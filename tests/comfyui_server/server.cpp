@@ -58,21 +58,24 @@ int ReplyJson(mg_connection* c, int status, const J& j) {
 int ReplyText(mg_connection* c, int status, const std::string& text) {
   return Reply(c, status, "text/plain; charset=utf-8", text);
 }
-int Ok(mg_connection* c) { return Reply(c, 200, "application/octet-stream", ""); }
+int Ok(mg_connection* c) {
+  return Reply(c, 200, "application/octet-stream", "");
+}
 
 std::string ReadBody(mg_connection* c) {
   std::string body;
   char buf[16384];
   int n = 0;
-  while ((n = mg_read(c, buf, sizeof(buf))) > 0) body.append(buf, static_cast<size_t>(n));
+  while ((n = mg_read(c, buf, sizeof(buf))) > 0)
+    body.append(buf, static_cast<size_t>(n));
   return body;
 }
 
 std::optional<std::string> QueryVar(const mg_request_info* ri, const char* name) {
   if (ri->query_string == nullptr) return std::nullopt;
   std::string buf(8192, '\0');
-  const int n = mg_get_var(ri->query_string, std::strlen(ri->query_string), name, buf.data(),
-                           buf.size());
+  const int n =
+      mg_get_var(ri->query_string, std::strlen(ri->query_string), name, buf.data(), buf.size());
   if (n < 0) return std::nullopt;
   buf.resize(static_cast<size_t>(n));
   return buf;
@@ -82,7 +85,8 @@ std::string RandomHex(size_t n) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
   std::string s(n, '0');
-  for (auto& ch : s) ch = kHex[rng() % 16];
+  for (auto& ch : s)
+    ch = kHex[rng() % 16];
   return s;
 }
 
@@ -99,7 +103,8 @@ bool OriginRefused(mg_connection* c) {
 }  // namespace
 
 json Server::QueueItem::ToJson() const {
-  json n = number == static_cast<int64_t>(number) ? json(static_cast<int64_t>(number)) : json(number);
+  json n =
+      number == static_cast<int64_t>(number) ? json(static_cast<int64_t>(number)) : json(number);
   return json::array({n, prompt_id, prompt, extra_data, outputs});
 }
 
@@ -109,13 +114,18 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
   temp_dir_ = fs::absolute(options_.base_dir / "temp").lexically_normal();
 }
 
-Server::~Server() { Stop(); }
+Server::~Server() {
+  Stop();
+}
 
-std::string Server::url() const { return "http://" + options_.host + ":" + std::to_string(port_); }
+std::string Server::url() const {
+  return "http://" + options_.host + ":" + std::to_string(port_);
+}
 
 Status Server::Start() {
   std::error_code ec;
-  for (const auto& d : {output_dir_, input_dir_, temp_dir_}) fs::create_directories(d, ec);
+  for (const auto& d : {output_dir_, input_dir_, temp_dir_})
+    fs::create_directories(d, ec);
   if (ec) return Status::FailedPrecondition("cannot create " + options_.base_dir.string());
   mg_init_library(MG_FEATURES_WEBSOCKET);
   port_ = options_.port;
@@ -150,9 +160,17 @@ void Server::StopListening() {
 Status Server::Listen() {
   const std::string ports = options_.host + ":" + std::to_string(port_);
   const std::string threads = std::to_string(options_.num_threads);
-  const char* opts[] = {"listening_ports", ports.c_str(), "num_threads", threads.c_str(),
-                        "enable_keep_alive", "yes", "request_timeout_ms", "600000",
-                        "websocket_timeout_ms", "3600000", nullptr};
+  const char* opts[] = {"listening_ports",
+                        ports.c_str(),
+                        "num_threads",
+                        threads.c_str(),
+                        "enable_keep_alive",
+                        "yes",
+                        "request_timeout_ms",
+                        "600000",
+                        "websocket_timeout_ms",
+                        "3600000",
+                        nullptr};
   mg_callbacks callbacks{};
   ctx_.reset(mg_start(&callbacks, this, opts));
   if (!ctx_) return Status::Unavailable("cannot listen on " + ports);
@@ -294,8 +312,10 @@ int Server::Dispatch(mg_connection* conn, const std::string& method, const std::
 int Server::PostPrompt(mg_connection* conn, const std::string& body) {
   json req = json::parse(body);  // not JSON: 500, as aiohttp's request.json() raising
   if (!req.is_object() || !req.contains("prompt")) {
-    json error = {{"type", "no_prompt"}, {"message", "No prompt provided"},
-                  {"details", "No prompt provided"}, {"extra_info", json::object()}};
+    json error = {{"type", "no_prompt"},
+                  {"message", "No prompt provided"},
+                  {"details", "No prompt provided"},
+                  {"extra_info", json::object()}};
     return ReplyJson(conn, 400, json{{"error", error}, {"node_errors", json::object()}});
   }
   QueueItem item;
@@ -328,9 +348,9 @@ int Server::PostPrompt(mg_connection* conn, const std::string& body) {
   json number = item.number == static_cast<int64_t>(item.number)
                     ? json(static_cast<int64_t>(item.number))
                     : json(item.number);
-  return ReplyJson(conn, 200,
-                   json{{"prompt_id", item.prompt_id}, {"number", number},
-                        {"node_errors", v.node_errors}});
+  return ReplyJson(
+      conn, 200,
+      json{{"prompt_id", item.prompt_id}, {"number", number}, {"node_errors", v.node_errors}});
 }
 
 int Server::GetHistory(mg_connection* conn, const std::string& prompt_id) {
@@ -417,8 +437,10 @@ int Server::GetView(mg_connection* conn) {
     return ReplyText(conn, 400, "400: Bad Request");
   }
   const std::string type = QueryVar(ri, "type").value_or("output");
-  fs::path dir = type == "output" ? output_dir_ : type == "input" ? input_dir_
-                 : type == "temp" ? temp_dir_ : fs::path();
+  fs::path dir = type == "output"  ? output_dir_
+                 : type == "input" ? input_dir_
+                 : type == "temp"  ? temp_dir_
+                                   : fs::path();
   if (dir.empty()) return ReplyText(conn, 400, "400: Bad Request");
   if (auto sub = QueryVar(ri, "subfolder")) {
     const fs::path full = dir / *sub;
@@ -432,8 +454,10 @@ int Server::GetView(mg_connection* conn) {
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string ext = file.extension().string();
-  const std::string ct = ext == ".png" ? "image/png" : ext == ".json" ? "application/json"
-                         : ext == ".txt" ? "text/plain" : "application/octet-stream";
+  const std::string ct = ext == ".png"    ? "image/png"
+                         : ext == ".json" ? "application/json"
+                         : ext == ".txt"  ? "text/plain"
+                                          : "application/octet-stream";
   return Reply(conn, 200, ct, ss.str(),
                "Content-Disposition: filename=\"" + file.filename().string() + "\"\r\n");
 }
@@ -448,10 +472,12 @@ json Server::QueueJson() {
   json pending = json::array();
   if (running_) running.push_back(running_->ToJson());
   std::vector<const QueueItem*> sorted;
-  for (const auto& q : pending_) sorted.push_back(&q);
+  for (const auto& q : pending_)
+    sorted.push_back(&q);
   std::stable_sort(sorted.begin(), sorted.end(),
                    [](const QueueItem* a, const QueueItem* b) { return a->number < b->number; });
-  for (const auto* q : sorted) pending.push_back(q->ToJson());
+  for (const auto* q : sorted)
+    pending.push_back(q->ToJson());
   return {{"queue_running", running}, {"queue_pending", pending}};
 }
 
@@ -462,23 +488,32 @@ json Server::SystemStats() {
   json devices = json::array();
   std::lock_guard<std::mutex> lock(mu_);
   if (options_.device == "cpu") {
-    devices.push_back({{"name", "cpu"}, {"type", "cpu"}, {"index", nullptr},
-                       {"vram_total", ram_total}, {"vram_free", ram_free},
-                       {"torch_vram_total", ram_total}, {"torch_vram_free", ram_free}});
+    devices.push_back({{"name", "cpu"},
+                       {"type", "cpu"},
+                       {"index", nullptr},
+                       {"vram_total", ram_total},
+                       {"vram_free", ram_free},
+                       {"torch_vram_total", ram_total},
+                       {"torch_vram_free", ram_free}});
   } else {
     for (int i = 0; i < options_.gpu_count; ++i) {
       const int64_t free = i == 0 ? VramFreeLocked() : options_.vram_total_bytes - (512LL << 20);
       const int64_t torch_total = i == 0 && models_loaded_ ? options_.model_bytes : 0;
-      devices.push_back({{"name", "cuda:" + std::to_string(i) + " " + options_.gpu_name +
-                                      " : cudaMallocAsync"},
-                         {"type", "cuda"}, {"index", i},
-                         {"vram_total", options_.vram_total_bytes}, {"vram_free", free},
-                         {"torch_vram_total", torch_total},
-                         {"torch_vram_free", i == 0 ? torch_total / 8 : 0}});
+      devices.push_back(
+          {{"name", "cuda:" + std::to_string(i) + " " + options_.gpu_name + " : cudaMallocAsync"},
+           {"type", "cuda"},
+           {"index", i},
+           {"vram_total", options_.vram_total_bytes},
+           {"vram_free", free},
+           {"torch_vram_total", torch_total},
+           {"torch_vram_free", i == 0 ? torch_total / 8 : 0}});
     }
   }
-  json system = {{"os", "posix"}, {"ram_total", ram_total}, {"ram_free", ram_free},
-                 {"comfyui_version", "0.8.0"}, {"python_version", "3.12.3 (main) [GCC 13.2.0]"},
+  json system = {{"os", "posix"},
+                 {"ram_total", ram_total},
+                 {"ram_free", ram_free},
+                 {"comfyui_version", "0.8.0"},
+                 {"python_version", "3.12.3 (main) [GCC 13.2.0]"},
                  {"pytorch_version", options_.device == "cpu" ? "2.9.0+cpu" : "2.9.0+cu128"},
                  {"embedded_python", false},
                  {"argv", {"main.py", "--listen", options_.host, "--port", std::to_string(port_)}}};
@@ -486,14 +521,15 @@ json Server::SystemStats() {
 }
 
 int64_t Server::VramFreeLocked() const {
-  const int64_t used =
-      (512LL << 20) + (models_loaded_ ? options_.model_bytes : 0) + working_bytes_;
+  const int64_t used = (512LL << 20) + (models_loaded_ ? options_.model_bytes : 0) + working_bytes_;
   return std::max<int64_t>(0, options_.vram_total_bytes - used);
 }
 
 // ---- WebSocket ----
 
-int Server::OnWsConnect(const mg_connection*, void*) { return 0; }
+int Server::OnWsConnect(const mg_connection*, void*) {
+  return 0;
+}
 
 void Server::OnWsReady(mg_connection* conn, void* user) {
   auto* self = static_cast<Server*>(user);

@@ -75,7 +75,7 @@ class Server {
     std::string path;    // after the /api prefix is stripped
     int status = 0;      // 0: answer normally (after delay_ms)
     int delay_ms = 0;
-    int count = 1;       // 0: every matching request
+    int count = 1;  // 0: every matching request
   };
   struct CachedNode {
     NodeResult result;
@@ -149,8 +149,8 @@ class Server {
   int64_t nodes_executed_ = 0;
 
   std::mutex ws_mu_;
-  std::map<std::string, mg_connection*> sockets_;             // sid -> live socket
-  std::map<const mg_connection*, std::string> socket_sids_;   // every open socket
+  std::map<std::string, mg_connection*> sockets_;            // sid -> live socket
+  std::map<const mg_connection*, std::string> socket_sids_;  // every open socket
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;

@@ -24,7 +24,9 @@ json Reason(const std::string& type, const std::string& message, const std::stri
   return {{"type", type}, {"message", message}, {"details", details}, {"extra_info", extra}};
 }
 
-std::string PyStr(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string PyStr(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
 
 json InputConfig(const NodeInput& in) {
   return json::array({in.type == "COMBO" ? json(in.choices) : json(in.type), in.options});
@@ -45,7 +47,8 @@ std::optional<json> Convert(const NodeInput& in, const json& val, std::string* w
       errno = 0;
       d = in.type == "INT" ? static_cast<double>(std::strtoll(s.c_str(), &end, 10))
                            : std::strtod(s.c_str(), &end);
-      while (end && *end == ' ') ++end;
+      while (end && *end == ' ')
+        ++end;
       if (s.empty() || end == s.c_str() || *end != '\0' || errno != 0) {
         *why = in.type == "INT" ? "invalid literal for int() with base 10: '" + s + "'"
                                 : "could not convert string to float: '" + s + "'";
@@ -54,7 +57,10 @@ std::optional<json> Convert(const NodeInput& in, const json& val, std::string* w
     } else {
       *why = std::string(in.type == "INT" ? "int()" : "float()") +
              " argument must be a string or a real number, not '" +
-             (val.is_null() ? "NoneType" : val.is_object() ? "dict" : "list") + "'";
+             (val.is_null()     ? "NoneType"
+              : val.is_object() ? "dict"
+                                : "list") +
+             "'";
       return std::nullopt;
     }
     if (in.type == "INT") return json(static_cast<int64_t>(std::trunc(d)));
@@ -73,7 +79,8 @@ bool ValidateInputs(json& prompt, const std::string& id, Validated& validated);
 // A linked input [node_id, slot]. Returns false (with reasons appended) when it is invalid.
 bool CheckLink(json& prompt, const NodeInput& in, const json& val, Validated& validated,
                json& errors, bool& upstream_ok) {
-  const json extra = {{"input_name", in.name}, {"input_config", InputConfig(in)}, {"received_value", val}};
+  const json extra = {
+      {"input_name", in.name}, {"input_config", InputConfig(in)}, {"received_value", val}};
   if (val.size() != 2) {
     errors.push_back(Reason("bad_linked_input",
                             "Bad linked input, must be a length-2 list of [node_id, slot_index]",
@@ -117,7 +124,8 @@ bool CheckLink(json& prompt, const NodeInput& in, const json& val, Validated& va
 }
 
 void CheckWidget(const NodeInput& in, json& val, json& errors) {
-  json extra = {{"input_name", in.name}, {"input_config", InputConfig(in)}, {"received_value", val}};
+  json extra = {
+      {"input_name", in.name}, {"input_config", InputConfig(in)}, {"received_value", val}};
   std::string why;
   const auto converted = Convert(in, val, &why);
   if (!converted) {
@@ -130,15 +138,14 @@ void CheckWidget(const NodeInput& in, json& val, json& errors) {
   val = *converted;
   extra["received_value"] = val;
   if (in.options.contains("min") && val.is_number() && val < in.options["min"]) {
-    errors.push_back(Reason("value_smaller_than_min",
-                            "Value " + val.dump() + " smaller than min of " +
-                                in.options["min"].dump(),
-                            in.name, extra));
+    errors.push_back(
+        Reason("value_smaller_than_min",
+               "Value " + val.dump() + " smaller than min of " + in.options["min"].dump(), in.name,
+               extra));
   } else if (in.options.contains("max") && val.is_number() && val > in.options["max"]) {
-    errors.push_back(Reason("value_bigger_than_max",
-                            "Value " + val.dump() + " bigger than max of " +
-                                in.options["max"].dump(),
-                            in.name, extra));
+    errors.push_back(Reason(
+        "value_bigger_than_max",
+        "Value " + val.dump() + " bigger than max of " + in.options["max"].dump(), in.name, extra));
   } else if (in.type == "COMBO" &&
              std::find(in.choices.begin(), in.choices.end(), PyStr(val)) == in.choices.end()) {
     errors.push_back(Reason("value_not_in_list", "Value not in list",
@@ -188,7 +195,8 @@ json CheckClassTypes(const json& prompt, std::vector<std::string>* outputs) {
     const std::string class_type = node["class_type"].get<std::string>();
     const auto it = Registry().find(class_type);
     if (it == Registry().end()) {
-      return Reason("invalid_prompt", "Cannot execute because node " + class_type + " does not exist.",
+      return Reason("invalid_prompt",
+                    "Cannot execute because node " + class_type + " does not exist.",
                     "Node ID '#" + id + "'", json::object());
     }
     if (it->second.output_node) outputs->push_back(id);
@@ -223,10 +231,9 @@ Validation ValidatePrompt(json& prompt) {
       ok = ValidateInputs(prompt, o, validated);
       reasons = validated.results[o].second;
     } catch (const NodeException& ex) {
-      reasons = json::array({Reason("exception_during_validation", "Exception when validating node",
-                                    ex.what(),
-                                    {{"exception_type", ex.exception_type},
-                                     {"traceback", json::array()}})});
+      reasons = json::array(
+          {Reason("exception_during_validation", "Exception when validating node", ex.what(),
+                  {{"exception_type", ex.exception_type}, {"traceback", json::array()}})});
       validated.Set(o, false, reasons);
     }
     if (ok) {

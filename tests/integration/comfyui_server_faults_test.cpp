@@ -28,7 +28,8 @@ TEST_F(ComfyFaults, Http500ForTheCountedRequestsThenNormal) {
 
 TEST_F(ComfyFaults, HangOutlastsTheClientTimeout) {
   SetFaults({{"http", {{{"path", "/history"}, {"delay_ms", 3000}}}}});
-  http::Client impatient(server_->url(), {std::chrono::milliseconds(1000), std::chrono::milliseconds(300)});
+  http::Client impatient(server_->url(),
+                         {std::chrono::milliseconds(1000), std::chrono::milliseconds(300)});
   auto r = impatient.Get("/history");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
@@ -41,7 +42,8 @@ TEST_F(ComfyFaults, HangOutlastsTheClientTimeout) {
 TEST_F(ComfyFaults, WebSocketDropMidPromptThePromptStillCompletes) {
   auto ws = EventCollector::Connect(server_->port(), "w");
   ASSERT_TRUE(ws);
-  Submit(SourceWorkflow("f/drop", 5, 20), "w", "p", {{"scenefarm_test", {{"ws_drop_after_events", 3}}}});
+  Submit(SourceWorkflow("f/drop", 5, 20), "w", "p",
+         {{"scenefarm_test", {{"ws_drop_after_events", 3}}}});
   ASSERT_TRUE(ws->WaitClosed());
   EXPECT_EQ(ws->TypesFor("p").size(), 3u);
   json h = WaitHistory("p");
@@ -65,7 +67,9 @@ TEST_F(ComfyFaults, DropEndpointClosesEveryClient) {
 }
 
 TEST_F(ComfyFaults, OutOfMemoryIsAnExecutionErrorAndUnloadsModels) {
-  const auto vram_free = [&] { return GetJson("/system_stats")["devices"][0]["vram_free"].get<int64_t>(); };
+  const auto vram_free = [&] {
+    return GetJson("/system_stats")["devices"][0]["vram_free"].get<int64_t>();
+  };
   const int64_t idle = vram_free();
   Submit(SourceWorkflow("f/warm", 1), "w", "warm");
   ASSERT_FALSE(WaitHistory("warm").is_null());
@@ -82,7 +86,8 @@ TEST_F(ComfyFaults, OutOfMemoryIsAnExecutionErrorAndUnloadsModels) {
   EXPECT_EQ(err["exception_message"].get<std::string>().rfind("Allocation on device", 0), 0u);
   EXPECT_EQ(err["node_id"], "1");
   EXPECT_EQ(err["node_type"], "ScenefarmTestSource");
-  for (const char* key : {"executed", "traceback", "current_inputs", "current_outputs", "timestamp"}) {
+  for (const char* key :
+       {"executed", "traceback", "current_inputs", "current_outputs", "timestamp"}) {
     EXPECT_TRUE(err.contains(key)) << key;
   }
   json h = WaitHistory("oom");

@@ -29,7 +29,8 @@ std::string RawRequest(int port, const std::string& request) {
   std::string response;
   char buf[4096];
   ssize_t n = 0;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+  while ((n = read(fd, buf, sizeof(buf))) > 0)
+    response.append(buf, static_cast<size_t>(n));
   close(fd);
   return response;
 }
@@ -71,9 +72,9 @@ TEST_F(ComfyApi, OriginFromAnotherHostIsForbidden) {
                                                "\r\nOrigin: http://evil.example\r\n"
                                                "Connection: close\r\n\r\n");
   EXPECT_NE(bad.find("HTTP/1.1 403"), std::string::npos) << bad;
-  const std::string same = RawRequest(port, "GET /queue HTTP/1.1\r\nHost: " + host +
-                                                "\r\nOrigin: http://" + host +
-                                                "\r\nConnection: close\r\n\r\n");
+  const std::string same =
+      RawRequest(port, "GET /queue HTTP/1.1\r\nHost: " + host + "\r\nOrigin: http://" + host +
+                           "\r\nConnection: close\r\n\r\n");
   EXPECT_NE(same.find("HTTP/1.1 200"), std::string::npos) << same;
 }
 
@@ -84,9 +85,9 @@ TEST_F(ComfyApi, EventsFollowComfyUiOrderAndEndWithExecutingNull) {
   EXPECT_EQ(ws->events()[0]["data"]["sid"], "w1");
   Submit(SourceWorkflow("run1/sceneA", 2, 5), "w1", "p1");
   ASSERT_TRUE(ws->WaitForEnd("p1"));
-  const std::vector<std::string> expected = {
-      "execution_start", "execution_cached", "executing", "progress", "progress",
-      "executing",       "executed",         "execution_success", "executing"};
+  const std::vector<std::string> expected = {"execution_start", "execution_cached",  "executing",
+                                             "progress",        "progress",          "executing",
+                                             "executed",        "execution_success", "executing"};
   EXPECT_EQ(ws->TypesFor("p1"), expected);
   // The full stream: status broadcasts around the prompt, executing null last of all.
   const auto all = ws->events();
@@ -112,7 +113,8 @@ TEST_F(ComfyApi, PromptEventsGoOnlyToTheSubmittingClient) {
   Submit(EmptyImageWorkflow("r/a"), "mine", "p-mine");
   ASSERT_TRUE(mine->WaitForEnd("p-mine"));
   ASSERT_FALSE(WaitHistory("p-mine").is_null());
-  for (const auto& e : other->events()) EXPECT_EQ(e["type"], "status") << e.dump();
+  for (const auto& e : other->events())
+    EXPECT_EQ(e["type"], "status") << e.dump();
   // A prompt without client_id sends its events to nobody.
   Post("/prompt", {{"prompt", EmptyImageWorkflow("r/b")}, {"prompt_id", "p-none"}});
   ASSERT_FALSE(WaitHistory("p-none").is_null());
@@ -201,9 +203,10 @@ TEST_F(ComfyApi, HistoryEntryHasComfyUiShape) {
   EXPECT_EQ(e["status"]["status_str"], "success");
   EXPECT_EQ(e["status"]["completed"], true);
   std::vector<std::string> kinds;
-  for (const auto& m : e["status"]["messages"]) kinds.push_back(m[0]);
-  EXPECT_EQ(kinds, (std::vector<std::string>{"execution_start", "execution_cached",
-                                             "execution_success"}));
+  for (const auto& m : e["status"]["messages"])
+    kinds.push_back(m[0]);
+  EXPECT_EQ(kinds,
+            (std::vector<std::string>{"execution_start", "execution_cached", "execution_success"}));
   EXPECT_EQ(e["meta"]["2"]["node_id"], "2");
   EXPECT_EQ(GetJson("/history/unknown-id"), json::object());
 }
@@ -264,7 +267,9 @@ TEST_F(ComfyApi, InterruptOfAnotherPromptIdDoesNothingAndOfItsOwnStopsIt) {
 }
 
 TEST_F(ComfyApi, VramFreeDropsWhileRenderingAndReturnsAfterUnload) {
-  auto vram_free = [&] { return GetJson("/system_stats")["devices"][0]["vram_free"].get<int64_t>(); };
+  auto vram_free = [&] {
+    return GetJson("/system_stats")["devices"][0]["vram_free"].get<int64_t>();
+  };
   json stats = GetJson("/system_stats");
   const json dev = stats["devices"][0];
   EXPECT_EQ(dev["type"], "cuda");
@@ -278,8 +283,8 @@ TEST_F(ComfyApi, VramFreeDropsWhileRenderingAndReturnsAfterUnload) {
   ASSERT_EQ(Post("/interrupt", json::object()).status, 200);
   ASSERT_FALSE(WaitHistory("render").is_null());
   const int64_t after = vram_free();
-  EXPECT_GT(after, during);        // working memory released
-  EXPECT_LT(after, idle);          // the model stays loaded, as in ComfyUI
+  EXPECT_GT(after, during);  // working memory released
+  EXPECT_LT(after, idle);    // the model stays loaded, as in ComfyUI
   ASSERT_EQ(Post("/free", {{"unload_models", true}}).status, 200);
   EXPECT_TRUE(WaitFor([&] { return vram_free() == idle; }));
 }

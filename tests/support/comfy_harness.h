@@ -114,8 +114,11 @@ inline json SourceWorkflow(const std::string& prefix, int frames = 3, int ms_per
   json w = {{"1",
              {{"class_type", "ScenefarmTestSource"},
               {"inputs",
-               {{"frames", frames}, {"width", 16}, {"height", 16},
-                {"render_ms_per_frame", ms_per_frame}, {"seed", seed}}}}},
+               {{"frames", frames},
+                {"width", 16},
+                {"height", 16},
+                {"render_ms_per_frame", ms_per_frame},
+                {"seed", seed}}}}},
             {"2",
              {{"class_type", "SaveImage"},
               {"inputs", {{"images", {"1", 0}}, {"filename_prefix", prefix}}}}}};

@@ -26,7 +26,8 @@ TempDir::~TempDir() {
 Process::Process(std::vector<std::string> argv, std::filesystem::path log_file)
     : log_file_(std::move(log_file)) {
   std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
+  for (auto& a : argv)
+    args.push_back(a.data());
   args.push_back(nullptr);
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -43,7 +44,9 @@ Process::Process(std::vector<std::string> argv, std::filesystem::path log_file)
   }
 }
 
-Process::~Process() { Stop(); }
+Process::~Process() {
+  Stop();
+}
 
 bool Process::running() {
   if (pid_ <= 0) return false;
@@ -82,7 +85,9 @@ void Process::Kill() {
   pid_ = -1;
 }
 
-std::string Process::Log() const { return ReadFile(log_file_); }
+std::string Process::Log() const {
+  return ReadFile(log_file_);
+}
 
 std::string ReadFile(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -10,7 +10,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void Touch(const fs::path& p) { std::ofstream(p) << "x"; }
+void Touch(const fs::path& p) {
+  std::ofstream(p) << "x";
+}
 
 TEST(SaveImagePath, SubfolderFromPrefixAndCounterFromExistingFiles) {
   TempDir dir;

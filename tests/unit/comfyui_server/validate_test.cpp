@@ -7,10 +7,12 @@ namespace scenefarm::testing::comfy {
 namespace {
 
 json Pipeline() {
-  return {{"1", {{"class_type", "EmptyImage"},
-                 {"inputs", {{"width", 64}, {"height", 64}, {"batch_size", 2}, {"color", 0}}}}},
-          {"2", {{"class_type", "SaveImage"},
-                 {"inputs", {{"images", {"1", 0}}, {"filename_prefix", "run/s"}}}}}};
+  return {{"1",
+           {{"class_type", "EmptyImage"},
+            {"inputs", {{"width", 64}, {"height", 64}, {"batch_size", 2}, {"color", 0}}}}},
+          {"2",
+           {{"class_type", "SaveImage"},
+            {"inputs", {{"images", {"1", 0}}, {"filename_prefix", "run/s"}}}}}};
 }
 
 json FirstError(const Validation& v, const std::string& node) {
@@ -30,7 +32,8 @@ TEST(ValidatePrompt, NodeWithoutClassType) {
   p["1"].erase("class_type");
   Validation v = ValidatePrompt(p);
   EXPECT_EQ(v.error["type"], "invalid_prompt");
-  EXPECT_EQ(v.error["message"], "Cannot execute because a node is missing the class_type property.");
+  EXPECT_EQ(v.error["message"],
+            "Cannot execute because a node is missing the class_type property.");
   EXPECT_EQ(v.error["details"], "Node ID '#1'");
 }
 
@@ -105,9 +108,10 @@ TEST(ValidatePrompt, UpstreamErrorIsReportedOnTheUpstreamNodeOnly) {
 
 TEST(ValidatePrompt, ReturnTypeMismatch) {
   json p = Pipeline();
-  p["3"] = {{"class_type", "ScenefarmTestSource"},
-            {"inputs", {{"frames", 1}, {"width", 8}, {"height", 8}, {"render_ms_per_frame", 0},
-                        {"seed", 0}}}};
+  p["3"] = {
+      {"class_type", "ScenefarmTestSource"},
+      {"inputs",
+       {{"frames", 1}, {"width", 8}, {"height", 8}, {"render_ms_per_frame", 0}, {"seed", 0}}}};
   p["2"]["inputs"]["filename_prefix"] = {"3", 0};  // an IMAGE into a STRING input
   Validation v = ValidatePrompt(p);
   EXPECT_EQ(FirstError(v, "2")["type"], "return_type_mismatch");

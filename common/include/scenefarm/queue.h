@@ -1,0 +1,132 @@
+// The scene queue in Redis. Every state change is one Lua script (common/queue/lua/), so a scene
+// is in exactly one place (pending, delayed, leased, dead, or finished) whatever process dies
+// when. Key layout and scripts: docs/queue-protocol.md (our persistent format).
+//
+// Fencing: each lease gets a new attempt number; Ack/Fail/Release/Heartbeat by a worker whose
+// attempt is not the scene's current one change nothing and return kAborted ("stop quietly").
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "scenefarm/clock.h"
+#include "scenefarm/redis.h"
+#include "scenefarm/scene.h"
+#include "scenefarm/status.h"
+
+namespace scenefarm::queue {
+
+struct QueueOptions {
+  std::string name = "scenes";        // SCENEFARM_QUEUE (one queue per Queue object)
+  int default_retry_budget = 1;       // SceneRetryBudget, for scenes that set none
+  int max_reclaims = 10;              // expired leases before a scene is dead-lettered
+  int64_t retention_seconds = 7 * 86400;  // how long a succeeded scene's record is kept
+  size_t enqueue_batch = 1000;        // scenes per pipelined round trip
+};
+
+struct LeasedScene {
+  std::string queue;
+  std::string id;
+  int64_t attempt = 0;  // the fencing token
+  std::string run;
+  int retry_budget = 0;
+  int failures = 0;     // failures so far, before this attempt
+  int64_t enqueued_at_ms = 0;
+  std::string doc;      // the scene document as enqueued (JSON)
+};
+
+enum class HeartbeatResult { kRenewed, kLost, kCancelRequested };
+
+struct Depth {
+  int64_t pending = 0, delayed = 0, leased = 0, dead = 0;
+};
+
+struct QueueStatus {
+  std::string queue;
+  Depth depth;
+  std::map<std::string, int64_t> outcomes;  // succeeded, failed, retried, dead_lettered, cancelled
+  int64_t workers_live = 0;
+  int64_t workers_busy = 0;
+  double oldest_pending_age_seconds = 0;
+  std::vector<std::string> runs_in_progress;
+  nlohmann::json ToJson() const;  // the shape of `scenefarm status --json` (DESIGN.md)
+};
+
+struct SceneInfo {
+  std::string id, run, state, reason, worker;
+  int64_t attempts = 0, failures = 0;
+  nlohmann::json doc;
+  nlohmann::json result;  // what the worker recorded on success
+  std::vector<nlohmann::json> history;  // events of this scene from the event stream
+  nlohmann::json ToJson() const;  // the shape of `scenefarm jobs show --json` (DESIGN.md)
+};
+
+// Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(failures-1))].
+std::chrono::milliseconds RetryBackoff(int failures, std::chrono::milliseconds base,
+                                       std::chrono::milliseconds max, std::mt19937_64& rng);
+
+// "sf:{NAME}:"; the hash tag keeps a queue's keys in one Redis Cluster slot.
+std::string KeyPrefix(const std::string& queue);
+
+// Workers: a sorted set of last heartbeats (ms) and a hash per worker.
+inline constexpr char kWorkersKey[] = "sf:workers";
+std::string WorkerKey(const std::string& worker_id);
+inline constexpr char kQueuesKey[] = "sf:queues";
+
+class Queue {
+ public:
+  Queue(redis::Client& redis, QueueOptions options, const Clock& clock);
+
+  const std::string& name() const { return options_.name; }
+
+  // Pipelined in batches; created[i] is false where a scene with that id already exists.
+  Result<std::vector<bool>> Enqueue(const std::vector<Scene>& scenes);
+  // nullopt when nothing is pending (or due).
+  Result<std::optional<LeasedScene>> Lease(const std::string& worker,
+                                           std::chrono::milliseconds lease);
+  // Renews the leases in one round trip, and marks the worker alive.
+  Result<std::vector<HeartbeatResult>> Heartbeat(const std::string& worker,
+                                                 std::chrono::milliseconds lease,
+                                                 const std::vector<LeasedScene>& held);
+  Status Ack(const LeasedScene& s, const std::string& worker, const nlohmann::json& result);
+  // Spends one of the retry budget: "delayed" (retried after backoff) or "dead". permanent:
+  // dead-letter at once (a 400 from /prompt, an invalid scene document).
+  Result<std::string> Fail(const LeasedScene& s, const std::string& worker,
+                           const std::string& reason, bool permanent,
+                           std::chrono::milliseconds backoff);
+  // The worker stopped the scene because its cancel was requested.
+  Status AckCancelled(const LeasedScene& s, const std::string& worker);
+  // Back to the front of pending without spending the retry budget.
+  Status Release(const LeasedScene& s, const std::string& worker, const std::string& reason);
+  // Returns how many expired leases were moved.
+  Result<int64_t> Reclaim(int limit = 100);
+  // The scenes this worker id still holds (after a restart), each with a new attempt.
+  Result<std::vector<LeasedScene>> Resume(const std::string& worker,
+                                          std::chrono::milliseconds lease);
+  // Returns the state the scene was in; kNotFound when unknown.
+  Result<std::string> Cancel(const std::string& id);
+  // Dead -> pending; kFailedPrecondition when the scene is not dead, kNotFound when unknown.
+  Status Retry(const std::string& id);
+
+  Result<SceneInfo> Show(const std::string& id);
+  Result<QueueStatus> GetStatus(std::chrono::milliseconds live_window);
+
+ private:
+  std::vector<std::string> Args(std::initializer_list<std::string> rest) const;
+  Result<LeasedScene> ParseLeased(const redis::Value& v) const;
+  Result<redis::Value> Fenced(const redis::Script& script, std::initializer_list<std::string> rest);
+
+  redis::Client& redis_;
+  const QueueOptions options_;
+  const Clock& clock_;
+  const std::string prefix_;
+};
+
+}  // namespace scenefarm::queue

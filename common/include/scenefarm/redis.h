@@ -1,0 +1,99 @@
+// A Redis client over hiredis (0.14) with reconnect, pipelining and Lua scripts by SHA.
+//
+// Connection loss never throws and never spins: a call on a broken connection tries to
+// reconnect at most once per backoff period (doubling from reconnect_min to reconnect_max) and
+// otherwise fails at once with kUnavailable. A client is not thread-safe: one per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "scenefarm/status.h"
+
+struct redisContext;
+
+namespace scenefarm::redis {
+
+// redis://[[user]:password@]host:port[/db]
+struct RedisUrl {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string user;
+  std::string password;
+  int db = 0;
+};
+Result<RedisUrl> ParseRedisUrl(const std::string& url);
+
+struct Options {
+  std::string url = "redis://127.0.0.1:6379/0";
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds command_timeout{5000};
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+};
+
+// A reply, copied out of hiredis so that it owns its data.
+struct Value {
+  enum class Type { kNil, kString, kInteger, kArray, kStatus, kError };
+  Type type = Type::kNil;
+  std::string str;  // kString, kStatus, kError
+  int64_t integer = 0;
+  std::vector<Value> elements;
+  bool is_nil() const { return type == Type::kNil; }
+  bool is_error() const { return type == Type::kError; }
+  // The value as a string: str for strings, the number for integers, "" otherwise.
+  std::string AsString() const;
+  int64_t AsInt(int64_t fallback = 0) const;
+};
+
+struct Script {
+  const char* name;
+  const char* source;
+};
+
+class Client {
+ public:
+  explicit Client(Options options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Connects now (otherwise the first command does). kUnavailable when Redis cannot be reached,
+  // kFailedPrecondition when AUTH or SELECT is refused.
+  Status Connect();
+  bool connected() const;
+
+  // A Redis error reply is a Value of kError, not a failed Result.
+  Result<Value> Command(const std::vector<std::string>& argv);
+  // Sends all commands, then reads all replies: one round trip.
+  Result<std::vector<Value>> Pipeline(const std::vector<std::vector<std::string>>& commands);
+  // EVALSHA with no keys (the scripts compute theirs from the queue prefix); loads the script
+  // on first use and again after NOSCRIPT (a restarted or flushed Redis).
+  Result<Value> Eval(const Script& script, const std::vector<std::string>& args);
+  Result<std::vector<Value>> EvalPipeline(const Script& script,
+                                          const std::vector<std::vector<std::string>>& args);
+
+  // Round trips made so far (one per Command, one per Pipeline), for benchmarks.
+  int64_t round_trips() const { return round_trips_; }
+
+ private:
+  Status EnsureConnected();
+  void Disconnect(const std::string& why);
+  Result<std::string> LoadScript(const Script& script);
+  Result<std::vector<Value>> RawPipeline(const std::vector<std::vector<std::string>>& commands);
+
+  Options options_;
+  RedisUrl url_;
+  Status url_status_;
+  redisContext* ctx_ = nullptr;
+  std::chrono::steady_clock::time_point next_attempt_{};
+  std::chrono::milliseconds backoff_;
+  std::map<std::string, std::string> shas_;  // script name -> sha1
+  int64_t round_trips_ = 0;
+};
+
+}  // namespace scenefarm::redis

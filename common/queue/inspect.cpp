@@ -1,0 +1,105 @@
+// Read-only views of a queue (status, one scene) for the CLI; the exporter reads the same keys.
+#include "scenefarm/queue.h"
+
+namespace scenefarm::queue {
+namespace {
+
+using json = nlohmann::json;
+
+const char* const kOutcomes[] = {"succeeded", "failed", "retried", "dead_lettered", "cancelled"};
+
+}  // namespace
+
+json QueueStatus::ToJson() const {
+  json outcomes_json = json::object();
+  for (const char* o : kOutcomes) {
+    const auto it = outcomes.find(o);
+    outcomes_json[o] = it == outcomes.end() ? 0 : it->second;
+  }
+  return {{"queue", queue},
+          {"depth",
+           {{"pending", depth.pending}, {"delayed", depth.delayed}, {"leased", depth.leased},
+            {"dead", depth.dead}}},
+          {"outcomes", outcomes_json},
+          {"workers", {{"live", workers_live}, {"busy", workers_busy}}},
+          {"oldest_pending_age_seconds", oldest_pending_age_seconds},
+          {"runs_in_progress", runs_in_progress}};
+}
+
+json SceneInfo::ToJson() const {
+  json j = {{"id", id}, {"run", run}, {"state", state}, {"attempts", attempts},
+            {"failures", failures}};
+  if (!reason.empty()) j["reason"] = reason;
+  if (!worker.empty()) j["worker"] = worker;
+  if (!result.is_null()) j["result"] = result;
+  j["history"] = history;
+  return j;
+}
+
+Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
+  const int64_t now = clock_.QueueTimeMs() > 0 ? clock_.QueueTimeMs() : clock_.NowMs();
+  auto replies = redis_.Pipeline({
+      {"ZCARD", prefix_ + "pending"},
+      {"ZCARD", prefix_ + "delayed"},
+      {"ZCARD", prefix_ + "leased"},
+      {"ZCARD", prefix_ + "dead"},
+      {"HGETALL", prefix_ + "stats"},
+      {"ZRANGEBYSCORE", kWorkersKey, std::to_string(now - live_window.count()), "+inf"},
+      {"SMEMBERS", prefix_ + "runs"},
+      {"ZRANGE", prefix_ + "pending_since", "0", "0", "WITHSCORES"},
+  });
+  if (!replies.ok()) return replies.status();
+  const auto& r = *replies;
+  QueueStatus st;
+  st.queue = options_.name;
+  st.depth = {r[0].integer, r[1].integer, r[2].integer, r[3].integer};
+  for (size_t i = 0; i + 1 < r[4].elements.size(); i += 2) {
+    st.outcomes[r[4].elements[i].str] = r[4].elements[i + 1].AsInt();
+  }
+  st.workers_live = static_cast<int64_t>(r[5].elements.size());
+  for (const auto& run : r[6].elements) st.runs_in_progress.push_back(run.str);
+  std::sort(st.runs_in_progress.begin(), st.runs_in_progress.end());
+  if (r[7].elements.size() == 2) {
+    const double since = std::atof(r[7].elements[1].str.c_str());
+    st.oldest_pending_age_seconds = std::max(0.0, (static_cast<double>(now) - since) / 1000.0);
+  }
+  std::vector<std::vector<std::string>> busy;
+  for (const auto& w : r[5].elements) busy.push_back({"HGET", WorkerKey(w.str), "busy"});
+  auto details = redis_.Pipeline(busy);
+  if (!details.ok()) return details.status();
+  for (const auto& b : *details) st.workers_busy += b.AsString() == "1";
+  return st;
+}
+
+Result<SceneInfo> Queue::Show(const std::string& id) {
+  auto replies = redis_.Pipeline({{"HGETALL", prefix_ + "scene:" + id},
+                                  {"XREVRANGE", prefix_ + "events", "+", "-", "COUNT", "2000"}});
+  if (!replies.ok()) return replies.status();
+  const auto& h = (*replies)[0].elements;
+  if (h.empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
+  std::map<std::string, std::string> f;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) f[h[i].str] = h[i + 1].str;
+  SceneInfo info;
+  info.id = id;
+  info.run = f["run"];
+  info.state = f["state"];
+  info.reason = f["reason"];
+  info.worker = f["worker"];
+  info.attempts = std::atoll(f["attempts"].c_str());
+  info.failures = std::atoll(f["failures"].c_str());
+  info.doc = json::parse(f["doc"], nullptr, false);
+  if (!f["result"].empty()) info.result = json::parse(f["result"], nullptr, false);
+  // The newest 2000 events of the queue; older history of a long-running queue is trimmed.
+  for (const auto& entry : (*replies)[1].elements) {
+    if (entry.elements.size() < 2) continue;
+    json e = {{"event_id", entry.elements[0].str}};
+    const auto& kv = entry.elements[1].elements;
+    for (size_t i = 0; i + 1 < kv.size(); i += 2) e[kv[i].str] = kv[i + 1].str;
+    if (e.value("scene", "") != id) continue;
+    e.erase("scene");
+    info.history.insert(info.history.begin(), e);
+  }
+  return info;
+}
+
+}  // namespace scenefarm::queue

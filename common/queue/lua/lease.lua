@@ -1,0 +1,24 @@
+-- ARGV[3] worker, [4] lease_ms
+-- Moves due delayed scenes to pending, then leases the first pending scene.
+-- Returns {id, attempt, doc, run, retry_budget, failures, enqueued_at} or nil when none is pending.
+local worker, lease_ms = ARGV[3], tonumber(ARGV[4])
+local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
+for _, id in ipairs(due) do
+  redis.call('ZREM', P .. 'delayed', id)
+  local h = redis.call('HMGET', skey(id), 'priority', 'seq')
+  to_pending(id, h[1], h[2])
+end
+local first = redis.call('ZRANGE', P .. 'pending', 0, 0)
+if #first == 0 then return nil end
+local id = first[1]
+redis.call('ZREM', P .. 'pending', id)
+redis.call('ZREM', P .. 'pending_since', id)
+local attempt = redis.call('HINCRBY', skey(id), 'attempts', 1)
+redis.call('HSET', skey(id), 'state', 'leased', 'worker', worker, 'leased_at', now)
+redis.call('ZADD', P .. 'leased', now + lease_ms, id)
+redis.call('SADD', P .. 'wl:' .. worker, id)
+local h = redis.call('HMGET', skey(id), 'doc', 'run', 'retry_budget', 'failures', 'enqueued_at',
+                     'available_at')
+observe('queue_wait', WAIT_BUCKETS, math.max(0, now - tonumber(h[6] or now)) / 1000)
+event(id, h[2], 'leased', attempt, worker)
+return {id, attempt, h[1], h[2], h[3], h[4], h[5]}

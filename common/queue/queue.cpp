@@ -1,0 +1,190 @@
+#include "scenefarm/queue.h"
+
+#include "queue_scripts.h"
+
+namespace scenefarm::queue {
+namespace {
+
+using json = nlohmann::json;
+
+const redis::Script kEnqueue{"enqueue", scripts::k_enqueue};
+const redis::Script kLease{"lease", scripts::k_lease};
+const redis::Script kHeartbeat{"heartbeat", scripts::k_heartbeat};
+const redis::Script kAck{"ack", scripts::k_ack};
+const redis::Script kFail{"fail", scripts::k_fail};
+const redis::Script kRelease{"release", scripts::k_release};
+const redis::Script kReclaim{"reclaim", scripts::k_reclaim};
+const redis::Script kCancel{"cancel", scripts::k_cancel};
+const redis::Script kRetry{"retry", scripts::k_retry};
+const redis::Script kResume{"resume", scripts::k_resume};
+
+Status ScriptError(const char* what, const redis::Value& v) {
+  return Status::Internal(std::string(what) + ": " + v.str);
+}
+
+}  // namespace
+
+std::chrono::milliseconds RetryBackoff(int failures, std::chrono::milliseconds base,
+                                       std::chrono::milliseconds max, std::mt19937_64& rng) {
+  const int shift = std::clamp(failures - 1, 0, 30);
+  const int64_t ceiling = std::min<int64_t>(max.count(), base.count() << shift);
+  std::uniform_int_distribution<int64_t> dist(0, std::max<int64_t>(0, ceiling));
+  return std::chrono::milliseconds(dist(rng));
+}
+
+std::string KeyPrefix(const std::string& queue) { return "sf:{" + queue + "}:"; }
+std::string WorkerKey(const std::string& worker_id) { return "sf:worker:" + worker_id; }
+
+Queue::Queue(redis::Client& redis, QueueOptions options, const Clock& clock)
+    : redis_(redis), options_(std::move(options)), clock_(clock), prefix_(KeyPrefix(options_.name)) {}
+
+std::vector<std::string> Queue::Args(std::initializer_list<std::string> rest) const {
+  std::vector<std::string> a = {prefix_, std::to_string(clock_.QueueTimeMs())};
+  a.insert(a.end(), rest.begin(), rest.end());
+  return a;
+}
+
+Result<std::vector<bool>> Queue::Enqueue(const std::vector<Scene>& scenes) {
+  std::vector<bool> created;
+  created.reserve(scenes.size());
+  for (size_t start = 0; start < scenes.size(); start += options_.enqueue_batch) {
+    const size_t end = std::min(scenes.size(), start + options_.enqueue_batch);
+    std::vector<std::vector<std::string>> batch;
+    for (size_t i = start; i < end; ++i) {
+      const Scene& s = scenes[i];
+      batch.push_back(Args({s.id, s.run, std::to_string(s.priority),
+                            std::to_string(s.retry_budget.value_or(options_.default_retry_budget)),
+                            SceneToJson(s).dump()}));
+    }
+    auto replies = redis_.EvalPipeline(kEnqueue, batch);
+    if (!replies.ok()) return replies.status();
+    for (const auto& r : *replies) {
+      if (r.is_error()) return ScriptError("enqueue", r);
+      created.push_back(r.integer == 1);
+    }
+  }
+  return created;
+}
+
+Result<LeasedScene> Queue::ParseLeased(const redis::Value& v) const {
+  if (v.type != redis::Value::Type::kArray || v.elements.size() < 7) {
+    return Status::Internal("lease: unexpected reply");
+  }
+  LeasedScene s;
+  s.queue = options_.name;
+  s.id = v.elements[0].AsString();
+  s.attempt = v.elements[1].AsInt();
+  s.doc = v.elements[2].AsString();
+  s.run = v.elements[3].AsString();
+  s.retry_budget = static_cast<int>(v.elements[4].AsInt());
+  s.failures = static_cast<int>(v.elements[5].AsInt());
+  s.enqueued_at_ms = v.elements[6].AsInt();
+  return s;
+}
+
+Result<std::optional<LeasedScene>> Queue::Lease(const std::string& worker,
+                                                std::chrono::milliseconds lease) {
+  auto r = redis_.Eval(kLease, Args({worker, std::to_string(lease.count())}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("lease", *r);
+  if (r->is_nil()) return std::optional<LeasedScene>();
+  auto s = ParseLeased(*r);
+  if (!s.ok()) return s.status();
+  return std::optional<LeasedScene>(std::move(s).value());
+}
+
+Result<std::vector<HeartbeatResult>> Queue::Heartbeat(const std::string& worker,
+                                                      std::chrono::milliseconds lease,
+                                                      const std::vector<LeasedScene>& held) {
+  std::vector<std::string> args = Args({worker, std::to_string(lease.count())});
+  for (const auto& s : held) {
+    args.push_back(s.id);
+    args.push_back(std::to_string(s.attempt));
+  }
+  auto r = redis_.Eval(kHeartbeat, args);
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("heartbeat", *r);
+  std::vector<HeartbeatResult> out;
+  for (const auto& e : r->elements) {
+    out.push_back(e.integer == 1   ? HeartbeatResult::kRenewed
+                  : e.integer == 2 ? HeartbeatResult::kCancelRequested
+                                   : HeartbeatResult::kLost);
+  }
+  return out;
+}
+
+Result<redis::Value> Queue::Fenced(const redis::Script& script,
+                                   std::initializer_list<std::string> rest) {
+  auto r = redis_.Eval(script, Args(rest));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError(script.name, *r);
+  if (r->type == redis::Value::Type::kInteger && r->integer == 0) {
+    return Status::Aborted(std::string(script.name) + ": the lease is no longer this worker's");
+  }
+  return r;
+}
+
+Status Queue::Ack(const LeasedScene& s, const std::string& worker, const json& result) {
+  return Fenced(kAck, {worker, s.id, std::to_string(s.attempt), result.dump(),
+                       std::to_string(options_.retention_seconds)})
+      .status();
+}
+
+Result<std::string> Queue::Fail(const LeasedScene& s, const std::string& worker,
+                                const std::string& reason, bool permanent,
+                                std::chrono::milliseconds backoff) {
+  auto r = Fenced(kFail, {worker, s.id, std::to_string(s.attempt), reason, permanent ? "1" : "0",
+                          std::to_string(backoff.count()), "failed"});
+  if (!r.ok()) return r.status();
+  return r->AsString();
+}
+
+Status Queue::AckCancelled(const LeasedScene& s, const std::string& worker) {
+  return Fenced(kFail, {worker, s.id, std::to_string(s.attempt), "cancelled by request", "0", "0",
+                        "cancelled"})
+      .status();
+}
+
+Status Queue::Release(const LeasedScene& s, const std::string& worker, const std::string& reason) {
+  return Fenced(kRelease, {worker, s.id, std::to_string(s.attempt), reason}).status();
+}
+
+Result<int64_t> Queue::Reclaim(int limit) {
+  auto r = redis_.Eval(kReclaim, Args({std::to_string(limit), std::to_string(options_.max_reclaims)}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("reclaim", *r);
+  return r->integer;
+}
+
+Result<std::vector<LeasedScene>> Queue::Resume(const std::string& worker,
+                                               std::chrono::milliseconds lease) {
+  auto r = redis_.Eval(kResume, Args({worker, std::to_string(lease.count())}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("resume", *r);
+  std::vector<LeasedScene> out;
+  for (const auto& e : r->elements) {
+    auto s = ParseLeased(e);
+    if (!s.ok()) return s.status();
+    out.push_back(std::move(s).value());
+  }
+  return out;
+}
+
+Result<std::string> Queue::Cancel(const std::string& id) {
+  auto r = redis_.Eval(kCancel, Args({id}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("cancel", *r);
+  if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
+  return r->AsString();
+}
+
+Status Queue::Retry(const std::string& id) {
+  auto r = redis_.Eval(kRetry, Args({id}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("retry", *r);
+  if (r->type == redis::Value::Type::kInteger && r->integer == 1) return Status::Ok();
+  if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
+  return Status::FailedPrecondition("scene '" + id + "' is " + r->AsString() + ", not dead");
+}
+
+}  // namespace scenefarm::queue

@@ -1,0 +1,169 @@
+#include "scenefarm/scene.h"
+
+#include <random>
+
+namespace scenefarm {
+namespace {
+
+using json = nlohmann::json;
+
+Status FieldError(const std::string& field, const std::string& what) {
+  return Status::InvalidArgument("scene: field '" + field + "' " + what);
+}
+
+Status CheckWorkflow(const json& w) {
+  if (!w.is_object() || w.empty()) {
+    return FieldError("workflow", "must be a non-empty object (ComfyUI API format)");
+  }
+  for (const auto& [node_id, node] : w.items()) {
+    if (!node.is_object() || !node.contains("class_type") || !node["class_type"].is_string()) {
+      return FieldError("workflow", "node '" + node_id + "' has no class_type string");
+    }
+    if (node.contains("inputs") && !node["inputs"].is_object()) {
+      return FieldError("workflow", "node '" + node_id + "' inputs must be an object");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ReadInt(const json& doc, const char* field, int min, int max, std::optional<int>* out) {
+  if (!doc.contains(field)) return Status::Ok();
+  const json& v = doc[field];
+  if (!v.is_number_integer() || v.get<int64_t>() < min || v.get<int64_t>() > max) {
+    return FieldError(field, "must be an integer from " + std::to_string(min) + " to " +
+                                 std::to_string(max) + ", got " + v.dump());
+  }
+  *out = v.get<int>();
+  return Status::Ok();
+}
+
+Status ReadId(const json& doc, const char* field, std::string* out) {
+  if (!doc.contains(field)) return Status::Ok();
+  if (!doc[field].is_string() || !IsValidId(doc[field].get<std::string>())) {
+    return FieldError(field, "must match [A-Za-z0-9._-]{1,128} and not be '.' or '..', got " +
+                                 doc[field].dump());
+  }
+  *out = doc[field].get<std::string>();
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool IsValidId(std::string_view id) {
+  if (id.empty() || id.size() > 128 || id == "." || id == "..") return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string GenerateSceneId() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id = "s-";
+  uint64_t r = rng();
+  for (int i = 0; i < 16; ++i, r >>= 4) id += kHex[r & 15];
+  return id;
+}
+
+Result<Scene> SceneFromJson(const json& doc) {
+  if (!doc.is_object()) return Status::InvalidArgument("scene: must be a JSON object");
+  static const char* kFields[] = {"id", "run", "workflow", "priority", "retry_budget",
+                                  "expected_frames", "metadata"};
+  for (const auto& [key, value] : doc.items()) {
+    if (std::find_if(std::begin(kFields), std::end(kFields),
+                     [&](const char* f) { return key == f; }) == std::end(kFields)) {
+      return FieldError(key, "is not a scene field (id, run, workflow, priority, retry_budget, "
+                             "expected_frames, metadata)");
+    }
+  }
+  Scene s;
+  if (Status st = ReadId(doc, "id", &s.id); !st.ok()) return st;
+  if (Status st = ReadId(doc, "run", &s.run); !st.ok()) return st;
+  if (!doc.contains("workflow")) return FieldError("workflow", "is missing");
+  if (Status st = CheckWorkflow(doc["workflow"]); !st.ok()) return st;
+  s.workflow = doc["workflow"];
+  std::optional<int> priority;
+  if (Status st = ReadInt(doc, "priority", kMinPriority, kMaxPriority, &priority); !st.ok()) {
+    return st;
+  }
+  s.priority = priority.value_or(0);
+  if (Status st = ReadInt(doc, "retry_budget", 0, kMaxRetryBudget, &s.retry_budget); !st.ok()) {
+    return st;
+  }
+  if (Status st = ReadInt(doc, "expected_frames", 0, 1000000, &s.expected_frames); !st.ok()) {
+    return st;
+  }
+  if (doc.contains("metadata")) {
+    if (!doc["metadata"].is_object()) return FieldError("metadata", "must be an object");
+    s.metadata = doc["metadata"];
+  }
+  if (s.id.empty()) s.id = GenerateSceneId();
+  return s;
+}
+
+Result<Scene> ParseScene(std::string_view text) {
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Status::InvalidArgument("scene: not valid JSON");
+  return SceneFromJson(doc);
+}
+
+json SceneToJson(const Scene& s) {
+  json j = {{"id", s.id}, {"run", s.run}, {"workflow", s.workflow}, {"priority", s.priority}};
+  if (s.retry_budget) j["retry_budget"] = *s.retry_budget;
+  if (s.expected_frames) j["expected_frames"] = *s.expected_frames;
+  if (!s.metadata.empty()) j["metadata"] = s.metadata;
+  return j;
+}
+
+namespace {
+
+Status AddScene(json doc, const std::optional<std::string>& default_run, const std::string& where,
+                std::vector<Scene>* out) {
+  if (default_run && doc.is_object() && !doc.contains("run")) doc["run"] = *default_run;
+  auto scene = SceneFromJson(doc);
+  if (!scene.ok()) return Status::InvalidArgument(where + ": " + scene.status().message());
+  out->push_back(std::move(scene).value());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::vector<Scene>> ParseSceneStream(std::string_view text,
+                                            const std::optional<std::string>& default_run) {
+  std::vector<Scene> scenes;
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return scenes;
+  json whole = json::parse(text, nullptr, false);
+  if (!whole.is_discarded() && whole.is_array()) {
+    for (size_t i = 0; i < whole.size(); ++i) {
+      Status s = AddScene(whole[i], default_run, "element " + std::to_string(i), &scenes);
+      if (!s.ok()) return s;
+    }
+    return scenes;
+  }
+  if (!whole.is_discarded()) {
+    Status s = AddScene(whole, default_run, "document", &scenes);
+    if (!s.ok()) return s;
+    return scenes;
+  }
+  size_t line_no = 0;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    const std::string_view line = text.substr(at, end - at);
+    ++line_no;
+    at = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    json doc = json::parse(line, nullptr, false);
+    const std::string where = "line " + std::to_string(line_no);
+    if (doc.is_discarded()) return Status::InvalidArgument(where + ": not valid JSON");
+    Status s = AddScene(std::move(doc), default_run, where, &scenes);
+    if (!s.ok()) return s;
+  }
+  return scenes;
+}
+
+}  // namespace scenefarm

@@ -1,0 +1,299 @@
+// The queue protocol against a real redis-server: every transition, fencing, backoff,
+// dead-letter, cancel, retry, priorities, reclaim, resume, and Redis going away.
+#include <thread>
+
+#include "support/queue_fixture.h"
+
+namespace scenefarm::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using queue::HeartbeatResult;
+
+TEST_F(QueueTest, EnqueueLeaseAckRecordsOutcomesAndEvents) {
+  auto created = queue_.Enqueue({MakeScene("a")});
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(*created, std::vector<bool>{true});
+  clock_.AdvanceMs(2500);
+  auto s = MustLease("w1");
+  EXPECT_EQ(s.id, "a");
+  EXPECT_EQ(s.attempt, 1);
+  EXPECT_EQ(s.run, "run1");
+  EXPECT_EQ(s.retry_budget, 1);
+  EXPECT_EQ(nlohmann::json::parse(s.doc)["workflow"]["1"]["class_type"], "EmptyImage");
+  clock_.AdvanceMs(42000);
+  ASSERT_TRUE(queue_.Ack(s, "w1", {{"frames", 3}}).ok());
+  auto st = queue_.GetStatus(30s);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->depth.pending + st->depth.leased + st->depth.delayed + st->depth.dead, 0);
+  EXPECT_EQ(st->outcomes["succeeded"], 1);
+  EXPECT_EQ(Events("a"), (std::vector<std::string>{"enqueued", "leased", "succeeded"}));
+  auto info = queue_.Show("a");
+  EXPECT_EQ(info->state, "succeeded");
+  EXPECT_EQ(info->result["frames"], 3);
+  // Render duration 42 s lands in the le=45 bucket, queue wait 2.5 s in le=5.
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:h:duration", "45"})->AsInt(), 1);
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:h:duration", "sum"})->AsString(), "42");
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:h:queue_wait", "5"})->AsInt(), 1);
+  EXPECT_TRUE(st->runs_in_progress.empty());
+}
+
+TEST_F(QueueTest, ExistingIdIsNotEnqueuedTwice) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  auto again = queue_.Enqueue({MakeScene("a"), MakeScene("b")});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, (std::vector<bool>{false, true}));
+  EXPECT_EQ(queue_.GetStatus(30s)->depth.pending, 2);
+}
+
+TEST_F(QueueTest, HigherPriorityFirstAndFifoWithinAPriority) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("low1", -5), MakeScene("mid1"), MakeScene("high", 10),
+                              MakeScene("mid2"), MakeScene("low2", -5)})
+                  .ok());
+  std::vector<std::string> order;
+  for (int i = 0; i < 5; ++i) order.push_back(MustLease("w").id);
+  EXPECT_EQ(order, (std::vector<std::string>{"high", "mid1", "mid2", "low1", "low2"}));
+  EXPECT_TRUE(NothingToLease("w"));
+}
+
+TEST_F(QueueTest, LateAckAfterTakeoverIsRefused) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  auto first = MustLease("w1", 30s);
+  clock_.AdvanceMs(31000);  // w1 stalled: its lease expired
+  EXPECT_EQ(*queue_.Reclaim(), 1);
+  auto second = MustLease("w2", 30s);
+  EXPECT_EQ(second.attempt, 2);
+  Status late = queue_.Ack(first, "w1", {});
+  EXPECT_EQ(late.code(), StatusCode::kAborted) << late.ToString();
+  EXPECT_EQ(queue_.Fail(first, "w1", "x", false, 0ms).status().code(), StatusCode::kAborted);
+  EXPECT_EQ(queue_.Release(first, "w1", "x").code(), StatusCode::kAborted);
+  auto hb = queue_.Heartbeat("w1", 30s, {first});
+  EXPECT_EQ(hb->front(), HeartbeatResult::kLost);
+  ASSERT_TRUE(queue_.Ack(second, "w2", {}).ok());
+  EXPECT_EQ(Events("a"), (std::vector<std::string>{"enqueued", "leased", "reclaimed", "leased",
+                                                   "succeeded"}));
+}
+
+TEST_F(QueueTest, HeartbeatKeepsTheLease) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  auto s = MustLease("w1", 30s);
+  for (int i = 0; i < 5; ++i) {
+    clock_.AdvanceMs(20000);
+    auto hb = queue_.Heartbeat("w1", 30s, {s});
+    ASSERT_TRUE(hb.ok());
+    EXPECT_EQ(hb->front(), HeartbeatResult::kRenewed);
+    EXPECT_EQ(*queue_.Reclaim(), 0);
+  }
+  EXPECT_EQ(client_.Command({"ZSCORE", "sf:workers", "w1"})->AsInt(), clock_.NowMs());
+}
+
+TEST_F(QueueTest, FailureRetriesAfterBackoffThenDeadLettersPastTheBudget) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a", 0, 1)}).ok());
+  auto s1 = MustLease("w");
+  auto r1 = queue_.Fail(s1, "w", "execution_error RuntimeError", false, 5000ms);
+  ASSERT_TRUE(r1.ok());
+  EXPECT_EQ(*r1, "delayed");
+  EXPECT_EQ(queue_.GetStatus(30s)->depth.delayed, 1);
+  clock_.AdvanceMs(4999);
+  EXPECT_TRUE(NothingToLease("w"));  // not due yet
+  clock_.AdvanceMs(1);
+  auto s2 = MustLease("w");
+  EXPECT_EQ(s2.attempt, 2);
+  EXPECT_EQ(s2.failures, 1);
+  auto r2 = queue_.Fail(s2, "w", "execution_error again", false, 5000ms);
+  EXPECT_EQ(*r2, "dead");
+  auto info = queue_.Show("a");
+  EXPECT_EQ(info->state, "dead");
+  EXPECT_EQ(info->reason, "execution_error again");
+  auto st = queue_.GetStatus(30s);
+  EXPECT_EQ(st->depth.dead, 1);
+  EXPECT_EQ(st->outcomes["failed"], 2);
+  EXPECT_EQ(st->outcomes["retried"], 1);
+  EXPECT_EQ(st->outcomes["dead_lettered"], 1);
+}
+
+TEST_F(QueueTest, PermanentFailureDeadLettersAtOnce) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a", 0, 5)}).ok());
+  auto s = MustLease("w");
+  EXPECT_EQ(*queue_.Fail(s, "w", "ComfyUI 400 invalid_prompt", true, 0ms), "dead");
+  EXPECT_EQ(queue_.Show("a")->state, "dead");
+}
+
+TEST_F(QueueTest, BackoffIsExponentialWithFullJitterAndCapped) {
+  std::mt19937_64 rng(42);
+  for (int failures = 1; failures <= 12; ++failures) {
+    const int64_t ceiling = std::min<int64_t>(60000, 1000LL << (failures - 1));
+    int64_t seen_max = 0;
+    for (int i = 0; i < 2000; ++i) {
+      const auto d = queue::RetryBackoff(failures, 1000ms, 60000ms, rng).count();
+      ASSERT_GE(d, 0);
+      ASSERT_LE(d, ceiling);
+      seen_max = std::max(seen_max, d);
+    }
+    EXPECT_GT(seen_max, ceiling * 9 / 10) << "failures=" << failures;
+  }
+}
+
+TEST_F(QueueTest, CancelPendingRemovesIt) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  EXPECT_EQ(*queue_.Cancel("a"), "pending");
+  EXPECT_EQ(MustLease("w").id, "b");
+  EXPECT_TRUE(NothingToLease("w"));
+  EXPECT_EQ(queue_.Show("a")->state, "cancelled");
+  EXPECT_EQ(queue_.Cancel("nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(QueueTest, CancelLeasedIsRequestedThenAcknowledgedByItsWorker) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  auto s = MustLease("w");
+  EXPECT_EQ(*queue_.Cancel("a"), "leased");
+  EXPECT_EQ(queue_.Heartbeat("w", 30s, {s})->front(), HeartbeatResult::kCancelRequested);
+  ASSERT_TRUE(queue_.AckCancelled(s, "w").ok());
+  EXPECT_EQ(queue_.Show("a")->state, "cancelled");
+  EXPECT_EQ(queue_.GetStatus(30s)->outcomes["cancelled"], 1);
+}
+
+TEST_F(QueueTest, CancelOfALeaseWhoseWorkerDiedEndsAtReclaim) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  MustLease("w", 30s);
+  ASSERT_EQ(*queue_.Cancel("a"), "leased");
+  clock_.AdvanceMs(31000);
+  EXPECT_EQ(*queue_.Reclaim(), 1);
+  EXPECT_EQ(queue_.Show("a")->state, "cancelled");
+  EXPECT_TRUE(NothingToLease("w"));
+}
+
+TEST_F(QueueTest, RetryFromDeadLetterWithAFreshBudget) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a", 0, 0)}).ok());
+  auto s = MustLease("w");
+  ASSERT_EQ(*queue_.Fail(s, "w", "boom", false, 0ms), "dead");
+  EXPECT_EQ(queue_.GetStatus(30s)->runs_in_progress, std::vector<std::string>{});
+  ASSERT_TRUE(queue_.Retry("a").ok());
+  EXPECT_EQ(queue_.GetStatus(30s)->runs_in_progress, std::vector<std::string>{"run1"});
+  auto again = MustLease("w");
+  EXPECT_EQ(again.failures, 0);
+  EXPECT_EQ(queue_.Retry("a").code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(queue_.Retry("missing").code(), StatusCode::kNotFound);
+}
+
+TEST_F(QueueTest, ReleaseKeepsTheBudgetAndThePlace) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  auto a = MustLease("w");
+  ASSERT_TRUE(queue_.Release(a, "w", "worker draining").ok());
+  auto again = MustLease("w2");
+  EXPECT_EQ(again.id, "a");  // still first
+  EXPECT_EQ(again.failures, 0);
+  EXPECT_EQ(again.attempt, 2);
+}
+
+TEST_F(QueueTest, RestartedWorkerResumesItsLeasesWithNewAttempts) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b"), MakeScene("c")}).ok());
+  auto a = MustLease("w1");
+  auto b = MustLease("w1");
+  MustLease("w2");
+  auto resumed = queue_.Resume("w1", 30s);
+  ASSERT_TRUE(resumed.ok());
+  ASSERT_EQ(resumed->size(), 2u);
+  for (const auto& s : *resumed) EXPECT_EQ(s.attempt, 2);
+  EXPECT_EQ(queue_.Ack(a, "w1", {}).code(), StatusCode::kAborted);  // the old attempt
+  for (const auto& s : *resumed) EXPECT_TRUE(queue_.Ack(s, "w1", {}).ok());
+  EXPECT_TRUE(queue_.Resume("w1", 30s)->empty());
+  (void)b;
+}
+
+TEST_F(QueueTest, SceneWhoseLeaseKeepsExpiringIsDeadLettered) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("crashy")}).ok());
+  for (int i = 0; i < 10; ++i) {
+    MustLease("w" + std::to_string(i), 1000ms);
+    clock_.AdvanceMs(1001);
+    ASSERT_EQ(*queue_.Reclaim(), 1);
+  }
+  auto info = queue_.Show("crashy");
+  EXPECT_EQ(info->state, "dead");
+  EXPECT_EQ(info->reason, "lease expired 10 times (worker lost each time)");
+}
+
+TEST_F(QueueTest, ConcurrentReclaimMovesEachSceneOnce) {
+  std::vector<Scene> scenes;
+  for (int i = 0; i < 200; ++i) scenes.push_back(MakeScene("s" + std::to_string(i)));
+  ASSERT_TRUE(queue_.Enqueue(scenes).ok());
+  for (int i = 0; i < 200; ++i) MustLease("dead-worker", 1000ms);
+  clock_.AdvanceMs(2000);
+  std::atomic<int64_t> moved{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      redis::Client c(redis_.options());
+      queue::Queue q(c, {}, clock_);
+      for (int i = 0; i < 20; ++i) moved += q.Reclaim(7).value();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(moved.load(), 200);
+  auto st = queue_.GetStatus(30s);
+  EXPECT_EQ(st->depth.pending, 200);
+  EXPECT_EQ(st->depth.leased, 0);
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:stats", "reclaimed"})->AsInt(), 200);
+}
+
+TEST_F(QueueTest, OldestPendingAgeAndRunsInProgress) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  clock_.AdvanceMs(5000);
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("b")}).ok());
+  clock_.AdvanceMs(1500);
+  auto st = queue_.GetStatus(30s);
+  EXPECT_DOUBLE_EQ(st->oldest_pending_age_seconds, 6.5);
+  EXPECT_EQ(st->runs_in_progress, std::vector<std::string>{"run1"});
+  nlohmann::json j = st->ToJson();
+  for (const char* k : {"queue", "depth", "outcomes", "workers", "oldest_pending_age_seconds"}) {
+    EXPECT_TRUE(j.contains(k)) << k;
+  }
+  for (const char* k : {"pending", "delayed", "leased", "dead"}) EXPECT_TRUE(j["depth"].contains(k));
+  for (const char* k : {"succeeded", "failed", "retried", "dead_lettered", "cancelled"}) {
+    EXPECT_EQ(j["outcomes"][k], 0) << k;
+  }
+}
+
+TEST_F(QueueTest, RedisRestartMidLeaseLosesNothing) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  auto a = MustLease("w");
+  redis_.Restart(/*hard=*/true);  // SIGKILL; AOF (appendfsync always) keeps every write
+  Status ack;
+  ASSERT_TRUE(WaitFor([&] { return (ack = queue_.Ack(a, "w", {})).ok(); }))
+      << ack.ToString();  // reconnects, reloads the scripts after NOSCRIPT
+  EXPECT_EQ(MustLease("w").id, "b");
+  EXPECT_EQ(queue_.Show("a")->state, "succeeded");
+}
+
+TEST_F(QueueTest, RedisDownIsUnavailableAndRetriedWithBackoff) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  redis_.Stop();
+  auto r = queue_.Lease("w", 30s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  (void)queue_.Lease("w", 30s);         // the reconnect attempt is refused
+  auto again = queue_.Lease("w", 30s);  // within the backoff: no connect attempt at all
+  EXPECT_EQ(again.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(again.status().message().find("next reconnect attempt"), std::string::npos);
+  redis_.Start();
+  ASSERT_TRUE(WaitFor([&] {
+    auto l = queue_.Lease("w", 30s);
+    return l.ok() && l->has_value();
+  }));
+}
+
+TEST(RedisAuth, PasswordFromTheUrlAndAClearRefusal) {
+  RedisServer server("s3cret-pass");
+  redis::Client good(server.options());
+  ASSERT_TRUE(good.Connect().ok());
+  EXPECT_EQ(good.Command({"PING"})->str, "PONG");
+  redis::Options wrong = server.options();
+  wrong.url = "redis://:nope@127.0.0.1:" + std::to_string(server.port()) + "/0";
+  redis::Client bad(wrong);
+  Status s = bad.Connect();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message().find("nope"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace scenefarm::testing

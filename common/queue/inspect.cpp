@@ -18,7 +18,9 @@ json QueueStatus::ToJson() const {
   }
   return {{"queue", queue},
           {"depth",
-           {{"pending", depth.pending}, {"delayed", depth.delayed}, {"leased", depth.leased},
+           {{"pending", depth.pending},
+            {"delayed", depth.delayed},
+            {"leased", depth.leased},
             {"dead", depth.dead}}},
           {"outcomes", outcomes_json},
           {"workers", {{"live", workers_live}, {"busy", workers_busy}}},
@@ -27,8 +29,8 @@ json QueueStatus::ToJson() const {
 }
 
 json SceneInfo::ToJson() const {
-  json j = {{"id", id}, {"run", run}, {"state", state}, {"attempts", attempts},
-            {"failures", failures}};
+  json j = {
+      {"id", id}, {"run", run}, {"state", state}, {"attempts", attempts}, {"failures", failures}};
   if (!reason.empty()) j["reason"] = reason;
   if (!worker.empty()) j["worker"] = worker;
   if (!result.is_null()) j["result"] = result;
@@ -57,17 +59,20 @@ Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
     st.outcomes[r[4].elements[i].str] = r[4].elements[i + 1].AsInt();
   }
   st.workers_live = static_cast<int64_t>(r[5].elements.size());
-  for (const auto& run : r[6].elements) st.runs_in_progress.push_back(run.str);
+  for (const auto& run : r[6].elements)
+    st.runs_in_progress.push_back(run.str);
   std::sort(st.runs_in_progress.begin(), st.runs_in_progress.end());
   if (r[7].elements.size() == 2) {
     const double since = std::atof(r[7].elements[1].str.c_str());
     st.oldest_pending_age_seconds = std::max(0.0, (static_cast<double>(now) - since) / 1000.0);
   }
   std::vector<std::vector<std::string>> busy;
-  for (const auto& w : r[5].elements) busy.push_back({"HGET", WorkerKey(w.str), "busy"});
+  for (const auto& w : r[5].elements)
+    busy.push_back({"HGET", WorkerKey(w.str), "busy"});
   auto details = redis_.Pipeline(busy);
   if (!details.ok()) return details.status();
-  for (const auto& b : *details) st.workers_busy += b.AsString() == "1";
+  for (const auto& b : *details)
+    st.workers_busy += b.AsString() == "1";
   return st;
 }
 
@@ -78,7 +83,8 @@ Result<SceneInfo> Queue::Show(const std::string& id) {
   const auto& h = (*replies)[0].elements;
   if (h.empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
   std::map<std::string, std::string> f;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) f[h[i].str] = h[i + 1].str;
+  for (size_t i = 0; i + 1 < h.size(); i += 2)
+    f[h[i].str] = h[i + 1].str;
   SceneInfo info;
   info.id = id;
   info.run = f["run"];
@@ -94,7 +100,8 @@ Result<SceneInfo> Queue::Show(const std::string& id) {
     if (entry.elements.size() < 2) continue;
     json e = {{"event_id", entry.elements[0].str}};
     const auto& kv = entry.elements[1].elements;
-    for (size_t i = 0; i + 1 < kv.size(); i += 2) e[kv[i].str] = kv[i + 1].str;
+    for (size_t i = 0; i + 1 < kv.size(); i += 2)
+      e[kv[i].str] = kv[i + 1].str;
     if (e.value("scene", "") != id) continue;
     e.erase("scene");
     info.history.insert(info.history.begin(), e);

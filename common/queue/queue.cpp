@@ -32,11 +32,18 @@ std::chrono::milliseconds RetryBackoff(int failures, std::chrono::milliseconds b
   return std::chrono::milliseconds(dist(rng));
 }
 
-std::string KeyPrefix(const std::string& queue) { return "sf:{" + queue + "}:"; }
-std::string WorkerKey(const std::string& worker_id) { return "sf:worker:" + worker_id; }
+std::string KeyPrefix(const std::string& queue) {
+  return "sf:{" + queue + "}:";
+}
+std::string WorkerKey(const std::string& worker_id) {
+  return "sf:worker:" + worker_id;
+}
 
 Queue::Queue(redis::Client& redis, QueueOptions options, const Clock& clock)
-    : redis_(redis), options_(std::move(options)), clock_(clock), prefix_(KeyPrefix(options_.name)) {}
+    : redis_(redis),
+      options_(std::move(options)),
+      clock_(clock),
+      prefix_(KeyPrefix(options_.name)) {}
 
 std::vector<std::string> Queue::Args(std::initializer_list<std::string> rest) const {
   std::vector<std::string> a = {prefix_, std::to_string(clock_.QueueTimeMs())};
@@ -150,7 +157,8 @@ Status Queue::Release(const LeasedScene& s, const std::string& worker, const std
 }
 
 Result<int64_t> Queue::Reclaim(int limit) {
-  auto r = redis_.Eval(kReclaim, Args({std::to_string(limit), std::to_string(options_.max_reclaims)}));
+  auto r =
+      redis_.Eval(kReclaim, Args({std::to_string(limit), std::to_string(options_.max_reclaims)}));
   if (!r.ok()) return r.status();
   if (r->is_error()) return ScriptError("reclaim", *r);
   return r->integer;

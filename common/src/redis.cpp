@@ -30,7 +30,8 @@ Value Convert(const redisReply* r) {
       break;
     case REDIS_REPLY_ARRAY:
       v.type = Value::Type::kArray;
-      for (size_t i = 0; i < r->elements; ++i) v.elements.push_back(Convert(r->element[i]));
+      for (size_t i = 0; i < r->elements; ++i)
+        v.elements.push_back(Convert(r->element[i]));
       break;
     default:
       break;
@@ -39,7 +40,8 @@ Value Convert(const redisReply* r) {
 }
 
 timeval ToTimeval(std::chrono::milliseconds ms) {
-  return {static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
+  return {static_cast<time_t>(ms.count() / 1000),
+          static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
 }
 
 }  // namespace
@@ -79,7 +81,8 @@ Result<RedisUrl> ParseRedisUrl(const std::string& url) {
     if (!db.empty()) {
       char* end = nullptr;
       u.db = static_cast<int>(std::strtol(db.c_str(), &end, 10));
-      if (*end != '\0' || u.db < 0) return Status::InvalidArgument("Redis URL: bad db '" + db + "'");
+      if (*end != '\0' || u.db < 0)
+        return Status::InvalidArgument("Redis URL: bad db '" + db + "'");
     }
   }
   if (const auto colon = rest.rfind(':'); colon != std::string::npos) {
@@ -107,7 +110,9 @@ Client::~Client() {
   if (ctx_ != nullptr) redisFree(ctx_);
 }
 
-bool Client::connected() const { return ctx_ != nullptr && ctx_->err == 0; }
+bool Client::connected() const {
+  return ctx_ != nullptr && ctx_->err == 0;
+}
 
 void Client::Disconnect(const std::string& why) {
   if (ctx_ == nullptr) return;
@@ -164,7 +169,8 @@ Status Client::EnsureConnected() {
   return s;
 }
 
-Result<std::vector<Value>> Client::RawPipeline(const std::vector<std::vector<std::string>>& commands) {
+Result<std::vector<Value>> Client::RawPipeline(
+    const std::vector<std::vector<std::string>>& commands) {
   for (const auto& argv : commands) {
     std::vector<const char*> ptrs;
     std::vector<size_t> lens;
@@ -205,7 +211,8 @@ Result<Value> Client::Command(const std::vector<std::string>& argv) {
 Result<std::string> Client::LoadScript(const Script& script) {
   auto r = Command({"SCRIPT", "LOAD", script.source});
   if (!r.ok()) return r.status();
-  if (r->is_error()) return Status::Internal(std::string("SCRIPT LOAD ") + script.name + ": " + r->str);
+  if (r->is_error())
+    return Status::Internal(std::string("SCRIPT LOAD ") + script.name + ": " + r->str);
   shas_[script.name] = r->str;
   return r->str;
 }

@@ -40,8 +40,8 @@ Status ReadInt(const json& doc, const char* field, int min, int max, std::option
 Status ReadId(const json& doc, const char* field, std::string* out) {
   if (!doc.contains(field)) return Status::Ok();
   if (!doc[field].is_string() || !IsValidId(doc[field].get<std::string>())) {
-    return FieldError(field, "must match [A-Za-z0-9._-]{1,128} and not be '.' or '..', got " +
-                                 doc[field].dump());
+    return FieldError(
+        field, "must match [A-Za-z0-9._-]{1,128} and not be '.' or '..', got " + doc[field].dump());
   }
   *out = doc[field].get<std::string>();
   return Status::Ok();
@@ -64,19 +64,21 @@ std::string GenerateSceneId() {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id = "s-";
   uint64_t r = rng();
-  for (int i = 0; i < 16; ++i, r >>= 4) id += kHex[r & 15];
+  for (int i = 0; i < 16; ++i, r >>= 4)
+    id += kHex[r & 15];
   return id;
 }
 
 Result<Scene> SceneFromJson(const json& doc) {
   if (!doc.is_object()) return Status::InvalidArgument("scene: must be a JSON object");
-  static const char* kFields[] = {"id", "run", "workflow", "priority", "retry_budget",
-                                  "expected_frames", "metadata"};
+  static const char* kFields[] = {
+      "id", "run", "workflow", "priority", "retry_budget", "expected_frames", "metadata"};
   for (const auto& [key, value] : doc.items()) {
     if (std::find_if(std::begin(kFields), std::end(kFields),
                      [&](const char* f) { return key == f; }) == std::end(kFields)) {
-      return FieldError(key, "is not a scene field (id, run, workflow, priority, retry_budget, "
-                             "expected_frames, metadata)");
+      return FieldError(key,
+                        "is not a scene field (id, run, workflow, priority, retry_budget, "
+                        "expected_frames, metadata)");
     }
   }
   Scene s;

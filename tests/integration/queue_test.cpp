@@ -47,11 +47,13 @@ TEST_F(QueueTest, ExistingIdIsNotEnqueuedTwice) {
 }
 
 TEST_F(QueueTest, HigherPriorityFirstAndFifoWithinAPriority) {
-  ASSERT_TRUE(queue_.Enqueue({MakeScene("low1", -5), MakeScene("mid1"), MakeScene("high", 10),
-                              MakeScene("mid2"), MakeScene("low2", -5)})
+  ASSERT_TRUE(queue_
+                  .Enqueue({MakeScene("low1", -5), MakeScene("mid1"), MakeScene("high", 10),
+                            MakeScene("mid2"), MakeScene("low2", -5)})
                   .ok());
   std::vector<std::string> order;
-  for (int i = 0; i < 5; ++i) order.push_back(MustLease("w").id);
+  for (int i = 0; i < 5; ++i)
+    order.push_back(MustLease("w").id);
   EXPECT_EQ(order, (std::vector<std::string>{"high", "mid1", "mid2", "low1", "low2"}));
   EXPECT_TRUE(NothingToLease("w"));
 }
@@ -70,8 +72,8 @@ TEST_F(QueueTest, LateAckAfterTakeoverIsRefused) {
   auto hb = queue_.Heartbeat("w1", 30s, {first});
   EXPECT_EQ(hb->front(), HeartbeatResult::kLost);
   ASSERT_TRUE(queue_.Ack(second, "w2", {}).ok());
-  EXPECT_EQ(Events("a"), (std::vector<std::string>{"enqueued", "leased", "reclaimed", "leased",
-                                                   "succeeded"}));
+  EXPECT_EQ(Events("a"),
+            (std::vector<std::string>{"enqueued", "leased", "reclaimed", "leased", "succeeded"}));
 }
 
 TEST_F(QueueTest, HeartbeatKeepsTheLease) {
@@ -194,9 +196,11 @@ TEST_F(QueueTest, RestartedWorkerResumesItsLeasesWithNewAttempts) {
   auto resumed = queue_.Resume("w1", 30s);
   ASSERT_TRUE(resumed.ok());
   ASSERT_EQ(resumed->size(), 2u);
-  for (const auto& s : *resumed) EXPECT_EQ(s.attempt, 2);
+  for (const auto& s : *resumed)
+    EXPECT_EQ(s.attempt, 2);
   EXPECT_EQ(queue_.Ack(a, "w1", {}).code(), StatusCode::kAborted);  // the old attempt
-  for (const auto& s : *resumed) EXPECT_TRUE(queue_.Ack(s, "w1", {}).ok());
+  for (const auto& s : *resumed)
+    EXPECT_TRUE(queue_.Ack(s, "w1", {}).ok());
   EXPECT_TRUE(queue_.Resume("w1", 30s)->empty());
   (void)b;
 }
@@ -215,9 +219,11 @@ TEST_F(QueueTest, SceneWhoseLeaseKeepsExpiringIsDeadLettered) {
 
 TEST_F(QueueTest, ConcurrentReclaimMovesEachSceneOnce) {
   std::vector<Scene> scenes;
-  for (int i = 0; i < 200; ++i) scenes.push_back(MakeScene("s" + std::to_string(i)));
+  for (int i = 0; i < 200; ++i)
+    scenes.push_back(MakeScene("s" + std::to_string(i)));
   ASSERT_TRUE(queue_.Enqueue(scenes).ok());
-  for (int i = 0; i < 200; ++i) MustLease("dead-worker", 1000ms);
+  for (int i = 0; i < 200; ++i)
+    MustLease("dead-worker", 1000ms);
   clock_.AdvanceMs(2000);
   std::atomic<int64_t> moved{0};
   std::vector<std::thread> threads;
@@ -225,10 +231,12 @@ TEST_F(QueueTest, ConcurrentReclaimMovesEachSceneOnce) {
     threads.emplace_back([&] {
       redis::Client c(redis_.options());
       queue::Queue q(c, {}, clock_);
-      for (int i = 0; i < 20; ++i) moved += q.Reclaim(7).value();
+      for (int i = 0; i < 20; ++i)
+        moved += q.Reclaim(7).value();
     });
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   EXPECT_EQ(moved.load(), 200);
   auto st = queue_.GetStatus(30s);
   EXPECT_EQ(st->depth.pending, 200);
@@ -248,7 +256,8 @@ TEST_F(QueueTest, OldestPendingAgeAndRunsInProgress) {
   for (const char* k : {"queue", "depth", "outcomes", "workers", "oldest_pending_age_seconds"}) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
-  for (const char* k : {"pending", "delayed", "leased", "dead"}) EXPECT_TRUE(j["depth"].contains(k));
+  for (const char* k : {"pending", "delayed", "leased", "dead"})
+    EXPECT_TRUE(j["depth"].contains(k));
   for (const char* k : {"succeeded", "failed", "retried", "dead_lettered", "cancelled"}) {
     EXPECT_EQ(j["outcomes"][k], 0) << k;
   }

@@ -39,7 +39,8 @@ class QueueTest : public ::testing::Test {
     auto info = queue_.Show(id);
     std::vector<std::string> out;
     if (!info.ok()) return out;
-    for (const auto& e : info->history) out.push_back(e["event"]);
+    for (const auto& e : info->history)
+      out.push_back(e["event"]);
     return out;
   }
   std::string Field(const std::string& id, const std::string& field) {

@@ -11,13 +11,26 @@ RedisServer::RedisServer(std::string password) : password_(std::move(password)) 
   Start();
 }
 
-RedisServer::~RedisServer() { Stop(); }
+RedisServer::~RedisServer() {
+  Stop();
+}
 
 void RedisServer::Start() {
-  std::vector<std::string> argv = {"/usr/bin/redis-server", "--port", std::to_string(port_),
-                                   "--bind", "127.0.0.1", "--dir", dir_.path().string(),
-                                   "--save", "", "--appendonly", "yes", "--appendfsync",
-                                   "always", "--daemonize", "no"};
+  std::vector<std::string> argv = {"/usr/bin/redis-server",
+                                   "--port",
+                                   std::to_string(port_),
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--dir",
+                                   dir_.path().string(),
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "yes",
+                                   "--appendfsync",
+                                   "always",
+                                   "--daemonize",
+                                   "no"};
   if (!password_.empty()) {
     argv.push_back("--requirepass");
     argv.push_back(password_);

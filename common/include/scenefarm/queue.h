@@ -24,11 +24,11 @@
 namespace scenefarm::queue {
 
 struct QueueOptions {
-  std::string name = "scenes";        // SCENEFARM_QUEUE (one queue per Queue object)
-  int default_retry_budget = 1;       // SceneRetryBudget, for scenes that set none
-  int max_reclaims = 10;              // expired leases before a scene is dead-lettered
+  std::string name = "scenes";            // SCENEFARM_QUEUE (one queue per Queue object)
+  int default_retry_budget = 1;           // SceneRetryBudget, for scenes that set none
+  int max_reclaims = 10;                  // expired leases before a scene is dead-lettered
   int64_t retention_seconds = 7 * 86400;  // how long a succeeded scene's record is kept
-  size_t enqueue_batch = 1000;        // scenes per pipelined round trip
+  size_t enqueue_batch = 1000;            // scenes per pipelined round trip
 };
 
 struct LeasedScene {
@@ -37,9 +37,9 @@ struct LeasedScene {
   int64_t attempt = 0;  // the fencing token
   std::string run;
   int retry_budget = 0;
-  int failures = 0;     // failures so far, before this attempt
+  int failures = 0;  // failures so far, before this attempt
   int64_t enqueued_at_ms = 0;
-  std::string doc;      // the scene document as enqueued (JSON)
+  std::string doc;  // the scene document as enqueued (JSON)
 };
 
 enum class HeartbeatResult { kRenewed, kLost, kCancelRequested };
@@ -63,9 +63,9 @@ struct SceneInfo {
   std::string id, run, state, reason, worker;
   int64_t attempts = 0, failures = 0;
   nlohmann::json doc;
-  nlohmann::json result;  // what the worker recorded on success
+  nlohmann::json result;                // what the worker recorded on success
   std::vector<nlohmann::json> history;  // events of this scene from the event stream
-  nlohmann::json ToJson() const;  // the shape of `scenefarm jobs show --json` (DESIGN.md)
+  nlohmann::json ToJson() const;        // the shape of `scenefarm jobs show --json` (DESIGN.md)
 };
 
 // Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(failures-1))].

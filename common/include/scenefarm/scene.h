@@ -24,8 +24,8 @@ struct Scene {
   std::string id;
   std::string run = "default";
   nlohmann::json workflow;
-  int priority = 0;                      // higher leases first
-  std::optional<int> retry_budget;       // unset: the queue's default (SceneRetryBudget)
+  int priority = 0;                 // higher leases first
+  std::optional<int> retry_budget;  // unset: the queue's default (SceneRetryBudget)
   std::optional<int> expected_frames;
   nlohmann::json metadata = nlohmann::json::object();
 };

@@ -1,0 +1,33 @@
+// scenefarm CLI subcommands. Exit codes: 0 success, 1 failure, 2 usage error (or, for validate,
+// a contract violation).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <iosfwd>
+#include <string>
+
+#include "scenefarm/clock.h"
+#include "scenefarm/redis.h"
+
+namespace scenefarm::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+struct Global {
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  std::string queue = "scenes";
+  bool json = false;
+};
+
+// Each Register* adds a subcommand whose callback stores its exit code in *exit_code.
+void RegisterEnqueue(CLI::App& app, Global& g, int* exit_code);
+void RegisterStatus(CLI::App& app, Global& g, int* exit_code);
+void RegisterJobs(CLI::App& app, Global& g, int* exit_code);
+
+// One line on stderr: "scenefarm: <what>". Returns kExitFailure.
+int Fail(const std::string& what);
+redis::Options RedisOptions(const Global& g);
+
+}  // namespace scenefarm::cli

@@ -1,0 +1,63 @@
+// Every knob of the worker, with its default, unit and SCENEFARM_* variable. Only config.cpp
+// reads flags and the environment; a flag wins over its variable.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "scenefarm/status.h"
+
+namespace scenefarm {
+
+struct WorkerOptions {
+  // SCENEFARM_REDIS_URL: redis://[[user]:password@]host:port[/db]. The password is never logged.
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  // SCENEFARM_QUEUE: queues served, in priority order (comma-separated).
+  std::vector<std::string> queues = {"scenes"};
+  // SCENEFARM_COMFYUI_URL
+  std::string comfyui_url = "http://127.0.0.1:8188";
+  // SCENEFARM_COMFYUI_OUTPUT_DIR: ComfyUI's output directory as this worker sees it; empty =
+  // fetch frames over /view.
+  std::string comfyui_output_dir;
+  // SCENEFARM_ARTIFACTS_DIR
+  std::string artifacts_dir = "./artifacts";
+  // SCENEFARM_WORKER_ID: stable across restarts when given; hostname-pid otherwise.
+  std::string worker_id;
+  // SCENEFARM_LEASE_SECONDS, SCENEFARM_HEARTBEAT_SECONDS, SCENEFARM_DRAIN_SECONDS
+  double lease_seconds = 30;
+  double heartbeat_seconds = 5;
+  double drain_seconds = 600;
+  // SCENEFARM_PIPELINE_DEPTH: scenes leased and submitted ahead of the one rendering.
+  int pipeline_depth = 1;
+  // Seed 001's policy knobs (SCENEFARM_SCENE_*).
+  double scene_max_wait_seconds = 600;                  // SceneMaxWaitSeconds
+  int scene_history_max_attempts = 0;                   // SceneHistoryMaxAttempts, 0 = unbounded
+  double scene_history_poll_interval_seconds = 2;       // SceneHistoryPollIntervalSeconds
+  double scene_post_execution_timeout_seconds = 30;     // ScenePostExecutionTimeoutSeconds
+  int scene_retry_budget = 1;                           // SceneRetryBudget
+  double done_marker_wait_seconds = 60;                 // DoneMarkerWaitSeconds
+  // SCENEFARM_RETRY_BACKOFF_SECONDS / _MAX_SECONDS: exponential backoff with full jitter.
+  double retry_backoff_seconds = 5;
+  double retry_backoff_max_seconds = 300;
+  // SCENEFARM_IDLE_POLL_SECONDS: how often an idle worker looks for work.
+  double idle_poll_seconds = 0.5;
+  // SCENEFARM_LOG_LEVEL: debug, info, warn, error.
+  std::string log_level = "info";
+
+  std::chrono::milliseconds lease() const { return Ms(lease_seconds); }
+  std::chrono::milliseconds heartbeat() const { return Ms(heartbeat_seconds); }
+  std::chrono::milliseconds drain() const { return Ms(drain_seconds); }
+  static std::chrono::milliseconds Ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  }
+};
+
+// Parses flags and SCENEFARM_* variables. Returns kInvalidArgument with a usage message on bad
+// input, and kAborted (message = the help text) for --help.
+Result<WorkerOptions> ParseWorkerOptions(int argc, const char* const* argv);
+
+std::vector<std::string> SplitList(const std::string& s);
+std::string DefaultWorkerId();
+
+}  // namespace scenefarm

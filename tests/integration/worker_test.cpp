@@ -1,0 +1,152 @@
+// The worker loop against a real redis-server with the FakeRenderer: outcomes, pipelining,
+// drain, cancel, resume and malformed scenes.
+#include <thread>
+
+#include "fake_renderer.h"
+#include "support/queue_fixture.h"
+#include "worker.h"
+
+namespace scenefarm::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+Scene FakeScene(const std::string& id, nlohmann::json fake, std::optional<int> budget = {}) {
+  Scene s = MakeScene(id, 0, budget);
+  s.metadata = {{"fake", fake}};
+  return s;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  WorkerTest() : client_(redis_.options()), queue_(client_, {}, clock_) {
+    options_.redis_url = redis_.url();
+    options_.worker_id = "w-test";
+    options_.lease_seconds = 2;
+    options_.heartbeat_seconds = 0.2;
+    options_.drain_seconds = 10;
+    options_.idle_poll_seconds = 0.02;
+    options_.retry_backoff_seconds = 0.01;
+    options_.retry_backoff_max_seconds = 0.05;
+  }
+  ~WorkerTest() override { StopWorker(); }
+
+  void StartWorker() {
+    worker_ = std::make_unique<worker::Worker>(options_, renderer_, clock_);
+    thread_ = std::thread([this] { worker_->Run(stop_); });
+  }
+  void StopWorker() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int64_t Outcome(const char* name) {
+    auto st = queue_.GetStatus(30s);
+    return st.ok() ? st->outcomes[name] : -1;
+  }
+  queue::Depth Depth() { return queue_.GetStatus(30s)->depth; }
+
+  RedisServer redis_;
+  SystemClock clock_;
+  redis::Client client_;
+  queue::Queue queue_;
+  WorkerOptions options_;
+  FakeRenderer renderer_;
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<worker::Worker> worker_;
+  std::thread thread_;
+};
+
+TEST_F(WorkerTest, RendersEverySceneAndPipelinesTheNext) {
+  std::vector<Scene> scenes;
+  for (int i = 0; i < 20; ++i) scenes.push_back(FakeScene("s" + std::to_string(i), {{"ms", 20}}));
+  ASSERT_TRUE(queue_.Enqueue(scenes).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 20; }, 20s));
+  EXPECT_GE(renderer_.max_in_flight(), 2u);  // the next scene was submitted while one rendered
+  auto d = Depth();
+  EXPECT_EQ(d.pending + d.leased + d.delayed + d.dead, 0);
+  EXPECT_EQ(queue_.Show("s3")->result["rendered_by"], "fake");
+}
+
+TEST_F(WorkerTest, FailuresRetryThenDeadLetterAndPermanentOnesAtOnce) {
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("flaky", {{"fail", "retry"}, {"fail_attempts", 1}}, 1),
+                              FakeScene("broken", {{"fail", "retry"}}, 1),
+                              FakeScene("rejected", {{"fail", "permanent"}}, 5)})
+                  .ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1 && Outcome("dead_lettered") == 2; }, 20s));
+  EXPECT_EQ(queue_.Show("flaky")->attempts, 2);
+  EXPECT_EQ(queue_.Show("broken")->state, "dead");
+  EXPECT_EQ(queue_.Show("broken")->reason, "INTERNAL: fake execution_error");
+  EXPECT_EQ(queue_.Show("rejected")->attempts, 1);
+  EXPECT_EQ(queue_.Show("rejected")->reason, "INVALID_ARGUMENT: fake 400");
+}
+
+TEST_F(WorkerTest, MalformedSceneDocumentIsDeadLetteredAndTheWorkerGoesOn) {
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("bad", {}), FakeScene("good", {})}).ok());
+  // A document corrupted in Redis (or written by an older tool) fails validation on lease.
+  ASSERT_TRUE(client_.Command({"HSET", "sf:{scenes}:scene:bad", "doc", "{\"workflow\": 7"}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1 && Outcome("dead_lettered") == 1; }, 20s));
+  const auto info = queue_.Show("bad");
+  EXPECT_EQ(info->state, "dead");
+  EXPECT_NE(info->reason.find("invalid scene document"), std::string::npos) << info->reason;
+}
+
+TEST_F(WorkerTest, StopWithShortDrainReleasesEverythingWithoutSpendingBudget) {
+  options_.drain_seconds = 0.3;
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("long1", {{"ms", 60000}}), FakeScene("long2", {{"ms", 60000}})}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return Depth().leased == 2; }));
+  StopWorker();
+  auto d = Depth();
+  EXPECT_EQ(d.pending, 2);
+  EXPECT_EQ(d.leased, 0);
+  EXPECT_EQ(queue_.Show("long1")->failures, 0);
+  EXPECT_EQ(queue_.Show("long2")->failures, 0);
+  EXPECT_EQ(renderer_.withdrawn().size(), 2u);
+  EXPECT_EQ(Outcome("failed"), 0);
+}
+
+TEST_F(WorkerTest, StopFinishesTheSceneInHandWithinTheDrain) {
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("inhand", {{"ms", 800}}), FakeScene("next", {{"ms", 800}})}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return Depth().leased == 2; }));
+  StopWorker();
+  EXPECT_EQ(queue_.Show("inhand")->state, "succeeded");
+  EXPECT_EQ(queue_.Show("next")->state, "pending");  // pipelined, released
+}
+
+TEST_F(WorkerTest, CancelOfARenderingSceneStopsIt) {
+  options_.pipeline_depth = 0;
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("c", {{"ms", 60000}})}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return Depth().leased == 1; }));
+  ASSERT_EQ(*queue_.Cancel("c"), "leased");
+  ASSERT_TRUE(WaitFor([&] { return queue_.Show("c")->state == "cancelled"; }));
+  EXPECT_EQ(Outcome("cancelled"), 1);
+}
+
+TEST_F(WorkerTest, RestartedWorkerResumesTheScenesItsIdHeld) {
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("held", {})}).ok());
+  auto before = queue_.Lease("w-test", 60s);  // the previous life of this worker id
+  ASSERT_TRUE(before.ok() && before->has_value());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return queue_.Show("held")->state == "succeeded"; }));
+  EXPECT_EQ(queue_.Show("held")->attempts, 2);
+  EXPECT_EQ(queue_.Ack(**before, "w-test", {}).code(), StatusCode::kAborted);
+}
+
+TEST_F(WorkerTest, RedisOutageDoesNotStopTheWorker) {
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return client_.Command({"ZSCORE", "sf:workers", "w-test"})->AsInt() > 0; }));
+  redis_.Stop();
+  std::this_thread::sleep_for(500ms);  // the worker meets the outage (nothing is asserted on time)
+  redis_.Start();
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("after", {})}).ok() ||
+              WaitFor([&] { return queue_.Enqueue({FakeScene("after", {})}).ok(); }));
+  EXPECT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1; }, 20s));
+}
+
+}  // namespace
+}  // namespace scenefarm::testing

@@ -1,0 +1,50 @@
+// What the worker asks of a renderer. The worker owns the queue; the renderer owns ComfyUI.
+//
+// Status codes of Wait() pick the queue action (STYLE.md): OK acks; kInvalidArgument
+// dead-letters at once (a workflow ComfyUI rejects, a scene that cannot render); kUnavailable,
+// kDeadlineExceeded and kInternal retry within the budget, after backoff; kAborted means the
+// worker gave the scene up (lease lost, shutdown) and the result is discarded.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "scenefarm/queue.h"
+#include "scenefarm/scene.h"
+#include "scenefarm/status.h"
+
+namespace scenefarm::worker {
+
+struct Job {
+  queue::LeasedScene lease;
+  Scene scene;
+  // Set by the heartbeat thread or the drain timer; the renderer polls them while it waits.
+  std::atomic<bool> cancel_requested{false};  // `scenefarm cancel`: stop the render
+  std::atomic<bool> abandon{false};           // lease lost or drain timed out: stop, no result
+  std::atomic<bool> lease_lost{false};        // another worker owns the scene now
+  bool submitted = false;
+  std::shared_ptr<void> renderer_state;  // the renderer's own per-job data
+};
+
+struct RenderOutcome {
+  Status status;
+  nlohmann::json result = nlohmann::json::object();  // stored with the ack
+  bool cancelled = false;                            // stopped because cancel_requested
+};
+
+class Renderer {
+ public:
+  virtual ~Renderer() = default;
+  // Starts the job (POST /prompt). Called for pipelined jobs while another renders, so that
+  // ComfyUI goes from one scene to the next without waiting on the queue.
+  virtual Status Submit(Job& job) = 0;
+  // Blocks until the job finished, failed, or one of its flags was set.
+  virtual RenderOutcome Wait(Job& job) = 0;
+  // Withdraws a submitted job that will not be waited for (shutdown, lease lost): dequeues or
+  // interrupts it in ComfyUI.
+  virtual void Withdraw(Job& job) = 0;
+};
+
+}  // namespace scenefarm::worker

@@ -1,0 +1,316 @@
+#include "worker.h"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include "scenefarm/log.h"
+
+namespace scenefarm::worker {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+redis::Options RedisOptionsFor(const WorkerOptions& o) {
+  redis::Options r;
+  r.url = o.redis_url;
+  return r;
+}
+
+std::vector<queue::Queue> MakeQueues(redis::Client& client, const WorkerOptions& o,
+                                     const Clock& clock) {
+  std::vector<queue::Queue> qs;
+  for (const auto& name : o.queues) {
+    queue::QueueOptions qo;
+    qo.name = name;
+    qo.default_retry_budget = o.scene_retry_budget;
+    qs.emplace_back(client, qo, clock);
+  }
+  return qs;
+}
+
+// Sleeps up to d, in slices, returning early when `flag` is set.
+void SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (!flag && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(20ms, d));
+  }
+}
+
+// Retries a queue call while Redis is unreachable, for at most `budget` (the lease outlives
+// nothing longer: after it, the scene is reclaimed and fencing refuses the late call).
+template <typename F>
+auto RetryUnavailable(F f, std::chrono::milliseconds budget) {
+  auto backoff = 50ms;
+  const auto until = std::chrono::steady_clock::now() + budget;
+  while (true) {
+    auto r = f();
+    const StatusCode code = r.code();
+    if ((code != StatusCode::kUnavailable && code != StatusCode::kDeadlineExceeded) ||
+        std::chrono::steady_clock::now() + backoff > until) {
+      return r;
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2000ms);
+  }
+}
+
+}  // namespace
+
+Worker::Worker(WorkerOptions options, Renderer& renderer, const Clock& clock)
+    : options_(std::move(options)),
+      renderer_(renderer),
+      clock_(clock),
+      redis_(RedisOptionsFor(options_)),
+      queues_(MakeQueues(redis_, options_, clock_)),
+      rng_(std::random_device{}()) {}
+
+Worker::~Worker() = default;
+
+queue::Queue& Worker::QueueFor(const Job& job) {
+  for (auto& q : queues_) {
+    if (q.name() == job.lease.queue) return q;
+  }
+  return queues_.front();
+}
+
+int Worker::Run(const std::atomic<bool>& stop) {
+  log::Info("worker_started", {{"worker_id", options_.worker_id},
+                               {"redis", log::RedactUrl(options_.redis_url)},
+                               {"queues", options_.queues},
+                               {"pipeline_depth", options_.pipeline_depth}});
+  std::atomic<bool> done{false};
+  std::thread heartbeat([&] { HeartbeatLoop(done, stop); });
+  ResumeOwnLeases();
+  while (!stop) {
+    if (!FillPipeline() && jobs_.empty()) {
+      SleepIdle(stop);
+      continue;
+    }
+    if (jobs_.empty()) continue;
+    std::shared_ptr<Job> job = jobs_.front();
+    SetBusy(true, job->lease.id);
+    const RenderOutcome outcome = renderer_.Wait(*job);
+    Finish(*job, outcome);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.pop_front();
+    }
+    SetBusy(false, "");
+  }
+  Drain(stop);
+  done = true;
+  heartbeat.join();
+  log::Info("worker_stopped", {{"worker_id", options_.worker_id}});
+  return 0;
+}
+
+void Worker::SleepIdle(const std::atomic<bool>& stop) {
+  // Idle polling backs off to 4x the interval so a quiet farm is not a busy loop on Redis.
+  idle_rounds_ = std::min(idle_rounds_ + 1, 4);
+  SleepUnless(stop, WorkerOptions::Ms(options_.idle_poll_seconds) * idle_rounds_);
+}
+
+void Worker::ResumeOwnLeases() {
+  for (auto& q : queues_) {
+    std::vector<queue::LeasedScene> resumed;
+    Status s = RetryUnavailable(
+        [&] {
+          auto r = q.Resume(options_.worker_id, options_.lease());
+          if (r.ok()) resumed = std::move(r).value();
+          return r.status();
+        },
+        options_.lease());
+    if (!s.ok()) {
+      log::Warn("resume_failed", {{"queue", q.name()}, {"error", s.ToString()}});
+      continue;
+    }
+    for (auto& lease : resumed) {
+      auto job = std::make_shared<Job>();
+      job->lease = lease;
+      log::Info("scene_resumed", {{"scene_id", lease.id}, {"attempt", lease.attempt}});
+      Admit(job);
+    }
+  }
+}
+
+bool Worker::FillPipeline() {
+  bool leased_any = false;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_reclaim_ >= options_.heartbeat()) {
+    last_reclaim_ = now;
+    for (auto& q : queues_) {
+      auto moved = q.Reclaim();
+      if (moved.ok() && *moved > 0) log::Info("leases_reclaimed", {{"queue", q.name()}, {"count", *moved}});
+    }
+  }
+  while (jobs_.size() < static_cast<size_t>(1 + options_.pipeline_depth)) {
+    std::shared_ptr<Job> job = LeaseOne();
+    if (!job) break;
+    leased_any = true;
+    idle_rounds_ = 0;
+    Admit(job);
+  }
+  return leased_any;
+}
+
+std::shared_ptr<Job> Worker::LeaseOne() {
+  for (auto& q : queues_) {
+    auto r = q.Lease(options_.worker_id, options_.lease());
+    if (!r.ok()) {
+      log::Warn("lease_failed", {{"queue", q.name()}, {"error", r.status().ToString()}});
+      return nullptr;
+    }
+    if (!r->has_value()) continue;
+    auto job = std::make_shared<Job>();
+    job->lease = **r;
+    log::Info("scene_leased", {{"queue", q.name()}, {"scene_id", job->lease.id},
+                               {"run", job->lease.run}, {"attempt", job->lease.attempt}});
+    return job;
+  }
+  return nullptr;
+}
+
+bool Worker::Admit(std::shared_ptr<Job> job) {
+  auto scene = ParseScene(job->lease.doc);
+  if (!scene.ok()) {
+    Finish(*job, {Status::InvalidArgument("invalid scene document: " + scene.status().message())});
+    return false;
+  }
+  job->scene = std::move(scene).value();
+  if (Status s = renderer_.Submit(*job); !s.ok()) {
+    Finish(*job, {s});
+    return false;
+  }
+  job->submitted = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  jobs_.push_back(std::move(job));
+  return true;
+}
+
+void Worker::Finish(Job& job, const RenderOutcome& outcome) {
+  const auto& id = job.lease.id;
+  queue::Queue& q = QueueFor(job);
+  if (job.lease_lost) {
+    log::Warn("lease_lost", {{"scene_id", id}, {"attempt", job.lease.attempt}});
+    if (job.submitted) renderer_.Withdraw(job);
+    return;
+  }
+  Status s;
+  if (outcome.cancelled) {
+    s = RetryUnavailable([&] { return q.AckCancelled(job.lease, options_.worker_id); }, options_.lease());
+    log::Info("scene_cancelled", {{"scene_id", id}});
+  } else if (outcome.status.ok()) {
+    s = RetryUnavailable([&] { return q.Ack(job.lease, options_.worker_id, outcome.result); },
+                         options_.lease());
+    log::Info("scene_rendered", {{"scene_id", id}, {"run", job.lease.run}, {"attempt", job.lease.attempt}});
+  } else if (outcome.status.code() == StatusCode::kAborted) {
+    if (job.submitted) renderer_.Withdraw(job);
+    ReleaseJob(job, "worker stopped before the render finished: " + outcome.status.message());
+    return;
+  } else {
+    const bool permanent = outcome.status.code() == StatusCode::kInvalidArgument;
+    const auto backoff = queue::RetryBackoff(job.lease.failures + 1,
+                                             WorkerOptions::Ms(options_.retry_backoff_seconds),
+                                             WorkerOptions::Ms(options_.retry_backoff_max_seconds), rng_);
+    std::string where;
+    s = RetryUnavailable([&] {
+          auto r = q.Fail(job.lease, options_.worker_id, outcome.status.ToString(), permanent, backoff);
+          if (r.ok()) where = *r;
+          return r.status();
+        }, options_.lease());
+    log::Warn(where == "dead" ? "scene_dead_lettered" : "scene_failed",
+              {{"scene_id", id}, {"attempt", job.lease.attempt}, {"reason", outcome.status.ToString()},
+               {"next", where}, {"backoff_ms", backoff.count()}});
+  }
+  if (!s.ok()) log::Warn("scene_outcome_not_recorded", {{"scene_id", id}, {"error", s.ToString()}});
+}
+
+void Worker::ReleaseJob(Job& job, const std::string& reason) {
+  Status s = RetryUnavailable([&] { return QueueFor(job).Release(job.lease, options_.worker_id, reason); },
+                              options_.lease());
+  log::Info("scene_released", {{"scene_id", job.lease.id}, {"reason", reason},
+                               {"recorded", s.ok()}});
+}
+
+void Worker::Drain(const std::atomic<bool>&) {
+  log::Info("worker_draining", {{"worker_id", options_.worker_id}, {"pipelined", jobs_.size()}});
+  std::deque<std::shared_ptr<Job>> rest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rest.swap(jobs_);
+  }
+  for (auto& job : rest) {
+    if (job->submitted) renderer_.Withdraw(*job);
+    if (!job->lease_lost) ReleaseJob(*job, "worker draining");
+  }
+}
+
+void Worker::SetBusy(bool busy, const std::string& scene) {
+  (void)redis_.Command({"HSET", queue::WorkerKey(options_.worker_id), "busy", busy ? "1" : "0",
+                        "scene", scene});
+}
+
+void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop) {
+  redis::Options ro = RedisOptionsFor(options_);
+  redis::Client client(ro);
+  std::vector<queue::Queue> queues = MakeQueues(client, options_, clock_);
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  (void)client.Command({"HSET", queue::WorkerKey(options_.worker_id), "host", host, "pid",
+                        std::to_string(getpid()), "queues", json(options_.queues).dump(),
+                        "started_at", std::to_string(clock_.NowMs())});
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline;
+  while (!done) {
+    HeartbeatOnce(client, queues);
+    if (stop && !drain_deadline) drain_deadline = std::chrono::steady_clock::now() + options_.drain();
+    if (drain_deadline && std::chrono::steady_clock::now() >= *drain_deadline) AbandonInHand();
+    SleepUnless(done, std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
+  }
+}
+
+void Worker::AbandonInHand() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!jobs_.empty() && !jobs_.front()->abandon.exchange(true)) {
+    log::Warn("drain_timeout", {{"scene_id", jobs_.front()->lease.id},
+                                {"drain_seconds", options_.drain_seconds}});
+  }
+}
+
+void Worker::HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& queues) {
+  std::vector<std::shared_ptr<Job>> held;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    held.assign(jobs_.begin(), jobs_.end());
+  }
+  for (auto& q : queues) {
+    std::vector<queue::LeasedScene> leases;
+    std::vector<std::shared_ptr<Job>> jobs;
+    for (auto& j : held) {
+      if (j->lease.queue == q.name()) {
+        leases.push_back(j->lease);
+        jobs.push_back(j);
+      }
+    }
+    auto r = q.Heartbeat(options_.worker_id, options_.lease(), leases);
+    if (!r.ok()) {
+      log::Warn("heartbeat_failed", {{"queue", q.name()}, {"error", r.status().ToString()}});
+      continue;
+    }
+    for (size_t i = 0; i < jobs.size() && i < r->size(); ++i) {
+      if ((*r)[i] == queue::HeartbeatResult::kLost) {
+        jobs[i]->lease_lost = true;
+        jobs[i]->abandon = true;
+      } else if ((*r)[i] == queue::HeartbeatResult::kCancelRequested) {
+        jobs[i]->cancel_requested = true;
+      }
+    }
+  }
+  const int64_t ttl = static_cast<int64_t>(options_.lease_seconds * 3) + 1;
+  (void)client.Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "heartbeat_at",
+                          std::to_string(clock_.NowMs())},
+                         {"EXPIRE", queue::WorkerKey(options_.worker_id), std::to_string(ttl)}});
+}
+
+}  // namespace scenefarm::worker

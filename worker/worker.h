@@ -1,0 +1,58 @@
+// scenefarm-worker's loop: resume -> reclaim -> lease (pipelined) -> render -> ack / retry /
+// dead-letter, with a heartbeat thread renewing leases and a graceful drain on stop.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "renderer.h"
+#include "scenefarm/clock.h"
+#include "scenefarm/options.h"
+#include "scenefarm/queue.h"
+#include "scenefarm/redis.h"
+
+namespace scenefarm::worker {
+
+class Worker {
+ public:
+  Worker(WorkerOptions options, Renderer& renderer, const Clock& clock);
+  ~Worker();
+
+  // Runs until `stop` is set, then drains: no new leases, pipelined jobs withdrawn and
+  // released, the job in hand finished within drain_seconds or released. Returns 0.
+  int Run(const std::atomic<bool>& stop);
+
+ private:
+  void HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop);
+  void AbandonInHand();
+  void HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& queues);
+  void ResumeOwnLeases();
+  bool FillPipeline();
+  std::shared_ptr<Job> LeaseOne();
+  bool Admit(std::shared_ptr<Job> job);
+  void Finish(Job& job, const RenderOutcome& outcome);
+  void Drain(const std::atomic<bool>& stop);
+  void ReleaseJob(Job& job, const std::string& reason);
+  void SleepIdle(const std::atomic<bool>& stop);
+  queue::Queue& QueueFor(const Job& job);
+  void SetBusy(bool busy, const std::string& scene);
+
+  const WorkerOptions options_;
+  Renderer& renderer_;
+  const Clock& clock_;
+  redis::Client redis_;                 // the loop's connection
+  std::vector<queue::Queue> queues_;    // in priority order
+  std::mt19937_64 rng_;
+
+  std::mutex mu_;                       // guards jobs_ against the heartbeat thread
+  std::deque<std::shared_ptr<Job>> jobs_;  // front: rendering; the rest: pipelined
+  std::chrono::steady_clock::time_point last_reclaim_{};
+  int idle_rounds_ = 0;
+};
+
+}  // namespace scenefarm::worker

@@ -8,11 +8,13 @@ int main(int argc, char** argv) {
   using namespace scenefarm::cli;
   Global g;
   int exit_code = kExitOk;
-  CLI::App app{"scenefarm: the operator's tool for a scenefarm render farm\n"
-               "Exit codes: 0 success, 1 failure, 2 usage error"};
+  CLI::App app{
+      "scenefarm: the operator's tool for a scenefarm render farm\n"
+      "Exit codes: 0 success, 1 failure, 2 usage error"};
   app.require_subcommand(1);
   app.add_option("--redis-url", g.redis_url, "redis://[[user]:password@]host:port[/db]")
-      ->envname("SCENEFARM_REDIS_URL")->capture_default_str();
+      ->envname("SCENEFARM_REDIS_URL")
+      ->capture_default_str();
   app.add_option("--queue", g.queue)->envname("SCENEFARM_QUEUE")->capture_default_str();
   RegisterEnqueue(app, g, &exit_code);
   RegisterStatus(app, g, &exit_code);

@@ -12,7 +12,8 @@ using namespace std::chrono_literals;
 
 Status HttpStatusToStatus(const std::string& what, const http::Response& r) {
   if (r.status >= 500) return Status::Unavailable(what + ": HTTP " + std::to_string(r.status));
-  return Status::Internal(what + ": HTTP " + std::to_string(r.status) + " " + r.body.substr(0, 300));
+  return Status::Internal(what + ": HTTP " + std::to_string(r.status) + " " +
+                          r.body.substr(0, 300));
 }
 
 }  // namespace
@@ -63,7 +64,8 @@ RenderOutcome ComfyUiRenderer::FromHistory(const json& entry, const std::string&
   if (status.value("status_str", "") == "success") {
     json files = json::array();
     for (const auto& [node, out] : entry["outputs"].items()) {
-      for (const auto& img : out.value("images", json::array())) files.push_back(img);
+      for (const auto& img : out.value("images", json::array()))
+        files.push_back(img);
     }
     return {Status::Ok(), {{"prompt_id", prompt_id}, {"outputs", files}}};
   }
@@ -98,8 +100,8 @@ RenderOutcome ComfyUiRenderer::Wait(Job& job) {
       json h = json::parse(r->body, nullptr, false);
       if (h.is_object() && h.contains(prompt_id)) return FromHistory(h[prompt_id], prompt_id);
     }
-    const bool attempt_limit = options_.scene_history_max_attempts > 0 &&
-                               attempts >= options_.scene_history_max_attempts;
+    const bool attempt_limit =
+        options_.scene_history_max_attempts > 0 && attempts >= options_.scene_history_max_attempts;
     if (attempt_limit || std::chrono::steady_clock::now() - start >= max_wait) {
       Withdraw(job);  // maxWait interrupts the prompt before the scene is retried
       return {Status::DeadlineExceeded(attempt_limit ? "attemptLimit" : "maxWait")};

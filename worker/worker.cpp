@@ -142,7 +142,8 @@ bool Worker::FillPipeline() {
     last_reclaim_ = now;
     for (auto& q : queues_) {
       auto moved = q.Reclaim();
-      if (moved.ok() && *moved > 0) log::Info("leases_reclaimed", {{"queue", q.name()}, {"count", *moved}});
+      if (moved.ok() && *moved > 0)
+        log::Info("leases_reclaimed", {{"queue", q.name()}, {"count", *moved}});
     }
   }
   while (jobs_.size() < static_cast<size_t>(1 + options_.pipeline_depth)) {
@@ -165,8 +166,10 @@ std::shared_ptr<Job> Worker::LeaseOne() {
     if (!r->has_value()) continue;
     auto job = std::make_shared<Job>();
     job->lease = **r;
-    log::Info("scene_leased", {{"queue", q.name()}, {"scene_id", job->lease.id},
-                               {"run", job->lease.run}, {"attempt", job->lease.attempt}});
+    log::Info("scene_leased", {{"queue", q.name()},
+                               {"scene_id", job->lease.id},
+                               {"run", job->lease.run},
+                               {"attempt", job->lease.attempt}});
     return job;
   }
   return nullptr;
@@ -199,39 +202,48 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
   }
   Status s;
   if (outcome.cancelled) {
-    s = RetryUnavailable([&] { return q.AckCancelled(job.lease, options_.worker_id); }, options_.lease());
+    s = RetryUnavailable([&] { return q.AckCancelled(job.lease, options_.worker_id); },
+                         options_.lease());
     log::Info("scene_cancelled", {{"scene_id", id}});
   } else if (outcome.status.ok()) {
     s = RetryUnavailable([&] { return q.Ack(job.lease, options_.worker_id, outcome.result); },
                          options_.lease());
-    log::Info("scene_rendered", {{"scene_id", id}, {"run", job.lease.run}, {"attempt", job.lease.attempt}});
+    log::Info("scene_rendered",
+              {{"scene_id", id}, {"run", job.lease.run}, {"attempt", job.lease.attempt}});
   } else if (outcome.status.code() == StatusCode::kAborted) {
     if (job.submitted) renderer_.Withdraw(job);
     ReleaseJob(job, "worker stopped before the render finished: " + outcome.status.message());
     return;
   } else {
     const bool permanent = outcome.status.code() == StatusCode::kInvalidArgument;
-    const auto backoff = queue::RetryBackoff(job.lease.failures + 1,
-                                             WorkerOptions::Ms(options_.retry_backoff_seconds),
-                                             WorkerOptions::Ms(options_.retry_backoff_max_seconds), rng_);
+    const auto backoff = queue::RetryBackoff(
+        job.lease.failures + 1, WorkerOptions::Ms(options_.retry_backoff_seconds),
+        WorkerOptions::Ms(options_.retry_backoff_max_seconds), rng_);
     std::string where;
-    s = RetryUnavailable([&] {
-          auto r = q.Fail(job.lease, options_.worker_id, outcome.status.ToString(), permanent, backoff);
+    s = RetryUnavailable(
+        [&] {
+          auto r =
+              q.Fail(job.lease, options_.worker_id, outcome.status.ToString(), permanent, backoff);
           if (r.ok()) where = *r;
           return r.status();
-        }, options_.lease());
+        },
+        options_.lease());
     log::Warn(where == "dead" ? "scene_dead_lettered" : "scene_failed",
-              {{"scene_id", id}, {"attempt", job.lease.attempt}, {"reason", outcome.status.ToString()},
-               {"next", where}, {"backoff_ms", backoff.count()}});
+              {{"scene_id", id},
+               {"attempt", job.lease.attempt},
+               {"reason", outcome.status.ToString()},
+               {"next", where},
+               {"backoff_ms", backoff.count()}});
   }
   if (!s.ok()) log::Warn("scene_outcome_not_recorded", {{"scene_id", id}, {"error", s.ToString()}});
 }
 
 void Worker::ReleaseJob(Job& job, const std::string& reason) {
-  Status s = RetryUnavailable([&] { return QueueFor(job).Release(job.lease, options_.worker_id, reason); },
-                              options_.lease());
-  log::Info("scene_released", {{"scene_id", job.lease.id}, {"reason", reason},
-                               {"recorded", s.ok()}});
+  Status s =
+      RetryUnavailable([&] { return QueueFor(job).Release(job.lease, options_.worker_id, reason); },
+                       options_.lease());
+  log::Info("scene_released",
+            {{"scene_id", job.lease.id}, {"reason", reason}, {"recorded", s.ok()}});
 }
 
 void Worker::Drain(const std::atomic<bool>&) {
@@ -248,8 +260,8 @@ void Worker::Drain(const std::atomic<bool>&) {
 }
 
 void Worker::SetBusy(bool busy, const std::string& scene) {
-  (void)redis_.Command({"HSET", queue::WorkerKey(options_.worker_id), "busy", busy ? "1" : "0",
-                        "scene", scene});
+  (void)redis_.Command(
+      {"HSET", queue::WorkerKey(options_.worker_id), "busy", busy ? "1" : "0", "scene", scene});
 }
 
 void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop) {
@@ -264,17 +276,19 @@ void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool
   std::optional<std::chrono::steady_clock::time_point> drain_deadline;
   while (!done) {
     HeartbeatOnce(client, queues);
-    if (stop && !drain_deadline) drain_deadline = std::chrono::steady_clock::now() + options_.drain();
+    if (stop && !drain_deadline)
+      drain_deadline = std::chrono::steady_clock::now() + options_.drain();
     if (drain_deadline && std::chrono::steady_clock::now() >= *drain_deadline) AbandonInHand();
-    SleepUnless(done, std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
+    SleepUnless(done,
+                std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
   }
 }
 
 void Worker::AbandonInHand() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!jobs_.empty() && !jobs_.front()->abandon.exchange(true)) {
-    log::Warn("drain_timeout", {{"scene_id", jobs_.front()->lease.id},
-                                {"drain_seconds", options_.drain_seconds}});
+    log::Warn("drain_timeout",
+              {{"scene_id", jobs_.front()->lease.id}, {"drain_seconds", options_.drain_seconds}});
   }
 }
 

@@ -45,11 +45,11 @@ class Worker {
   const WorkerOptions options_;
   Renderer& renderer_;
   const Clock& clock_;
-  redis::Client redis_;                 // the loop's connection
-  std::vector<queue::Queue> queues_;    // in priority order
+  redis::Client redis_;               // the loop's connection
+  std::vector<queue::Queue> queues_;  // in priority order
   std::mt19937_64 rng_;
 
-  std::mutex mu_;                       // guards jobs_ against the heartbeat thread
+  std::mutex mu_;                          // guards jobs_ against the heartbeat thread
   std::deque<std::shared_ptr<Job>> jobs_;  // front: rendering; the rest: pipelined
   std::chrono::steady_clock::time_point last_reclaim_{};
   int idle_rounds_ = 0;

@@ -68,9 +68,11 @@ int RunEnqueue(const Global& g, const EnqueueArgs& a) {
         std::cerr << "scenefarm: scene " << chunk[i].id << " already exists; not enqueued\n";
       }
     }
-    if (tty) std::cerr << "\r  enqueued " << created + existing << "/" << scenes->size() << std::flush;
+    if (tty)
+      std::cerr << "\r  enqueued " << created + existing << "/" << scenes->size() << std::flush;
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (tty) std::cerr << "\n";
   std::cerr << "enqueued " << created << " scenes to queue " << g.queue << " in " << secs << " s ("
             << static_cast<int64_t>(secs > 0 ? created / secs : 0) << " scenes/s)\n";
@@ -81,13 +83,15 @@ int RunEnqueue(const Global& g, const EnqueueArgs& a) {
 
 void RegisterEnqueue(CLI::App& app, Global& g, int* exit_code) {
   auto args = std::make_shared<EnqueueArgs>();
-  auto* cmd = app.add_subcommand("enqueue", "enqueue scenes from FILE (- for stdin): a JSON "
-                                            "object, an array, or JSON lines; prints their ids");
+  auto* cmd = app.add_subcommand("enqueue",
+                                 "enqueue scenes from FILE (- for stdin): a JSON "
+                                 "object, an array, or JSON lines; prints their ids");
   cmd->add_option("file", args->file, "scene file, or - for standard input")->required();
   cmd->add_option("--run", args->run, "run for scenes that name none");
-  cmd->add_option("--retry-budget", args->retry_budget,
-                  "SceneRetryBudget for scenes that set none")
-      ->envname("SCENEFARM_SCENE_RETRY_BUDGET")->capture_default_str()->check(CLI::Range(0, 100));
+  cmd->add_option("--retry-budget", args->retry_budget, "SceneRetryBudget for scenes that set none")
+      ->envname("SCENEFARM_SCENE_RETRY_BUDGET")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
   cmd->callback([&g, args, exit_code] { *exit_code = RunEnqueue(g, *args); });
 }
 

@@ -13,9 +13,11 @@ void PrintHuman(const queue::QueueStatus& s) {
             << s.depth.leased << "  dead " << s.depth.dead << "\n"
             << "  oldest pending " << s.oldest_pending_age_seconds << " s\n"
             << "  workers live " << s.workers_live << "  busy " << s.workers_busy << "\n  outcomes";
-  for (const auto& [k, v] : s.ToJson()["outcomes"].items()) std::cout << "  " << k << " " << v;
+  for (const auto& [k, v] : s.ToJson()["outcomes"].items())
+    std::cout << "  " << k << " " << v;
   std::cout << "\n  runs in progress " << s.runs_in_progress.size();
-  for (const auto& r : s.runs_in_progress) std::cout << " " << r;
+  for (const auto& r : s.runs_in_progress)
+    std::cout << " " << r;
   std::cout << "\n";
 }
 

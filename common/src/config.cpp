@@ -29,24 +29,40 @@ namespace {
 
 void AddPolicyOptions(CLI::App& app, WorkerOptions& o) {
   app.add_option("--scene-max-wait-seconds", o.scene_max_wait_seconds, "SceneMaxWaitSeconds")
-      ->envname("SCENEFARM_SCENE_MAX_WAIT_SECONDS")->capture_default_str()->check(CLI::PositiveNumber);
+      ->envname("SCENEFARM_SCENE_MAX_WAIT_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--scene-history-max-attempts", o.scene_history_max_attempts,
                  "SceneHistoryMaxAttempts (0 = unbounded)")
-      ->envname("SCENEFARM_SCENE_HISTORY_MAX_ATTEMPTS")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->envname("SCENEFARM_SCENE_HISTORY_MAX_ATTEMPTS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--scene-history-poll-interval-seconds", o.scene_history_poll_interval_seconds,
                  "SceneHistoryPollIntervalSeconds")
-      ->envname("SCENEFARM_SCENE_HISTORY_POLL_INTERVAL_SECONDS")->capture_default_str()->check(CLI::PositiveNumber);
+      ->envname("SCENEFARM_SCENE_HISTORY_POLL_INTERVAL_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--scene-post-execution-timeout-seconds", o.scene_post_execution_timeout_seconds,
                  "ScenePostExecutionTimeoutSeconds")
-      ->envname("SCENEFARM_SCENE_POST_EXECUTION_TIMEOUT_SECONDS")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->envname("SCENEFARM_SCENE_POST_EXECUTION_TIMEOUT_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--scene-retry-budget", o.scene_retry_budget, "SceneRetryBudget")
-      ->envname("SCENEFARM_SCENE_RETRY_BUDGET")->capture_default_str()->check(CLI::Range(0, 100));
+      ->envname("SCENEFARM_SCENE_RETRY_BUDGET")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
   app.add_option("--done-marker-wait-seconds", o.done_marker_wait_seconds, "DoneMarkerWaitSeconds")
-      ->envname("SCENEFARM_DONE_MARKER_WAIT_SECONDS")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->envname("SCENEFARM_DONE_MARKER_WAIT_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--retry-backoff-seconds", o.retry_backoff_seconds)
-      ->envname("SCENEFARM_RETRY_BACKOFF_SECONDS")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->envname("SCENEFARM_RETRY_BACKOFF_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--retry-backoff-max-seconds", o.retry_backoff_max_seconds)
-      ->envname("SCENEFARM_RETRY_BACKOFF_MAX_SECONDS")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->envname("SCENEFARM_RETRY_BACKOFF_MAX_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 }  // namespace
@@ -57,22 +73,41 @@ Result<WorkerOptions> ParseWorkerOptions(int argc, const char* const* argv) {
   CLI::App app{"scenefarm-worker: leases scenes from Redis and renders them through ComfyUI"};
   app.add_option("--redis-url", o.redis_url)->envname("SCENEFARM_REDIS_URL")->capture_default_str();
   app.add_option("--queue", queues, "queues in priority order, comma-separated")
-      ->envname("SCENEFARM_QUEUE")->capture_default_str();
-  app.add_option("--comfyui-url", o.comfyui_url)->envname("SCENEFARM_COMFYUI_URL")->capture_default_str();
-  app.add_option("--comfyui-output-dir", o.comfyui_output_dir)->envname("SCENEFARM_COMFYUI_OUTPUT_DIR");
-  app.add_option("--artifacts-dir", o.artifacts_dir)->envname("SCENEFARM_ARTIFACTS_DIR")->capture_default_str();
-  app.add_option("--worker-id", o.worker_id, "default: hostname-pid")->envname("SCENEFARM_WORKER_ID");
-  app.add_option("--lease-seconds", o.lease_seconds)->envname("SCENEFARM_LEASE_SECONDS")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--heartbeat-seconds", o.heartbeat_seconds)->envname("SCENEFARM_HEARTBEAT_SECONDS")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--drain-seconds", o.drain_seconds)->envname("SCENEFARM_DRAIN_SECONDS")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--pipeline-depth", o.pipeline_depth)->envname("SCENEFARM_PIPELINE_DEPTH")
-      ->capture_default_str()->check(CLI::Range(0, 16));
-  app.add_option("--idle-poll-seconds", o.idle_poll_seconds)->envname("SCENEFARM_IDLE_POLL_SECONDS")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--log-level", o.log_level)->envname("SCENEFARM_LOG_LEVEL")->capture_default_str()
+      ->envname("SCENEFARM_QUEUE")
+      ->capture_default_str();
+  app.add_option("--comfyui-url", o.comfyui_url)
+      ->envname("SCENEFARM_COMFYUI_URL")
+      ->capture_default_str();
+  app.add_option("--comfyui-output-dir", o.comfyui_output_dir)
+      ->envname("SCENEFARM_COMFYUI_OUTPUT_DIR");
+  app.add_option("--artifacts-dir", o.artifacts_dir)
+      ->envname("SCENEFARM_ARTIFACTS_DIR")
+      ->capture_default_str();
+  app.add_option("--worker-id", o.worker_id, "default: hostname-pid")
+      ->envname("SCENEFARM_WORKER_ID");
+  app.add_option("--lease-seconds", o.lease_seconds)
+      ->envname("SCENEFARM_LEASE_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--heartbeat-seconds", o.heartbeat_seconds)
+      ->envname("SCENEFARM_HEARTBEAT_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--drain-seconds", o.drain_seconds)
+      ->envname("SCENEFARM_DRAIN_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--pipeline-depth", o.pipeline_depth)
+      ->envname("SCENEFARM_PIPELINE_DEPTH")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 16));
+  app.add_option("--idle-poll-seconds", o.idle_poll_seconds)
+      ->envname("SCENEFARM_IDLE_POLL_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--log-level", o.log_level)
+      ->envname("SCENEFARM_LOG_LEVEL")
+      ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   AddPolicyOptions(app, o);
   try {

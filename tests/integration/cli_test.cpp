@@ -19,7 +19,8 @@ class CliTest : public ::testing::Test {
     fs::path in = dir_.path() / "stdin", out = dir_.path() / "stdout", err = dir_.path() / "stderr";
     std::ofstream(in) << stdin_text;
     std::string cmd = std::string(SCENEFARM_CLI_BIN);
-    for (const auto& a : args) cmd += " '" + a + "'";
+    for (const auto& a : args)
+      cmd += " '" + a + "'";
     cmd += " <" + in.string() + " >" + out.string() + " 2>" + err.string();
     const int rc = std::system(cmd.c_str());
     return {WEXITSTATUS(rc), ReadFile(out), ReadFile(err)};
@@ -35,7 +36,8 @@ class CliTest : public ::testing::Test {
   TempDir dir_;
 };
 
-const char* kScene = R"({"id": "%s", "workflow": {"1": {"class_type": "EmptyImage", "inputs": {}}}})";
+const char* kScene =
+    R"({"id": "%s", "workflow": {"1": {"class_type": "EmptyImage", "inputs": {}}}})";
 
 std::string SceneLine(const std::string& id) {
   char buf[256];
@@ -44,7 +46,8 @@ std::string SceneLine(const std::string& id) {
 }
 
 TEST_F(CliTest, EnqueueJsonLinesThenStatusAndShow) {
-  CliRun r = Cli(With({"enqueue", "--run", "story1", "-"}), SceneLine("a") + "\n" + SceneLine("b") + "\n");
+  CliRun r =
+      Cli(With({"enqueue", "--run", "story1", "-"}), SceneLine("a") + "\n" + SceneLine("b") + "\n");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "a\nb\n");
   CliRun st = Cli(With({"status", "--json"}));
@@ -68,7 +71,8 @@ TEST_F(CliTest, EnqueueJsonLinesThenStatusAndShow) {
 
 TEST_F(CliTest, EnqueueArrayFromAFileGeneratesMissingIds) {
   const fs::path f = dir_.path() / "scenes.json";
-  std::ofstream(f) << "[" << R"({"workflow": {"1": {"class_type": "X"}}}, )" << SceneLine("c") << "]";
+  std::ofstream(f) << "["
+                   << R"({"workflow": {"1": {"class_type": "X"}}}, )" << SceneLine("c") << "]";
   CliRun r = Cli(With({"enqueue", f.string()}));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("s-", 0), 0u);

@@ -16,9 +16,8 @@ class CrashRecovery : public ::testing::Test {
   std::unique_ptr<Process> StartWorker(const std::string& id) {
     return std::make_unique<Process>(
         std::vector<std::string>{SCENEFARM_TEST_WORKER_BIN, "--redis-url", redis_.url(),
-                                 "--worker-id", id, "--lease-seconds", "1",
-                                 "--heartbeat-seconds", "0.25", "--idle-poll-seconds", "0.02",
-                                 "--log-level", "warn"},
+                                 "--worker-id", id, "--lease-seconds", "1", "--heartbeat-seconds",
+                                 "0.25", "--idle-poll-seconds", "0.02", "--log-level", "warn"},
         dir_.path() / (id + ".log"));
   }
 
@@ -41,7 +40,8 @@ TEST_F(CrashRecovery, SigkilledWorkersLoseNoSceneAndCompleteNoneTwice) {
   ASSERT_TRUE(q.Enqueue(scenes).ok());
 
   std::vector<std::unique_ptr<Process>> workers;
-  for (int i = 0; i < 4; ++i) workers.push_back(StartWorker("w" + std::to_string(i)));
+  for (int i = 0; i < 4; ++i)
+    workers.push_back(StartWorker("w" + std::to_string(i)));
   int kills = 0;
   // Chaos for a bounded while: a random worker is SIGKILLed, then restarted, half the time
   // under its old id (it resumes its leases) and half under a new one (they are reclaimed).
@@ -50,12 +50,14 @@ TEST_F(CrashRecovery, SigkilledWorkersLoseNoSceneAndCompleteNoneTwice) {
     const size_t victim = rng() % workers.size();
     workers[victim]->Kill();
     ++kills;
-    const std::string id = rng() % 2 ? "w" + std::to_string(victim) : "w-new-" + std::to_string(round);
+    const std::string id =
+        rng() % 2 ? "w" + std::to_string(victim) : "w-new-" + std::to_string(round);
     workers[victim] = StartWorker(id);
   }
   ASSERT_TRUE(WaitFor([&] { return q.GetStatus(30s)->outcomes["succeeded"] == kScenes; }, 90s))
       << "succeeded " << q.GetStatus(30s)->outcomes["succeeded"];
-  for (auto& w : workers) EXPECT_EQ(w->Stop(), 0);
+  for (auto& w : workers)
+    EXPECT_EQ(w->Stop(), 0);
 
   auto events = client.Command({"XRANGE", "sf:{scenes}:events", "-", "+"});
   ASSERT_TRUE(events.ok());
@@ -64,12 +66,14 @@ TEST_F(CrashRecovery, SigkilledWorkersLoseNoSceneAndCompleteNoneTwice) {
   for (const auto& e : events->elements) {
     std::map<std::string, std::string> f;
     const auto& kv = e.elements[1].elements;
-    for (size_t i = 0; i + 1 < kv.size(); i += 2) f[kv[i].str] = kv[i + 1].str;
+    for (size_t i = 0; i + 1 < kv.size(); i += 2)
+      f[kv[i].str] = kv[i + 1].str;
     if (f["event"] == "succeeded") successes[f["scene"]]++;
     if (f["event"] == "reclaimed" || f["event"] == "resumed") reclaimed++;
   }
   EXPECT_EQ(successes.size(), static_cast<size_t>(kScenes));
-  for (const auto& [id, n] : successes) EXPECT_EQ(n, 1) << id;
+  for (const auto& [id, n] : successes)
+    EXPECT_EQ(n, 1) << id;
   auto st = q.GetStatus(30s);
   EXPECT_EQ(st->depth.leased, 0);
   EXPECT_EQ(st->depth.pending, 0);

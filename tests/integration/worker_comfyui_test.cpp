@@ -4,8 +4,8 @@
 
 #include "comfyui_renderer.h"
 #include "support/comfy_harness.h"
-#include "support/queue_fixture.h"
 #include "support/net.h"
+#include "support/queue_fixture.h"
 #include "worker.h"
 
 namespace scenefarm::testing {

@@ -58,7 +58,8 @@ class WorkerTest : public ::testing::Test {
 
 TEST_F(WorkerTest, RendersEverySceneAndPipelinesTheNext) {
   std::vector<Scene> scenes;
-  for (int i = 0; i < 20; ++i) scenes.push_back(FakeScene("s" + std::to_string(i), {{"ms", 20}}));
+  for (int i = 0; i < 20; ++i)
+    scenes.push_back(FakeScene("s" + std::to_string(i), {{"ms", 20}}));
   ASSERT_TRUE(queue_.Enqueue(scenes).ok());
   StartWorker();
   ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 20; }, 20s));
@@ -69,12 +70,14 @@ TEST_F(WorkerTest, RendersEverySceneAndPipelinesTheNext) {
 }
 
 TEST_F(WorkerTest, FailuresRetryThenDeadLetterAndPermanentOnesAtOnce) {
-  ASSERT_TRUE(queue_.Enqueue({FakeScene("flaky", {{"fail", "retry"}, {"fail_attempts", 1}}, 1),
-                              FakeScene("broken", {{"fail", "retry"}}, 1),
-                              FakeScene("rejected", {{"fail", "permanent"}}, 5)})
+  ASSERT_TRUE(queue_
+                  .Enqueue({FakeScene("flaky", {{"fail", "retry"}, {"fail_attempts", 1}}, 1),
+                            FakeScene("broken", {{"fail", "retry"}}, 1),
+                            FakeScene("rejected", {{"fail", "permanent"}}, 5)})
                   .ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1 && Outcome("dead_lettered") == 2; }, 20s));
+  ASSERT_TRUE(
+      WaitFor([&] { return Outcome("succeeded") == 1 && Outcome("dead_lettered") == 2; }, 20s));
   EXPECT_EQ(queue_.Show("flaky")->attempts, 2);
   EXPECT_EQ(queue_.Show("broken")->state, "dead");
   EXPECT_EQ(queue_.Show("broken")->reason, "INTERNAL: fake execution_error");
@@ -87,7 +90,8 @@ TEST_F(WorkerTest, MalformedSceneDocumentIsDeadLetteredAndTheWorkerGoesOn) {
   // A document corrupted in Redis (or written by an older tool) fails validation on lease.
   ASSERT_TRUE(client_.Command({"HSET", "sf:{scenes}:scene:bad", "doc", "{\"workflow\": 7"}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1 && Outcome("dead_lettered") == 1; }, 20s));
+  ASSERT_TRUE(
+      WaitFor([&] { return Outcome("succeeded") == 1 && Outcome("dead_lettered") == 1; }, 20s));
   const auto info = queue_.Show("bad");
   EXPECT_EQ(info->state, "dead");
   EXPECT_NE(info->reason.find("invalid scene document"), std::string::npos) << info->reason;
@@ -95,7 +99,9 @@ TEST_F(WorkerTest, MalformedSceneDocumentIsDeadLetteredAndTheWorkerGoesOn) {
 
 TEST_F(WorkerTest, StopWithShortDrainReleasesEverythingWithoutSpendingBudget) {
   options_.drain_seconds = 0.3;
-  ASSERT_TRUE(queue_.Enqueue({FakeScene("long1", {{"ms", 60000}}), FakeScene("long2", {{"ms", 60000}})}).ok());
+  ASSERT_TRUE(
+      queue_.Enqueue({FakeScene("long1", {{"ms", 60000}}), FakeScene("long2", {{"ms", 60000}})})
+          .ok());
   StartWorker();
   ASSERT_TRUE(WaitFor([&] { return Depth().leased == 2; }));
   StopWorker();
@@ -109,7 +115,8 @@ TEST_F(WorkerTest, StopWithShortDrainReleasesEverythingWithoutSpendingBudget) {
 }
 
 TEST_F(WorkerTest, StopFinishesTheSceneInHandWithinTheDrain) {
-  ASSERT_TRUE(queue_.Enqueue({FakeScene("inhand", {{"ms", 800}}), FakeScene("next", {{"ms", 800}})}).ok());
+  ASSERT_TRUE(
+      queue_.Enqueue({FakeScene("inhand", {{"ms", 800}}), FakeScene("next", {{"ms", 800}})}).ok());
   StartWorker();
   ASSERT_TRUE(WaitFor([&] { return Depth().leased == 2; }));
   StopWorker();
@@ -139,7 +146,9 @@ TEST_F(WorkerTest, RestartedWorkerResumesTheScenesItsIdHeld) {
 
 TEST_F(WorkerTest, RedisOutageDoesNotStopTheWorker) {
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return client_.Command({"ZSCORE", "sf:workers", "w-test"})->AsInt() > 0; }));
+  ASSERT_TRUE(WaitFor([&] {
+    return client_.Command({"ZSCORE", "sf:workers", "w-test"})->AsInt() > 0;
+  }));
   redis_.Stop();
   std::this_thread::sleep_for(500ms);  // the worker meets the outage (nothing is asserted on time)
   redis_.Start();

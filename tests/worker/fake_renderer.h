@@ -26,7 +26,8 @@ class FakeRenderer : public worker::Renderer {
   worker::RenderOutcome Wait(worker::Job& job) override {
     nlohmann::json fake = job.scene.metadata.value("fake", nlohmann::json::object());
     if (!fake.is_object()) fake = nlohmann::json::object();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(fake.value("ms", 0));
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(fake.value("ms", 0));
     while (std::chrono::steady_clock::now() < until) {
       if (job.abandon) return Done(job, {Status::Aborted("abandoned")});
       if (job.cancel_requested) return Done(job, {Status::Ok(), {}, true});

@@ -31,12 +31,12 @@ struct WorkerOptions {
   // SCENEFARM_PIPELINE_DEPTH: scenes leased and submitted ahead of the one rendering.
   int pipeline_depth = 1;
   // Seed 001's policy knobs (SCENEFARM_SCENE_*).
-  double scene_max_wait_seconds = 600;                  // SceneMaxWaitSeconds
-  int scene_history_max_attempts = 0;                   // SceneHistoryMaxAttempts, 0 = unbounded
-  double scene_history_poll_interval_seconds = 2;       // SceneHistoryPollIntervalSeconds
-  double scene_post_execution_timeout_seconds = 30;     // ScenePostExecutionTimeoutSeconds
-  int scene_retry_budget = 1;                           // SceneRetryBudget
-  double done_marker_wait_seconds = 60;                 // DoneMarkerWaitSeconds
+  double scene_max_wait_seconds = 600;               // SceneMaxWaitSeconds
+  int scene_history_max_attempts = 0;                // SceneHistoryMaxAttempts, 0 = unbounded
+  double scene_history_poll_interval_seconds = 2;    // SceneHistoryPollIntervalSeconds
+  double scene_post_execution_timeout_seconds = 30;  // ScenePostExecutionTimeoutSeconds
+  int scene_retry_budget = 1;                        // SceneRetryBudget
+  double done_marker_wait_seconds = 60;              // DoneMarkerWaitSeconds
   // SCENEFARM_RETRY_BACKOFF_SECONDS / _MAX_SECONDS: exponential backoff with full jitter.
   double retry_backoff_seconds = 5;
   double retry_backoff_max_seconds = 300;

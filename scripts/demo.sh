@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the farm on one machine, on free loopback ports, in .demo/ under the repository.
-# Starts a private redis-server and the ComfyUI test server, renders the sample scenes of
-# examples/scenes.jsonl, shows progress and where the frames went, then stops everything it
-# started (by PID) and leaves the outputs in place.
+# Starts a private redis-server, the ComfyUI test server and two scenefarm-worker processes,
+# enqueues the sample scenes of examples/scenes.jsonl with the scenefarm CLI, shows progress and
+# where the frames went, then stops everything it started (by PID) and leaves the outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -44,30 +44,40 @@ wait_port_file "$DEMO/comfyui/port" "the ComfyUI test server"
 COMFY=http://127.0.0.1:$(cat "$DEMO/comfyui/port")
 echo "ComfyUI test server $COMFY (pid ${pids[-1]})"
 
-# The queue, worker and exporter issues replace this direct submission with
-# `scenefarm enqueue` and scenefarm-worker processes.
+CLI=$BUILD/cli/scenefarm
+export SCENEFARM_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 SCENEFARM_QUEUE=scenes
+export SCENEFARM_COMFYUI_URL=$COMFY SCENEFARM_ARTIFACTS_DIR=$DEMO/artifacts
+
 echo
-echo "Submitting $(wc -l <examples/scenes.jsonl) scenes of examples/scenes.jsonl to ComfyUI:"
-while IFS= read -r scene; do
-  id=$(jq -r .id <<<"$scene")
-  jq -c --arg id "$id" '{prompt: .workflow, prompt_id: $id, client_id: "demo"}' <<<"$scene" |
-    curl -sf -H 'Content-Type: application/json' --data-binary @- "$COMFY/prompt" >/dev/null
-  echo "  queued $id"
-done <examples/scenes.jsonl
+echo "scenefarm enqueue examples/scenes.jsonl:"
+"$CLI" enqueue examples/scenes.jsonl | sed 's/^/  queued /'
+
+for i in 1 2; do
+  "$BUILD/worker/scenefarm-worker" --worker-id "demo-worker-$i" \
+    --scene-history-poll-interval-seconds 0.2 >"$DEMO/logs/worker-$i.log" 2>&1 &
+  pids+=($!)
+  echo "scenefarm-worker    demo-worker-$i (pid ${pids[-1]}, log .demo/logs/worker-$i.log)"
+done
 
 total=$(wc -l <examples/scenes.jsonl)
 for _ in $(seq 1 600); do
-  done_count=$(curl -sf "$COMFY/history" | jq 'length')
-  remaining=$(curl -sf "$COMFY/prompt" | jq '.exec_info.queue_remaining')
-  printf '\r  rendered %d/%d, queue_remaining %d ' "$done_count" "$total" "$remaining"
+  st=$("$CLI" status --json)
+  done_count=$(jq '.outcomes.succeeded + .outcomes.dead_lettered' <<<"$st")
+  printf '\r  %s' "$(jq -r '"pending \(.depth.pending)  leased \(.depth.leased)  succeeded \(.outcomes.succeeded)  dead \(.depth.dead)  workers live \(.workers.live) busy \(.workers.busy)"' <<<"$st")"
   [ "$done_count" -ge "$total" ] && break
   sleep 0.2
 done
 echo
 echo
-echo "Frames: $DEMO/comfyui/output/demo-story/"
-ls "$DEMO/comfyui/output/demo-story" | head -5
-echo "  ... $(ls "$DEMO/comfyui/output/demo-story" | wc -l) files"
+echo "scenefarm status:"
+"$CLI" status | sed 's/^/  /'
+echo
+echo "scenefarm jobs show scene-01:"
+"$CLI" jobs show scene-01 | sed 's/^/  /'
+echo
+echo "Frames (ComfyUI's output directory): $DEMO/comfyui/output/scenefarm/demo-story/"
+find "$DEMO/comfyui/output/scenefarm/demo-story" -name '*.png' | sort | head -3 | sed "s|$DEMO/|  .demo/|"
+echo "  ... $(find "$DEMO/comfyui/output/scenefarm/demo-story" -name '*.png' | wc -l) frames"
 echo
 echo "GPU as ComfyUI reports it (/system_stats):"
 curl -sf "$COMFY/system_stats" | jq -c '.devices[] | {name, vram_total, vram_free}'

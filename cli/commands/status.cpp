@@ -13,7 +13,8 @@ void PrintHuman(const queue::QueueStatus& s) {
             << s.depth.leased << "  dead " << s.depth.dead << "\n"
             << "  oldest pending " << s.oldest_pending_age_seconds << " s\n"
             << "  workers live " << s.workers_live << "  busy " << s.workers_busy << "\n  outcomes";
-  for (const auto& [k, v] : s.ToJson()["outcomes"].items())
+  const nlohmann::json outcomes = s.ToJson()["outcomes"];
+  for (const auto& [k, v] : outcomes.items())
     std::cout << "  " << k << " " << v;
   std::cout << "\n  runs in progress " << s.runs_in_progress.size();
   for (const auto& r : s.runs_in_progress)

@@ -66,7 +66,7 @@ TEST_F(CliTest, EnqueueJsonLinesThenStatusAndShow) {
   EXPECT_EQ(s["state"], "pending");
   EXPECT_EQ(s["attempts"], 0);
   CliRun human = Cli(With({"status"}));
-  EXPECT_NE(human.out.find("pending 2"), std::string::npos) << human.out;
+  EXPECT_NE(human.out.find("pending 2"), std::string::npos) << human.out << human.err;
 }
 
 TEST_F(CliTest, EnqueueArrayFromAFileGeneratesMissingIds) {

@@ -17,7 +17,7 @@ class CrashRecovery : public ::testing::Test {
     return std::make_unique<Process>(
         std::vector<std::string>{SCENEFARM_TEST_WORKER_BIN, "--redis-url", redis_.url(),
                                  "--worker-id", id, "--lease-seconds", "1", "--heartbeat-seconds",
-                                 "0.25", "--idle-poll-seconds", "0.02", "--log-level", "warn"},
+                                 "0.25", "--idle-poll-seconds", "0.02", "--log-level", "info"},
         dir_.path() / (id + ".log"));
   }
 
@@ -34,7 +34,8 @@ TEST_F(CrashRecovery, SigkilledWorkersLoseNoSceneAndCompleteNoneTwice) {
   std::mt19937 rng(7);
   for (int i = 0; i < kScenes; ++i) {
     Scene s = MakeScene("scene-" + std::to_string(i));
-    s.metadata = {{"fake", {{"ms", 5 + static_cast<int>(rng() % 40)}}}};
+    // 20-120 ms each: the work outlasts most of the chaos below, so kills land mid-render.
+    s.metadata = {{"fake", {{"ms", 20 + static_cast<int>(rng() % 100)}}}};
     scenes.push_back(s);
   }
   ASSERT_TRUE(q.Enqueue(scenes).ok());
@@ -56,8 +57,15 @@ TEST_F(CrashRecovery, SigkilledWorkersLoseNoSceneAndCompleteNoneTwice) {
   }
   ASSERT_TRUE(WaitFor([&] { return q.GetStatus(30s)->outcomes["succeeded"] == kScenes; }, 90s))
       << "succeeded " << q.GetStatus(30s)->outcomes["succeeded"];
-  for (auto& w : workers)
-    EXPECT_EQ(w->Stop(), 0);
+  for (auto& w : workers) {
+    // A worker restarted a moment ago may not have installed its SIGTERM handler yet.
+    ASSERT_TRUE(WaitFor([&] { return w->Log().find("worker_started") != std::string::npos; }));
+    const pid_t pid = w->pid();
+    const int status = w->Stop();
+    const std::string log = w->Log();
+    EXPECT_EQ(status, 0) << "pid " << pid << ", log of " << log.size() << " bytes ends: "
+                         << log.substr(log.size() > 1500 ? log.size() - 1500 : 0);
+  }
 
   auto events = client.Command({"XRANGE", "sf:{scenes}:events", "-", "+"});
   ASSERT_TRUE(events.ok());

@@ -41,24 +41,26 @@ through_workers() {  # through_workers WORKERS
   start=$(date +%s.%N)
   local wp=()
   for i in $(seq 1 "$w"); do
-    "$TW" --redis-url "$URL" --worker-id "bench-$i" --idle-poll-seconds 0.01 --log-level error &
+    "$TW" --redis-url "$URL" --worker-id "bench-$i" --idle-poll-seconds 0.01 2>"$WORK/worker-$i.log" &
     wp+=($!)
   done
   until [ "$(rc hget 'sf:{scenes}:stats' succeeded)" = "$N" ]; do sleep 0.02; done
   end=$(date +%s.%N)
   for p in "${wp[@]}"; do kill "$p"; done
   wait "${wp[@]}" 2>/dev/null || true
-  local cmds evalsha
-  cmds=$(stat stats total_commands_processed)
+  local rt evalsha
+  # Round trips of the workers' loop connections (each logs them when it stops); the heartbeat
+  # connection adds one round trip per worker per heartbeat period, independent of scenes.
+  rt=$(cat "$WORK"/worker-*.log | jq -s '[.[] | select(.event == "worker_stopped") | .redis_round_trips] | add')
   evalsha=$(rc info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_evalsha/ {print $3}')
   local all
   all=$(rc info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_/ {s += $3} END {print s}')
-  awk -v n="$N" -v w="$w" -v s="$start" -v e="$end" -v c="$cmds" -v ev="$evalsha" -v a="$all" 'BEGIN {
+  awk -v n="$N" -v w="$w" -v s="$start" -v e="$end" -v c="$rt" -v ev="$evalsha" -v a="$all" 'BEGIN {
     printf "| %d worker(s) | %d | %.2f | %.0f | %.2f | %.2f | %.1f |\n", w, n, e - s, n / (e - s), c / n, ev / n, a / n }'
 }
 
 echo
-echo "| workers | scenes | seconds | scenes/s | client commands/scene | EVALSHA/scene | Redis commands/scene (scripts' inner calls included) |"
+echo "| workers | scenes | seconds | scenes/s | worker round trips/scene | EVALSHA/scene | Redis commands/scene (scripts' inner calls included) |"
 echo "|---|---|---|---|---|---|---|"
 through_workers 1
 through_workers 4

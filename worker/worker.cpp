@@ -93,6 +93,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
     SetBusy(true, job->lease.id);
     const RenderOutcome outcome = renderer_.Wait(*job);
     Finish(*job, outcome);
+    ++scenes_finished_;
     {
       std::lock_guard<std::mutex> lock(mu_);
       jobs_.pop_front();
@@ -102,7 +103,9 @@ int Worker::Run(const std::atomic<bool>& stop) {
   Drain(stop);
   done = true;
   heartbeat.join();
-  log::Info("worker_stopped", {{"worker_id", options_.worker_id}});
+  log::Info("worker_stopped", {{"worker_id", options_.worker_id},
+                               {"scenes_finished", scenes_finished_},
+                               {"redis_round_trips", redis_.round_trips()}});
   return 0;
 }
 

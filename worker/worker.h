@@ -53,6 +53,7 @@ class Worker {
   std::deque<std::shared_ptr<Job>> jobs_;  // front: rendering; the rest: pipelined
   std::chrono::steady_clock::time_point last_reclaim_{};
   int idle_rounds_ = 0;
+  int64_t scenes_finished_ = 0;  // by the loop's Wait/Finish, for the stop log line
 };
 
 }  // namespace scenefarm::worker

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "scenefarm/clock.h"
+#include "scenefarm/queue.h"
 #include "scenefarm/redis.h"
 
 namespace scenefarm::cli {
@@ -29,5 +30,13 @@ void RegisterJobs(CLI::App& app, Global& g, int* exit_code);
 // One line on stderr: "scenefarm: <what>". Returns kExitFailure.
 int Fail(const std::string& what);
 redis::Options RedisOptions(const Global& g);
+
+// The queue named by --queue over a connection from --redis-url, with the system clock.
+struct QueueHandle {
+  explicit QueueHandle(const Global& g, int default_retry_budget = 1);
+  redis::Client client;
+  SystemClock clock;
+  queue::Queue queue;
+};
 
 }  // namespace scenefarm::cli

@@ -16,4 +16,16 @@ redis::Options RedisOptions(const Global& g) {
   return o;
 }
 
+namespace {
+queue::QueueOptions OptionsFor(const Global& g, int default_retry_budget) {
+  queue::QueueOptions qo;
+  qo.name = g.queue;
+  qo.default_retry_budget = default_retry_budget;
+  return qo;
+}
+}  // namespace
+
+QueueHandle::QueueHandle(const Global& g, int default_retry_budget)
+    : client(RedisOptions(g)), queue(client, OptionsFor(g, default_retry_budget), clock) {}
+
 }  // namespace scenefarm::cli

@@ -41,12 +41,7 @@ int RunEnqueue(const Global& g, const EnqueueArgs& a) {
   }
   auto scenes = ParseSceneStream(*text, run);
   if (!scenes.ok()) return Fail(a.file + ": " + scenes.status().message() + " (nothing enqueued)");
-  redis::Client client(RedisOptions(g));
-  SystemClock clock;
-  queue::QueueOptions qo;
-  qo.name = g.queue;
-  qo.default_retry_budget = a.retry_budget;
-  queue::Queue q(client, qo, clock);
+  QueueHandle h(g, a.retry_budget);
   const bool tty = isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
   size_t created = 0, existing = 0;
@@ -54,7 +49,7 @@ int RunEnqueue(const Global& g, const EnqueueArgs& a) {
   for (size_t at = 0; at < scenes->size(); at += kChunk) {
     std::vector<Scene> chunk(scenes->begin() + at,
                              scenes->begin() + std::min(scenes->size(), at + kChunk));
-    auto r = q.Enqueue(chunk);
+    auto r = h.queue.Enqueue(chunk);
     if (!r.ok()) {
       return Fail("enqueue: " + r.status().message() + " (" + std::to_string(created) +
                   " scenes were enqueued before the error)");

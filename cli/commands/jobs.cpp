@@ -14,12 +14,8 @@ void RegisterJobs(CLI::App& app, Global& g, int* exit_code) {
   show->add_option("id", *id, "scene id")->required();
   show->add_flag("--json", g.json, "print JSON");
   show->callback([&g, id, exit_code] {
-    redis::Client client(RedisOptions(g));
-    SystemClock clock;
-    queue::QueueOptions qo;
-    qo.name = g.queue;
-    queue::Queue q(client, qo, clock);
-    auto info = q.Show(*id);
+    QueueHandle h(g);
+    auto info = h.queue.Show(*id);
     if (!info.ok()) {
       *exit_code = Fail("jobs show: " + info.status().message());
       return;

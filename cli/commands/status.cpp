@@ -31,12 +31,8 @@ void RegisterStatus(CLI::App& app, Global& g, int* exit_code) {
   cmd->add_option("--live-window-seconds", *live, "a worker heard from within this is live")
       ->capture_default_str();
   cmd->callback([&g, live, exit_code] {
-    redis::Client client(RedisOptions(g));
-    SystemClock clock;
-    queue::QueueOptions qo;
-    qo.name = g.queue;
-    queue::Queue q(client, qo, clock);
-    auto s = q.GetStatus(std::chrono::milliseconds(static_cast<int64_t>(*live * 1000)));
+    QueueHandle h(g);
+    auto s = h.queue.GetStatus(std::chrono::milliseconds(static_cast<int64_t>(*live * 1000)));
     if (!s.ok()) {
       *exit_code = Fail("status: " + s.status().message());
       return;

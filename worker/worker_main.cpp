@@ -9,11 +9,14 @@
 namespace scenefarm::worker {
 namespace {
 std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
+void OnSignal(int) {
+  g_stop = true;
+}
 }  // namespace
 
-int WorkerMain(int argc, char** argv, const char* component,
-               const std::function<std::unique_ptr<Renderer>(const WorkerOptions&)>& make_renderer) {
+int WorkerMain(
+    int argc, char** argv, const char* component,
+    const std::function<std::unique_ptr<Renderer>(const WorkerOptions&)>& make_renderer) {
   auto options = ParseWorkerOptions(argc, argv);
   if (!options.ok()) {
     const bool help = options.status().code() == StatusCode::kAborted;

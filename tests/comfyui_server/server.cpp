@@ -172,6 +172,8 @@ Status Server::Listen() {
                         "3600000",
                         nullptr};
   mg_callbacks callbacks{};
+  callbacks.begin_request = &Server::WaitForHandlers;
+  handlers_ready_ = false;
   ctx_.reset(mg_start(&callbacks, this, opts));
   if (!ctx_) return Status::Unavailable("cannot listen on " + ports);
   mg_server_port sp[1];
@@ -182,7 +184,16 @@ Status Server::Listen() {
     mg_set_websocket_handler(ctx_.get(), path, &Server::OnWsConnect, &Server::OnWsReady,
                              &Server::OnWsData, &Server::OnWsClose, this);
   }
+  handlers_ready_ = true;
   return Status::Ok();
+}
+
+int Server::WaitForHandlers(mg_connection* conn) {
+  auto* self = static_cast<Server*>(mg_get_user_data(mg_get_context(conn)));
+  for (int i = 0; i < 2000 && !self->handlers_ready_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return 0;  // civetweb dispatches to the registered handlers
 }
 
 void Server::Stop() {

@@ -124,6 +124,10 @@ class Server {
   std::filesystem::path output_dir_, input_dir_, temp_dir_;
   int port_ = 0;
   MgContext ctx_;
+  // civetweb accepts before mg_set_request_handler runs; requests in that gap wait here instead
+  // of getting civetweb's own 404.
+  std::atomic<bool> handlers_ready_{false};
+  static int WaitForHandlers(mg_connection* conn);
 
   std::mutex mu_;
   std::condition_variable cv_;  // queue, interrupt, restart, stop

@@ -1,5 +1,6 @@
 #include "scenefarm/ws_client.h"
 
+#include <arpa/inet.h>
 #include <civetweb.h>
 
 namespace scenefarm::ws {
@@ -39,6 +40,13 @@ Client::~Client() {
 void Client::Close() {
   closing_ = true;
   std::lock_guard<std::mutex> lock(write_mu_);
+  if (conn_ && !closed_) {
+    // A close frame makes the peer close the socket, which wakes civetweb's reader thread at
+    // once; without it mg_close_connection waits out the reader's poll timeout.
+    const uint16_t code = htons(1000);
+    (void)mg_websocket_client_write(conn_.get(), MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE,
+                                    reinterpret_cast<const char*>(&code), sizeof(code));
+  }
   // mg_close_connection joins civetweb's reader thread, so no callback runs after this.
   conn_.reset();
   closed_ = true;

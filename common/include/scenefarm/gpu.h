@@ -1,0 +1,41 @@
+// GPU readings for telemetry and the exporter, from three sources in DESIGN.md's order of
+// preference for the caller: NVML (loaded at run time with dlopen, no build dependency on CUDA),
+// ComfyUI's /system_stats, and `nvidia-smi --query-gpu ... --format=csv`.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "scenefarm/status.h"
+
+namespace scenefarm::gpu {
+
+struct Reading {
+  int index = 0;
+  std::string name;  // "NVIDIA GeForce RTX 3090"; "cpu" for a CPU-only ComfyUI
+  std::string type;  // "cuda", "cpu", ...
+  std::optional<double> free_mb, total_mb;
+  std::optional<double> temperature_celsius;
+  std::optional<double> utilization_ratio;  // 0..1
+  std::string source;                       // "nvml", "system_stats", "nvidia-smi"
+};
+
+// The devices of a /system_stats answer. "cuda:0 NVIDIA GeForce RTX 3090 : cudaMallocAsync"
+// becomes "NVIDIA GeForce RTX 3090". Bytes become MiB.
+std::vector<Reading> FromSystemStats(const nlohmann::json& stats);
+
+// `nvidia-smi --query-gpu=index,name,memory.free,memory.total,temperature.gpu,utilization.gpu
+// --format=csv,noheader,nounits`; "[N/A]" fields stay empty.
+std::vector<Reading> ParseNvidiaSmiCsv(const std::string& csv);
+inline constexpr char kNvidiaSmiQuery[] =
+    "--query-gpu=index,name,memory.free,memory.total,temperature.gpu,utilization.gpu";
+// Runs nvidia-smi (found on PATH unless `binary` names it); kUnavailable when it cannot.
+Result<std::vector<Reading>> ReadNvidiaSmi(const std::string& binary = "nvidia-smi");
+
+// NVML through dlopen("libnvidia-ml.so.1"); kUnavailable when the library or a GPU is missing.
+Result<std::vector<Reading>> ReadNvml();
+
+}  // namespace scenefarm::gpu

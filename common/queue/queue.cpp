@@ -86,6 +86,7 @@ Result<LeasedScene> Queue::ParseLeased(const redis::Value& v) const {
   s.retry_budget = static_cast<int>(v.elements[4].AsInt());
   s.failures = static_cast<int>(v.elements[5].AsInt());
   s.enqueued_at_ms = v.elements[6].AsInt();
+  if (v.elements.size() > 7) s.failed_attempt = v.elements[7].AsInt();
   return s;
 }
 
@@ -131,25 +132,38 @@ Result<redis::Value> Queue::Fenced(const redis::Script& script,
   return r;
 }
 
-Status Queue::Ack(const LeasedScene& s, const std::string& worker, const json& result) {
-  return Fenced(kAck, {worker, s.id, std::to_string(s.attempt), result.dump(),
-                       std::to_string(options_.retention_seconds)})
-      .status();
+Status Queue::Ack(const LeasedScene& s, const std::string& worker, const json& result,
+                  bool* run_complete) {
+  auto r = Fenced(kAck, {worker, s.id, std::to_string(s.attempt), result.dump(),
+                         std::to_string(options_.retention_seconds)});
+  if (r.ok() && run_complete) *run_complete = r->integer == 2;
+  return r.status();
 }
+
+namespace {
+// "dead:run_complete" -> "dead", run_complete = true.
+std::string SplitRunComplete(std::string where, bool* run_complete) {
+  const auto colon = where.find(':');
+  if (run_complete) *run_complete = colon != std::string::npos;
+  return colon == std::string::npos ? where : where.substr(0, colon);
+}
+}  // namespace
 
 Result<std::string> Queue::Fail(const LeasedScene& s, const std::string& worker,
                                 const std::string& reason, bool permanent,
-                                std::chrono::milliseconds backoff) {
+                                std::chrono::milliseconds backoff, const std::string& exit_reason,
+                                bool* run_complete) {
   auto r = Fenced(kFail, {worker, s.id, std::to_string(s.attempt), reason, permanent ? "1" : "0",
-                          std::to_string(backoff.count()), "failed"});
+                          std::to_string(backoff.count()), "failed", exit_reason});
   if (!r.ok()) return r.status();
-  return r->AsString();
+  return SplitRunComplete(r->AsString(), run_complete);
 }
 
-Status Queue::AckCancelled(const LeasedScene& s, const std::string& worker) {
-  return Fenced(kFail, {worker, s.id, std::to_string(s.attempt), "cancelled by request", "0", "0",
-                        "cancelled"})
-      .status();
+Status Queue::AckCancelled(const LeasedScene& s, const std::string& worker, bool* run_complete) {
+  auto r = Fenced(kFail, {worker, s.id, std::to_string(s.attempt), "cancelled by request", "0", "0",
+                          "cancelled", ""});
+  if (r.ok()) SplitRunComplete(r->AsString(), run_complete);
+  return r.status();
 }
 
 Status Queue::Release(const LeasedScene& s, const std::string& worker, const std::string& reason) {

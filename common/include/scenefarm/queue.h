@@ -37,7 +37,8 @@ struct LeasedScene {
   int64_t attempt = 0;  // the fencing token
   std::string run;
   int retry_budget = 0;
-  int failures = 0;  // failures so far, before this attempt
+  int failures = 0;            // failures so far, before this attempt
+  int64_t failed_attempt = 0;  // the last attempt that failed; later ones were cut short
   int64_t enqueued_at_ms = 0;
   std::string doc;  // the scene document as enqueued (JSON)
 };
@@ -95,14 +96,20 @@ class Queue {
   Result<std::vector<HeartbeatResult>> Heartbeat(const std::string& worker,
                                                  std::chrono::milliseconds lease,
                                                  const std::vector<LeasedScene>& held);
-  Status Ack(const LeasedScene& s, const std::string& worker, const nlohmann::json& result);
+  // result["telemetry"] (seed 001's Telemetry object), when present, feeds the stats and
+  // histograms. *run_complete: this ack finished the last open scene of the run.
+  Status Ack(const LeasedScene& s, const std::string& worker, const nlohmann::json& result,
+             bool* run_complete = nullptr);
   // Spends one of the retry budget: "delayed" (retried after backoff) or "dead". permanent:
-  // dead-letter at once (a 400 from /prompt, an invalid scene document).
+  // dead-letter at once (a 400 from /prompt, an invalid scene document). exit_reason: the
+  // attempt's HistoryExitReason, counted; "" when it never reached ComfyUI's queue.
   Result<std::string> Fail(const LeasedScene& s, const std::string& worker,
                            const std::string& reason, bool permanent,
-                           std::chrono::milliseconds backoff);
+                           std::chrono::milliseconds backoff, const std::string& exit_reason = "",
+                           bool* run_complete = nullptr);
   // The worker stopped the scene because its cancel was requested.
-  Status AckCancelled(const LeasedScene& s, const std::string& worker);
+  Status AckCancelled(const LeasedScene& s, const std::string& worker,
+                      bool* run_complete = nullptr);
   // Back to the front of pending without spending the retry budget.
   Status Release(const LeasedScene& s, const std::string& worker, const std::string& reason);
   // Returns how many expired leases were moved.

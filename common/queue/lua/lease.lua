@@ -1,6 +1,8 @@
 -- ARGV[3] worker, [4] lease_ms
 -- Moves due delayed scenes to pending, then leases the first pending scene.
--- Returns {id, attempt, doc, run, retry_budget, failures, enqueued_at} or nil when none is pending.
+-- Returns {id, attempt, doc, run, retry_budget, failures, enqueued_at, failed_attempt} or nil when
+-- none is pending. failed_attempt: the last attempt that failed (0: none); later ones were cut
+-- short (reclaimed, released), so their render may be adopted.
 local worker, lease_ms = ARGV[3], tonumber(ARGV[4])
 local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(due) do
@@ -18,7 +20,7 @@ redis.call('HSET', skey(id), 'state', 'leased', 'worker', worker, 'leased_at', n
 redis.call('ZADD', P .. 'leased', now + lease_ms, id)
 redis.call('SADD', P .. 'wl:' .. worker, id)
 local h = redis.call('HMGET', skey(id), 'doc', 'run', 'retry_budget', 'failures', 'enqueued_at',
-                     'available_at')
+                     'available_at', 'failed_attempt')
 observe('queue_wait', WAIT_BUCKETS, math.max(0, now - tonumber(h[6] or now)) / 1000)
 event(id, h[2], 'leased', attempt, worker)
-return {id, attempt, h[1], h[2], h[3], h[4], h[5]}
+return {id, attempt, h[1], h[2], h[3], h[4], h[5], h[7] or '0'}

@@ -11,6 +11,8 @@ local EVENTS_MAXLEN = 100000
 local PRIORITY_SPAN = 2199023255552 -- 2^41 sequence numbers per priority level
 local DURATION_BUCKETS = {'1', '2', '5', '10', '20', '30', '45', '60', '90', '120', '140', '180',
                           '240', '300', '600', '1200', '1800', '3600'}
+local FRAME_BUCKETS = {'0', '1', '5', '10', '16', '21', '22', '24', '30', '48', '60', '96', '120',
+                       '240', '480'}
 local WAIT_BUCKETS = {'0.1', '0.5', '1', '2', '5', '10', '30', '60', '120', '300', '600', '1800',
                       '3600', '7200'}
 
@@ -43,7 +45,8 @@ local function to_pending(id, priority, seq)
   redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
 end
 
--- A terminal state for the run's bookkeeping: 'succeeded', 'dead' or 'cancelled'.
+-- A terminal state for the run's bookkeeping: 'succeeded', 'dead' or 'cancelled'. Returns true
+-- when every scene of the run has reached one (the caller assembles the run's artifacts).
 local function run_finished(run, state, n)
   local r = P .. 'run:' .. run
   redis.call('HINCRBY', r, state, n)
@@ -51,9 +54,10 @@ local function run_finished(run, state, n)
   local done = (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) + (tonumber(h[4]) or 0)
   if done >= (tonumber(h[1]) or 0) then
     redis.call('SREM', P .. 'runs', run)
-  else
-    redis.call('SADD', P .. 'runs', run)
+    return true
   end
+  redis.call('SADD', P .. 'runs', run)
+  return false
 end
 
 -- Fencing: only the worker holding the current attempt may change a leased scene.

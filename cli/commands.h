@@ -26,6 +26,7 @@ struct Global {
 void RegisterEnqueue(CLI::App& app, Global& g, int* exit_code);
 void RegisterStatus(CLI::App& app, Global& g, int* exit_code);
 void RegisterJobs(CLI::App& app, Global& g, int* exit_code);
+void RegisterValidate(CLI::App& app, Global& g, int* exit_code);
 
 // One line on stderr: "scenefarm: <what>". Returns kExitFailure.
 int Fail(const std::string& what);

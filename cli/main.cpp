@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   RegisterEnqueue(app, g, &exit_code);
   RegisterStatus(app, g, &exit_code);
   RegisterJobs(app, g, &exit_code);
+  RegisterValidate(app, g, &exit_code);
   scenefarm::log::Init("cli", "warn");
   try {
     app.parse(argc, argv);

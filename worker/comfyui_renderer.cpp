@@ -1,35 +1,89 @@
 #include "comfyui_renderer.h"
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "collect.h"
+#include "scenefarm/gpu.h"
 #include "scenefarm/log.h"
 
 namespace scenefarm::worker {
 namespace {
 
+namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
 
-Status HttpStatusToStatus(const std::string& what, const http::Response& r) {
-  if (r.status >= 500) return Status::Unavailable(what + ": HTTP " + std::to_string(r.status));
-  return Status::Internal(what + ": HTTP " + std::to_string(r.status) + " " +
-                          r.body.substr(0, 300));
+double Seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+bool IsOutOfMemory(const std::string& type, const std::string& message) {
+  return type.find("OutOfMemoryError") != std::string::npos ||
+         (type == "RuntimeError" && message.find("can't allocate memory") != std::string::npos);
+}
+
+bool IsFrameName(const std::string& name) {
+  const std::string ext = fs::path(name).extension().string();
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".exr" ||
+         ext == ".gif" || ext == ".mp4" || ext == ".webm";
+}
+
+// Splits "a/b/c" into subfolder "a/b" and name "c", as SaveImage does.
+std::pair<std::string, std::string> SplitPrefix(const std::string& prefix) {
+  const auto slash = prefix.rfind('/');
+  if (slash == std::string::npos) return {"", prefix};
+  return {prefix.substr(0, slash), prefix.substr(slash + 1)};
 }
 
 }  // namespace
 
-std::string PromptIdFor(const queue::LeasedScene& lease) {
-  return lease.id + "-a" + std::to_string(lease.attempt);
-}
+struct ComfyUiRenderer::JobState {
+  std::string prompt_id;  // this attempt's, or the earlier attempt's it adopted
+  std::string prefix;
+  json workflow;
+  bool adopted = false;
+  bool has_marker = false;
+  int resubmits = 0;
+  std::vector<std::string> notes;
+  // VRAM read before submission when ComfyUI was idle (nothing of ours in flight), so the
+  // reading is from before this scene's render rather than during the previous one's.
+  bool gpu_read = false;
+  std::string gpu_name;
+  std::optional<double> vram_before_mb;
+  std::vector<std::string> gpu_notes;
+};
 
+struct ComfyUiRenderer::Completion {
+  Completion(Status s, std::optional<comfyui::HistoryEntry> e = std::nullopt)
+      : status(std::move(s)), entry(std::move(e)) {}
+  Status status;
+  std::optional<comfyui::HistoryEntry> entry;
+  bool ended_by_events = false;  // the events said it ended but /history never did
+  bool cancelled = false;
+};
+
+std::string PromptIdFor(const std::string& scene_id, int64_t attempt) {
+  return scene_id + "-a" + std::to_string(attempt);
+}
+std::string PromptIdFor(const queue::LeasedScene& lease) {
+  return PromptIdFor(lease.id, lease.attempt);
+}
+std::string OutputPrefixFor(const std::string& run, const std::string& scene_id, int64_t attempt) {
+  return "scenefarm/" + run + "/" + scene_id + "/a" + std::to_string(attempt);
+}
 std::string OutputPrefixFor(const queue::LeasedScene& lease) {
-  return "scenefarm/" + lease.run + "/" + lease.id + "/a" + std::to_string(lease.attempt);
+  return OutputPrefixFor(lease.run, lease.id, lease.attempt);
 }
 
 int RewriteOutputPrefixes(json& workflow, const std::string& prefix) {
   int n = 0;
   for (auto& [id, node] : workflow.items()) {
-    if (node.contains("inputs") && node["inputs"].contains("filename_prefix") &&
+    if (node.is_object() && node.contains("inputs") && node["inputs"].is_object() &&
+        node["inputs"].contains("filename_prefix") &&
         node["inputs"]["filename_prefix"].is_string()) {
       node["inputs"]["filename_prefix"] = prefix;
       ++n;
@@ -38,85 +92,586 @@ int RewriteOutputPrefixes(json& workflow, const std::string& prefix) {
   return n;
 }
 
+bool AppendDoneMarker(json& workflow, const std::string& prefix) {
+  long max_id = 0;
+  const json* images = nullptr;
+  for (auto& [id, node] : workflow.items()) {
+    try {
+      max_id = std::max(max_id, std::stol(id));
+    } catch (const std::exception&) {
+    }
+    if (images == nullptr && node.is_object() && node.contains("inputs") &&
+        node["inputs"].is_object() && node["inputs"].contains("filename_prefix") &&
+        node["inputs"].contains("images") && node["inputs"]["images"].is_array()) {
+      images = &node["inputs"]["images"];
+    }
+  }
+  if (images == nullptr) return false;
+  // A higher id than every node: ComfyUI runs independent output nodes after the save nodes.
+  workflow[std::to_string(max_id + 1000)] = {
+      {"class_type", comfyui::kDoneMarkerNode},
+      {"inputs", {{"images", *images}, {"filename_prefix", prefix}}}};
+  return true;
+}
+
+telemetry::Policy PolicyOf(const WorkerOptions& o) {
+  telemetry::Policy p;
+  p.max_wait_seconds = o.scene_max_wait_seconds;
+  p.history_max_attempts = o.scene_history_max_attempts;
+  p.poll_interval_seconds = o.scene_history_poll_interval_seconds;
+  p.post_execution_timeout_seconds = o.scene_post_execution_timeout_seconds;
+  p.retry_budget = o.scene_retry_budget;
+  p.done_marker_wait_seconds = o.done_marker_wait_seconds;
+  return p;
+}
+
 ComfyUiRenderer::ComfyUiRenderer(const WorkerOptions& options)
-    : options_(options), http_(options.comfyui_url, {2000ms, 30000ms}) {}
+    : options_(options),
+      client_(options.comfyui_url),
+      events_(options.comfyui_url, options.worker_id) {
+  if (!options_.comfyui_websocket) events_.Disable();
+}
+
+ComfyUiRenderer::JobState& ComfyUiRenderer::StateOf(Job& job) {
+  if (!job.renderer_state) {
+    auto st = std::make_shared<JobState>();
+    st->prompt_id = PromptIdFor(job.lease);
+    st->prefix = OutputPrefixFor(job.lease);
+    job.renderer_state = st;
+  }
+  return *static_cast<JobState*>(job.renderer_state.get());
+}
+
+fs::path ComfyUiRenderer::SceneDir(const Job& job) const {
+  return fs::path(options_.artifacts_dir) / job.lease.run / job.lease.id;
+}
+
+bool ComfyUiRenderer::DoneMarkerAvailable() {
+  // Asked again every minute: ComfyUI may restart with the custom node installed or removed.
+  if (has_marker_ && Clock::now() - marker_checked_ < 60s) return *has_marker_;
+  auto r = client_.HasNode(comfyui::kDoneMarkerNode);
+  if (r.ok()) {
+    if (!has_marker_ || *has_marker_ != *r)
+      log::Info("done_marker_node", {{"available", *r}, {"comfyui", client_.base_url()}});
+    has_marker_ = *r;
+    marker_checked_ = Clock::now();
+  }
+  return has_marker_.value_or(false);
+}
+
+bool ComfyUiRenderer::AdoptEarlierAttempt(Job& job, JobState& st) {
+  // A scene taken over from a worker that died may have rendered (or still be rendering) in
+  // this ComfyUI under an earlier attempt's prompt_id: use that instead of rendering again.
+  // Attempts up to the last failed one are not adopted: their result was judged and refused.
+  const int64_t oldest =
+      std::max<int64_t>({1, job.lease.attempt - 3, job.lease.failed_attempt + 1});
+  for (int64_t a = job.lease.attempt - 1; a >= oldest; --a) {
+    const std::string earlier = PromptIdFor(job.lease.id, a);
+    auto h = client_.History(earlier);
+    bool adopt = false;
+    std::string how;
+    if (h.ok() && h->has_value() && (**h).success) {
+      adopt = true;
+      how = "finished";
+    } else if (h.ok() && !h->has_value()) {
+      auto pos = client_.QueuePosition(earlier);
+      if (pos.ok() && !pos->empty()) {
+        adopt = true;
+        how = *pos;
+      }
+    }
+    if (!adopt) continue;
+    st.prompt_id = earlier;
+    st.prefix = OutputPrefixFor(job.lease.run, job.lease.id, a);
+    st.adopted = true;
+    st.has_marker = DoneMarkerAvailable();
+    st.notes.push_back("adopted attempt " + std::to_string(a) + "'s prompt (" + how +
+                       " in ComfyUI) instead of rendering again");
+    log::Info("earlier_attempt_adopted",
+              {{"scene_id", job.lease.id}, {"prompt_id", earlier}, {"state", how}});
+    return true;
+  }
+  return false;
+}
+
+Status ComfyUiRenderer::SubmitUntilReachable(Job& job, JobState& st) {
+  // An unreachable ComfyUI (restarting, overloaded) is waited for with backoff while the
+  // heartbeat keeps the lease: the scene's retry budget is not spent on it.
+  const auto until = Clock::now() + WorkerOptions::Ms(options_.comfyui_unreachable_seconds);
+  auto backoff = 250ms;
+  bool logged = false;
+  while (true) {
+    Status s = client_.Submit(st.workflow, st.prompt_id, options_.worker_id);
+    if (s.ok() || s.code() != StatusCode::kUnavailable) return s;
+    if (!logged) {
+      log::Warn("comfyui_unreachable", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
+      logged = true;
+    }
+    if (Clock::now() + backoff > until) {
+      return Status::Unavailable("ComfyUI unreachable for " +
+                                 std::to_string(options_.comfyui_unreachable_seconds) +
+                                 " s: " + s.message());
+    }
+    const auto wake = Clock::now() + backoff;
+    while (Clock::now() < wake && !job.abandon && !job.cancel_requested)
+      std::this_thread::sleep_for(20ms);
+    if (job.abandon) return Status::Aborted("render abandoned");
+    if (job.cancel_requested) return Status::Aborted("cancelled before submission");
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5000ms);
+  }
+}
 
 Status ComfyUiRenderer::Submit(Job& job) {
-  json workflow = job.scene.workflow;
-  RewriteOutputPrefixes(workflow, OutputPrefixFor(job.lease));
-  const std::string prompt_id = PromptIdFor(job.lease);
-  json req = {{"prompt", workflow}, {"prompt_id", prompt_id}, {"client_id", options_.worker_id}};
-  auto r = http_.Post("/prompt", req.dump());
-  if (!r.ok()) return r.status();
-  if (r->status == 400) {
-    // The workflow is wrong: retrying cannot help. The reason carries ComfyUI's own words.
-    json body = json::parse(r->body, nullptr, false);
-    return Status::InvalidArgument("ComfyUI refused the workflow (400): " +
-                                   (body.is_discarded() ? r->body : body.dump()));
+  JobState& st = StateOf(job);
+  events_.EnsureConnected();  // before the prompt starts, so no event is missed
+  if (job.lease.attempt > 1 && AdoptEarlierAttempt(job, st)) return Status::Ok();
+  if (in_flight_.empty()) {
+    telemetry::SceneTelemetry probe;
+    ReadGpu(&probe.vram_before_mb, probe);
+    st.gpu_read = true;
+    st.gpu_name = probe.gpu_name;
+    st.vram_before_mb = probe.vram_before_mb;
+    st.gpu_notes = probe.fallback_notes;
   }
-  if (r->status != 200) return HttpStatusToStatus("POST /prompt", *r);
-  log::Info("prompt_submitted", {{"scene_id", job.lease.id}, {"prompt_id", prompt_id}});
+  st.workflow = job.scene.workflow;
+  if (RewriteOutputPrefixes(st.workflow, st.prefix) > 0 && DoneMarkerAvailable())
+    st.has_marker = AppendDoneMarker(st.workflow, st.prefix);
+  Status s = SubmitUntilReachable(job, st);
+  if (!s.ok()) {
+    if (s.code() == StatusCode::kInvalidArgument) {
+      // Dead-lettered at once: its telemetry still says why.
+      telemetry::SceneTelemetry t = StartTelemetry(job, st);
+      t.AddNote("ComfyUI refused the workflow; nothing was rendered");
+      Record(job, t, {s}, Clock::now());
+    }
+    return s;
+  }
+  in_flight_.insert(st.prompt_id);
+  log::Info("prompt_submitted", {{"scene_id", job.lease.id},
+                                 {"prompt_id", st.prompt_id},
+                                 {"prefix", st.prefix},
+                                 {"done_marker", st.has_marker}});
   return Status::Ok();
 }
 
-RenderOutcome ComfyUiRenderer::FromHistory(const json& entry, const std::string& prompt_id) {
-  const json& status = entry["status"];
-  if (status.value("status_str", "") == "success") {
-    json files = json::array();
-    for (const auto& [node, out] : entry["outputs"].items()) {
-      for (const auto& img : out.value("images", json::array()))
-        files.push_back(img);
-    }
-    return {Status::Ok(), {{"prompt_id", prompt_id}, {"outputs", files}}};
-  }
-  std::string why = "ComfyUI prompt " + prompt_id + " ended in error";
-  for (const auto& m : status.value("messages", json::array())) {
-    if (m.size() == 2 && m[0] == "execution_error") {
-      why = m[1].value("exception_type", "") + ": " + m[1].value("exception_message", "");
-      if (m[1].value("exception_type", "") == "torch.OutOfMemoryError") {
-        (void)http_.Post("/free", json{{"unload_models", true}, {"free_memory", true}}.dump());
-      }
-    }
-    if (m.size() == 2 && m[0] == "execution_interrupted") why = "interrupted in ComfyUI";
-  }
-  return {Status::Internal(why)};
+telemetry::SceneTelemetry ComfyUiRenderer::StartTelemetry(const Job& job,
+                                                          const JobState& st) const {
+  telemetry::SceneTelemetry t;
+  t.scene_id = job.lease.id;
+  t.run = job.lease.run;
+  t.prompt_id = st.prompt_id;
+  t.worker_id = options_.worker_id;
+  t.attempt = job.lease.attempt;
+  t.expected_frames = job.scene.expected_frames.value_or(0);
+  t.policy = PolicyOf(options_);
+  t.started_at = telemetry::IsoTime(telemetry::NowMs());
+  for (const auto& n : st.notes)
+    t.AddNote(n);
+  return t;
 }
 
-RenderOutcome ComfyUiRenderer::Wait(Job& job) {
-  const std::string prompt_id = PromptIdFor(job.lease);
-  const auto start = std::chrono::steady_clock::now();
+void ComfyUiRenderer::ReadGpu(std::optional<double>* free_mb, telemetry::SceneTelemetry& t) {
+  auto stats = client_.SystemStats();
+  std::vector<gpu::Reading> readings;
+  if (stats.ok()) readings = gpu::FromSystemStats(*stats);
+  if (readings.empty()) {
+    auto nvml = gpu::ReadNvml();
+    if (nvml.ok()) {
+      readings = *nvml;
+      t.AddNote("/system_stats unavailable; using NVML fallback");
+    } else {
+      auto smi = gpu::ReadNvidiaSmi();
+      if (smi.ok()) {
+        readings = *smi;
+        t.AddNote("/system_stats unavailable; using nvidia-smi fallback");
+      } else {
+        t.AddNote("GPU telemetry unavailable: /system_stats, NVML and nvidia-smi all failed");
+        return;
+      }
+    }
+  }
+  const gpu::Reading& r = readings.front();
+  if (r.type == "cpu") t.AddNote("ComfyUI runs on CPU; VRAM figures are host RAM");
+  if (t.gpu_name.empty()) t.gpu_name = r.name;
+  *free_mb = r.free_mb;
+}
+
+ComfyUiRenderer::Completion ComfyUiRenderer::AwaitCompletion(Job& job, JobState& st,
+                                                             telemetry::SceneTelemetry& t) {
+  const std::string& pid = st.prompt_id;
+  const auto start = Clock::now();
   const auto max_wait = WorkerOptions::Ms(options_.scene_max_wait_seconds);
   const auto interval = WorkerOptions::Ms(options_.scene_history_poll_interval_seconds);
-  int attempts = 0;
+  const auto post_exec = WorkerOptions::Ms(options_.scene_post_execution_timeout_seconds);
+  const auto unreachable_limit = WorkerOptions::Ms(options_.comfyui_unreachable_seconds);
+  // With the socket up, /history is the safety net at the poll interval; without it, the
+  // only source. Either way the first look is at once (an adopted prompt may be finished).
+  auto next_poll = start;
+  int64_t connections = events_.connections();
+  std::optional<Clock::time_point> ended_at, unreachable_since;
+  bool check_lost = false;
   while (true) {
     if (job.abandon) return {Status::Aborted("render abandoned")};
     if (job.cancel_requested) {
-      Withdraw(job);
-      return {Status::Ok(), {}, /*cancelled=*/true};
+      (void)client_.Withdraw(pid);
+      Completion c{Status::Ok()};
+      c.cancelled = true;
+      return c;
     }
-    auto r = http_.Get("/history/" + http::UrlEncode(prompt_id));
-    ++attempts;
-    if (r.ok() && r->status == 200) {
-      json h = json::parse(r->body, nullptr, false);
-      if (h.is_object() && h.contains(prompt_id)) return FromHistory(h[prompt_id], prompt_id);
+    events_.EnsureConnected();
+    if (events_.connections() != connections) {
+      connections = events_.connections();  // reconnected: events may have been missed
+      next_poll = Clock::now();
+      check_lost = true;
     }
-    const bool attempt_limit =
-        options_.scene_history_max_attempts > 0 && attempts >= options_.scene_history_max_attempts;
-    if (attempt_limit || std::chrono::steady_clock::now() - start >= max_wait) {
-      Withdraw(job);  // maxWait interrupts the prompt before the scene is retried
-      return {Status::DeadlineExceeded(attempt_limit ? "attemptLimit" : "maxWait")};
+    auto ev = events_.Get(pid);
+    if (ev && ev->ended() && !ended_at) {
+      ended_at = Clock::now();
+      next_poll = Clock::now();
+      if (ev->success_ms > 0) t.execution_success_at = telemetry::IsoTime(ev->success_ms);
     }
-    const auto until = std::chrono::steady_clock::now() + interval;
-    while (std::chrono::steady_clock::now() < until && !job.abandon && !job.cancel_requested) {
-      std::this_thread::sleep_for(20ms);
+    auto now = Clock::now();
+    if (now >= next_poll) {
+      auto h = client_.History(pid);
+      ++t.history_attempts;
+      if (h.ok()) {
+        if (unreachable_since) check_lost = true;  // ComfyUI is back: did it restart?
+        unreachable_since.reset();
+        if (h->has_value()) return {Status::Ok(), std::move(*h)};
+        if (!ended_at && (check_lost || t.history_attempts % 5 == 0)) {
+          check_lost = false;
+          auto pos = client_.QueuePosition(pid);
+          auto again = pos.ok() && pos->empty() ? client_.History(pid) : h;
+          if (again.ok() && again->has_value()) return {Status::Ok(), std::move(*again)};
+          if (pos.ok() && pos->empty() && again.ok()) {
+            // Neither queued, running nor in history: ComfyUI restarted and forgot it.
+            if (st.resubmits >= 3 || st.workflow.is_null()) {
+              return {Status::Unavailable("ComfyUI lost prompt " + pid + " " +
+                                          std::to_string(st.resubmits + 1) + " times")};
+            }
+            ++st.resubmits;
+            t.AddNote("ComfyUI lost the prompt (restart?); resubmitted");
+            log::Warn("prompt_lost", {{"scene_id", job.lease.id}, {"prompt_id", pid}});
+            Status s = client_.Submit(st.workflow, pid, options_.worker_id);
+            if (!s.ok()) return {s};
+          }
+        }
+      } else {
+        if (!unreachable_since) {
+          unreachable_since = now;
+          log::Warn("comfyui_unreachable",
+                    {{"scene_id", job.lease.id}, {"error", h.status().ToString()}});
+        }
+      }
+      // Once the events said it ended, the entry is due any moment: look often.
+      next_poll = Clock::now() +
+                  (ended_at ? std::min<std::chrono::milliseconds>(interval, 100ms) : interval);
+      now = Clock::now();
+    }
+    if (ended_at) {
+      if (now - *ended_at >= post_exec) {
+        t.history_exit_reason = "postExecution";
+        t.post_execution_timeout_reached = true;
+        Completion c{Status::Ok()};
+        c.ended_by_events = true;
+        if (ev && (ev->error || ev->interrupted)) {
+          c.status = Status::Internal("ComfyUI reported " +
+                                      (ev->error ? ev->error_type + ": " + ev->error_message
+                                                 : std::string("an interrupt")) +
+                                      " and /history never showed the prompt");
+        }
+        return c;
+      }
+    } else {
+      const bool attempt_limit = options_.scene_history_max_attempts > 0 &&
+                                 t.history_attempts >= options_.scene_history_max_attempts;
+      if (attempt_limit || now - start >= max_wait) {
+        t.history_exit_reason = attempt_limit ? "attemptLimit" : "maxWait";
+        (void)client_.Withdraw(pid);  // interrupt it before the scene is retried
+        return {Status::DeadlineExceeded(
+            t.history_exit_reason + ": prompt " + pid + " not finished after " +
+            std::to_string(t.history_attempts) + " /history polls and " +
+            std::to_string(static_cast<int>(Seconds(now - start))) + " s")};
+      }
+    }
+    if (unreachable_since && now - *unreachable_since >= unreachable_limit) {
+      return {
+          Status::Unavailable("ComfyUI unreachable for " +
+                              std::to_string(static_cast<int>(Seconds(now - *unreachable_since))) +
+                              " s while rendering")};
+    }
+    const auto slice = std::clamp<Clock::duration>(next_poll - now, 1ms, 250ms);
+    if (events_.connected()) {
+      events_.WaitForChange(pid, std::chrono::duration_cast<std::chrono::milliseconds>(slice));
+    } else {
+      std::this_thread::sleep_for(std::min<Clock::duration>(slice, 20ms));
     }
   }
 }
 
+RenderOutcome ComfyUiRenderer::Wait(Job& job) {
+  JobState& st = StateOf(job);
+  const auto start = Clock::now();
+  telemetry::SceneTelemetry t = StartTelemetry(job, st);
+  if (st.gpu_read) {
+    t.gpu_name = st.gpu_name;
+    t.vram_before_mb = st.vram_before_mb;
+    for (const auto& n : st.gpu_notes)
+      t.AddNote(n);
+  } else {
+    ReadGpu(&t.vram_before_mb, t);
+  }
+  Completion c = AwaitCompletion(job, st, t);
+  events_.Forget(st.prompt_id);
+  in_flight_.erase(st.prompt_id);
+  if (c.status.code() == StatusCode::kAborted) return {c.status};  // another worker goes on
+  if (c.cancelled) {
+    ReadGpu(&t.vram_after_mb, t);
+    t.status = "cancelled";
+    return Record(job, t, {Status::Ok(), json::object(), /*cancelled=*/true}, start);
+  }
+  if (c.entry) {
+    t.history_exit_reason = "success";
+    t.execution_success_detected = c.entry->success;
+    if (c.entry->success && t.execution_success_at.empty()) {
+      t.execution_success_at =
+          telemetry::IsoTime(c.entry->finished_ms > 0 ? c.entry->finished_ms : telemetry::NowMs());
+    }
+  }
+  ReadGpu(&t.vram_after_mb, t);
+  if (!c.status.ok()) return Record(job, t, {c.status}, start);
+  if (c.entry && !c.entry->success) {
+    const auto& e = *c.entry;
+    if (IsOutOfMemory(e.error_type, e.error_message)) {
+      (void)client_.Free(/*unload_models=*/true, /*free_memory=*/true);
+      t.AddNote("GPU memory pressure detected");
+      return Record(job, t, {Status::Internal(e.error_type + ": " + e.error_message)}, start);
+    }
+    if (e.interrupted) {
+      return Record(job, t, {Status::Internal("interrupted in ComfyUI (not by scenefarm)")}, start);
+    }
+    return Record(job, t,
+                  {Status::Internal((e.error_type.empty() ? "execution error" : e.error_type) +
+                                    ": " + e.error_message)},
+                  start);
+  }
+  RenderOutcome out = options_.comfyui_output_dir.empty()
+                          ? CollectOverView(job, st, c.entry ? &*c.entry : nullptr, t)
+                          : Collect(job, st, c.entry ? &*c.entry : nullptr, t);
+  return Record(job, t, std::move(out), start);
+}
+
+RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::HistoryEntry* entry,
+                                       telemetry::SceneTelemetry& t) {
+  const fs::path out_dir = options_.comfyui_output_dir;
+  const auto [subfolder, name] = SplitPrefix(st.prefix);
+  auto prefix_dir = collect::SafeJoin(out_dir, subfolder, name);
+  if (!prefix_dir.ok()) return {prefix_dir.status()};
+  const fs::path dir = prefix_dir->parent_path();
+  // The done marker: written after the frames, so its presence means they are complete.
+  if (st.has_marker) {
+    const auto t0 = Clock::now();
+    t.done_marker_detected = collect::WaitForFile(
+        dir / (name + ".done"), WorkerOptions::Ms(options_.done_marker_wait_seconds), job.abandon);
+    t.done_marker_wait_seconds = Seconds(Clock::now() - t0);
+    if (job.abandon) return {Status::Aborted("render abandoned")};
+    if (t.done_marker_detected) {
+      log::Info("done_marker_detected",
+                {{"scene_id", job.lease.id}, {"wait_seconds", t.done_marker_wait_seconds}});
+    } else {
+      t.AddNote("done marker not seen within " +
+                std::to_string(static_cast<int>(options_.done_marker_wait_seconds)) + " s");
+    }
+  } else {
+    t.AddNote("done-marker node not installed in ComfyUI");
+  }
+  if (const int orphans = collect::RemoveOrphanedMarkerTemps(dir, name); orphans > 0) {
+    t.AddNote("removed " + std::to_string(orphans) + " orphaned .done.tmp file(s)");
+    log::Warn("orphaned_done_tmp_removed", {{"scene_id", job.lease.id}, {"count", orphans}});
+  }
+  // The candidates: what /history named, else (no entry: postExecution) the prefix's files.
+  std::vector<fs::path> files;
+  if (entry) {
+    for (const auto& img : entry->images) {
+      if (img.type != "output") continue;
+      auto p = collect::SafeJoin(out_dir, img.subfolder, img.filename);
+      if (!p.ok()) return {p.status()};
+      files.push_back(*p);
+    }
+  } else {
+    files = collect::FilesForPrefix(dir, name);
+  }
+  if (!t.done_marker_detected) {
+    int windows = 0;
+    const bool stable =
+        collect::WaitStable(files, WorkerOptions::Ms(options_.stability_window_seconds),
+                            options_.stability_retries, job.abandon, &windows);
+    if (job.abandon) return {Status::Aborted("render abandoned")};
+    t.forced_copy_triggered = true;
+    t.AddNote(stable ? "Forced copy after stability retries"
+                     : "Forced copy after stability retries; files still changing");
+    std::optional<fs::file_time_type> last;
+    for (const auto& f : files) {
+      std::error_code ec;
+      auto m = fs::last_write_time(f, ec);
+      if (!ec && (!last || m > *last)) last = m;
+    }
+    const int64_t now_ms = telemetry::NowMs();
+    std::string last_text = "none";
+    if (last) {
+      const auto sys = std::chrono::file_clock::to_sys(*last);
+      last_text = telemetry::IsoTime(
+          std::chrono::duration_cast<std::chrono::milliseconds>(sys.time_since_epoch()).count());
+    }
+    std::ostringstream dbg;
+    dbg << "scenefarm forced copy\n"
+        << "scene: " << job.lease.id << "\nrun: " << job.lease.run
+        << "\nattempt: " << job.lease.attempt << "\nprompt_id: " << st.prompt_id << "\nreason: "
+        << (st.has_marker ? "done marker not seen within the wait"
+                          : "done-marker node not installed in ComfyUI")
+        << "\ncandidate dir: " << dir.string() << "\nfile count: " << files.size()
+        << "\nlast write time: " << last_text << "\nstable: " << (stable ? "yes" : "no")
+        << "\nstability windows: " << windows << " x " << options_.stability_window_seconds
+        << " s\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
+    const std::string debug_name =
+        "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
+    std::string safe_name = debug_name;
+    std::replace(safe_name.begin(), safe_name.end(), ':', '-');
+    (void)telemetry::WriteFileAtomically(SceneDir(job) / safe_name, dbg.str());
+    log::Warn("forced_copy", {{"scene_id", job.lease.id},
+                              {"candidate_dir", dir.string()},
+                              {"file_count", files.size()},
+                              {"stable", stable}});
+  }
+  const fs::path scene_dir = SceneDir(job);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(scene_dir, ec)) {
+    if (e.is_regular_file() && IsFrameName(e.path().filename().string()))
+      fs::remove(e.path(), ec);  // an earlier attempt's frames
+  }
+  json outputs = json::array();
+  for (const auto& f : files) {
+    if (f.extension() == ".png" && !collect::PngComplete(f))
+      return {Status::Internal("frame " + f.filename().string() + " is truncated or not a PNG")};
+    if (Status s = collect::LinkOrCopy(f, scene_dir / f.filename()); !s.ok()) return {s};
+    t.frames.push_back(f.filename().string());
+    outputs.push_back({{"filename", f.filename().string()},
+                       {"subfolder", fs::relative(f.parent_path(), out_dir).string()},
+                       {"type", "output"}});
+  }
+  t.frame_count = static_cast<int>(t.frames.size());
+  if (t.frame_count == 0) return {Status::Internal("the prompt finished but produced no frames")};
+  return {Status::Ok(), {{"prompt_id", st.prompt_id}, {"outputs", outputs}}};
+}
+
+RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
+                                               const comfyui::HistoryEntry* entry,
+                                               telemetry::SceneTelemetry& t) {
+  // The worker cannot see ComfyUI's output directory: the marker and frames come over /view.
+  const auto [subfolder, name] = SplitPrefix(st.prefix);
+  if (st.has_marker) {
+    const auto t0 = Clock::now();
+    const auto until = t0 + WorkerOptions::Ms(options_.done_marker_wait_seconds);
+    const auto every = std::min<std::chrono::milliseconds>(
+        500ms, WorkerOptions::Ms(options_.scene_history_poll_interval_seconds));
+    while (!job.abandon) {
+      auto m = client_.View({name + ".done", subfolder, "output"});
+      if (m.ok()) {
+        t.done_marker_detected = true;
+        break;
+      }
+      if (Clock::now() + every > until) break;
+      std::this_thread::sleep_for(every);
+    }
+    t.done_marker_wait_seconds = Seconds(Clock::now() - t0);
+    if (t.done_marker_detected) {
+      log::Info("done_marker_detected",
+                {{"scene_id", job.lease.id}, {"wait_seconds", t.done_marker_wait_seconds}});
+    } else {
+      t.AddNote("done marker not seen within " +
+                std::to_string(static_cast<int>(options_.done_marker_wait_seconds)) + " s");
+    }
+  } else {
+    t.AddNote("done-marker node not installed in ComfyUI");
+  }
+  if (job.abandon) return {Status::Aborted("render abandoned")};
+  if (!entry) {
+    return {Status::Unavailable(
+        "/history never listed the outputs and SCENEFARM_COMFYUI_OUTPUT_DIR is unset: the frames "
+        "cannot be found over /view")};
+  }
+  if (!t.done_marker_detected) {
+    // No marker: give the writer one stability window before fetching.
+    std::this_thread::sleep_for(WorkerOptions::Ms(options_.stability_window_seconds));
+    t.forced_copy_triggered = true;
+    t.AddNote("Forced copy after stability retries; fetched over /view");
+    const int64_t now_ms = telemetry::NowMs();
+    std::string safe_name =
+        "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
+    std::replace(safe_name.begin(), safe_name.end(), ':', '-');
+    std::ostringstream dbg;
+    dbg << "scenefarm forced copy\nscene: " << job.lease.id << "\nprompt_id: " << st.prompt_id
+        << "\ncandidate dir: " << client_.base_url() << "/view?subfolder=" << subfolder
+        << "\nfile count: " << entry->images.size() << "\nlast write time: unknown (over /view)"
+        << "\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
+    (void)telemetry::WriteFileAtomically(SceneDir(job) / safe_name, dbg.str());
+    log::Warn("forced_copy", {{"scene_id", job.lease.id}, {"over", "view"}});
+  }
+  const fs::path scene_dir = SceneDir(job);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(scene_dir, ec)) {
+    if (e.is_regular_file() && IsFrameName(e.path().filename().string())) fs::remove(e.path(), ec);
+  }
+  json outputs = json::array();
+  for (const auto& img : entry->images) {
+    if (img.type != "output") continue;
+    auto safe = collect::SafeJoin(scene_dir, "", img.filename);
+    if (!safe.ok()) return {safe.status()};
+    auto bytes = client_.View(img);
+    if (!bytes.ok()) return {bytes.status()};
+    if (fs::path(img.filename).extension() == ".png" && !collect::PngCompleteBytes(*bytes))
+      return {Status::Internal("frame " + img.filename + " is truncated or not a PNG")};
+    if (Status s = telemetry::WriteFileAtomically(*safe, *bytes); !s.ok()) return {s};
+    t.frames.push_back(img.filename);
+    outputs.push_back(
+        {{"filename", img.filename}, {"subfolder", img.subfolder}, {"type", img.type}});
+  }
+  t.frame_count = static_cast<int>(t.frames.size());
+  if (t.frame_count == 0) return {Status::Internal("the prompt finished but produced no frames")};
+  return {Status::Ok(), {{"prompt_id", st.prompt_id}, {"outputs", outputs}}};
+}
+
+RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, RenderOutcome out,
+                                      Clock::time_point start) {
+  t.duration_seconds = Seconds(Clock::now() - start);
+  t.finished_at = telemetry::IsoTime(telemetry::NowMs());
+  if (t.status.empty()) t.status = out.status.ok() ? "succeeded" : "failed";
+  if (!out.status.ok()) t.error = out.status.ToString();
+  if (out.status.ok() && t.expected_frames > 0 && t.frame_count < t.expected_frames) {
+    t.AddNote("FrameCount " + std::to_string(t.frame_count) + " below expected_frames " +
+              std::to_string(t.expected_frames));
+    log::Warn(
+        "frames_short",
+        {{"scene_id", job.lease.id}, {"frames", t.frame_count}, {"expected", t.expected_frames}});
+  }
+  const json doc = t.ToJson();
+  if (Status s =
+          telemetry::WriteFileAtomically(SceneDir(job) / "telemetry.json", doc.dump(2) + "\n");
+      !s.ok()) {
+    log::Warn("telemetry_not_written", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
+  }
+  if (out.status.ok() && !out.cancelled) {
+    out.result["frame_count"] = t.frame_count;
+    out.result["expected_frames"] = t.expected_frames;
+    out.result["telemetry"] = doc["Telemetry"];
+  }
+  out.telemetry = doc["Telemetry"];
+  return out;
+}
+
 void ComfyUiRenderer::Withdraw(Job& job) {
-  const std::string prompt_id = PromptIdFor(job.lease);
-  (void)http_.Post("/queue", json{{"delete", {prompt_id}}}.dump());
-  (void)http_.Post("/interrupt", json{{"prompt_id", prompt_id}}.dump());
+  in_flight_.erase(StateOf(job).prompt_id);
+  (void)client_.Withdraw(StateOf(job).prompt_id);
 }
 
 }  // namespace scenefarm::worker

@@ -1,26 +1,42 @@
-// Renders a scene through one ComfyUI: submits the workflow under a prompt_id derived from the
-// scene and attempt, with every SaveImage prefix rewritten to a per-attempt prefix under the
-// run (which also defeats ComfyUI's cache), then follows /history until the prompt ends,
-// bounded by SceneMaxWaitSeconds / SceneHistoryMaxAttempts.
-//
-// Not yet here (issue #5): the WebSocket race, done markers, forced copy, frame collection,
-// telemetry.json. Not thread-safe: the worker calls it from its loop only.
+// Renders a scene through one ComfyUI (docs/rendering.md):
+//  - submits the workflow under prompt_id "<scene>-a<attempt>" with every filename_prefix
+//    rewritten to "scenefarm/<run>/<scene>/a<attempt>" (unique per attempt, which also defeats
+//    ComfyUI's cache), plus the done-marker node when ComfyUI has it; a taken-over scene first
+//    looks for its earlier attempts in /history and /queue and adopts one it finds;
+//  - races the /ws events against /history polling, bounded by the policy knobs, and records
+//    HistoryExitReason success | maxWait | attemptLimit | postExecution | unknown;
+//  - waits for the done marker (inotify), else forces a copy once the files are stable;
+//  - links or copies the frames to ARTIFACTS/<run>/<scene>/ (or fetches them over /view) and
+//    writes telemetry.json with seed 001's fields.
+// Not thread-safe: the worker calls it from its loop only.
 #pragma once
 
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "renderer.h"
-#include "scenefarm/http_client.h"
+#include "scenefarm/comfyui.h"
 #include "scenefarm/options.h"
+#include "scenefarm/telemetry.h"
 
 namespace scenefarm::worker {
 
 // "<scene>-a<attempt>": a taken-over scene can find the earlier attempt in /history.
+std::string PromptIdFor(const std::string& scene_id, int64_t attempt);
 std::string PromptIdFor(const queue::LeasedScene& lease);
 // "scenefarm/<run>/<scene>/a<attempt>": where this attempt's frames are written.
+std::string OutputPrefixFor(const std::string& run, const std::string& scene_id, int64_t attempt);
 std::string OutputPrefixFor(const queue::LeasedScene& lease);
 // Rewrites filename_prefix of every node that has one; returns how many were rewritten.
 int RewriteOutputPrefixes(nlohmann::json& workflow, const std::string& prefix);
+// Appends the done-marker node after the save nodes, fed by the first save node's images.
+// Returns false when the workflow has no save node to follow.
+bool AppendDoneMarker(nlohmann::json& workflow, const std::string& prefix);
+
+telemetry::Policy PolicyOf(const WorkerOptions& options);
 
 class ComfyUiRenderer : public Renderer {
  public:
@@ -30,10 +46,29 @@ class ComfyUiRenderer : public Renderer {
   void Withdraw(Job& job) override;
 
  private:
-  RenderOutcome FromHistory(const nlohmann::json& entry, const std::string& prompt_id);
+  struct JobState;
+  struct Completion;
+  JobState& StateOf(Job& job);
+  bool DoneMarkerAvailable();
+  Status SubmitUntilReachable(Job& job, JobState& st);
+  bool AdoptEarlierAttempt(Job& job, JobState& st);
+  Completion AwaitCompletion(Job& job, JobState& st, telemetry::SceneTelemetry& t);
+  RenderOutcome Collect(Job& job, JobState& st, const comfyui::HistoryEntry* entry,
+                        telemetry::SceneTelemetry& t);
+  RenderOutcome CollectOverView(Job& job, JobState& st, const comfyui::HistoryEntry* entry,
+                                telemetry::SceneTelemetry& t);
+  void ReadGpu(std::optional<double>* free_mb, telemetry::SceneTelemetry& t);
+  telemetry::SceneTelemetry StartTelemetry(const Job& job, const JobState& st) const;
+  RenderOutcome Record(Job& job, telemetry::SceneTelemetry& t, RenderOutcome outcome,
+                       std::chrono::steady_clock::time_point start);
+  std::filesystem::path SceneDir(const Job& job) const;
 
   const WorkerOptions options_;
-  http::Client http_;
+  comfyui::Client client_;
+  comfyui::EventStream events_;
+  std::set<std::string> in_flight_;  // prompt ids submitted and not yet waited for or withdrawn
+  std::optional<bool> has_marker_;
+  std::chrono::steady_clock::time_point marker_checked_{};
 };
 
 }  // namespace scenefarm::worker

@@ -29,9 +29,13 @@ struct Job {
 };
 
 struct RenderOutcome {
+  RenderOutcome() = default;
+  RenderOutcome(Status s, nlohmann::json r = nlohmann::json::object(), bool c = false)
+      : status(std::move(s)), result(std::move(r)), cancelled(c) {}
   Status status;
   nlohmann::json result = nlohmann::json::object();  // stored with the ack
   bool cancelled = false;                            // stopped because cancel_requested
+  nlohmann::json telemetry;  // seed 001's Telemetry object, when the renderer recorded one
 };
 
 class Renderer {

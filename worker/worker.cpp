@@ -4,7 +4,9 @@
 
 #include <thread>
 
+#include "comfyui_renderer.h"
 #include "scenefarm/log.h"
+#include "scenefarm/telemetry.h"
 
 namespace scenefarm::worker {
 namespace {
@@ -204,15 +206,26 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
     return;
   }
   Status s;
+  bool run_complete = false;
+  const json& tel = outcome.telemetry;
   if (outcome.cancelled) {
-    s = RetryUnavailable([&] { return q.AckCancelled(job.lease, options_.worker_id); },
-                         options_.lease());
+    s = RetryUnavailable(
+        [&] { return q.AckCancelled(job.lease, options_.worker_id, &run_complete); },
+        options_.lease());
     log::Info("scene_cancelled", {{"scene_id", id}});
   } else if (outcome.status.ok()) {
-    s = RetryUnavailable([&] { return q.Ack(job.lease, options_.worker_id, outcome.result); },
-                         options_.lease());
-    log::Info("scene_rendered",
-              {{"scene_id", id}, {"run", job.lease.run}, {"attempt", job.lease.attempt}});
+    s = RetryUnavailable(
+        [&] { return q.Ack(job.lease, options_.worker_id, outcome.result, &run_complete); },
+        options_.lease());
+    auto field = [&](const char* k) { return tel.is_object() ? tel.value(k, json()) : json(); };
+    log::Info("scene_rendered", {{"scene_id", id},
+                                 {"run", job.lease.run},
+                                 {"attempt", job.lease.attempt},
+                                 {"duration_seconds", field("DurationSeconds")},
+                                 {"exit_reason", field("HistoryExitReason")},
+                                 {"frames", field("FrameCount")},
+                                 {"done_marker", field("DoneMarkerDetected")},
+                                 {"forced_copy", field("ForcedCopyTriggered")}});
   } else if (outcome.status.code() == StatusCode::kAborted) {
     if (job.submitted) renderer_.Withdraw(job);
     ReleaseJob(job, "worker stopped before the render finished: " + outcome.status.message());
@@ -225,8 +238,9 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
     std::string where;
     s = RetryUnavailable(
         [&] {
-          auto r =
-              q.Fail(job.lease, options_.worker_id, outcome.status.ToString(), permanent, backoff);
+          auto r = q.Fail(
+              job.lease, options_.worker_id, outcome.status.ToString(), permanent, backoff,
+              tel.is_object() ? tel.value("HistoryExitReason", std::string()) : "", &run_complete);
           if (r.ok()) where = *r;
           return r.status();
         },
@@ -239,6 +253,22 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
                {"backoff_ms", backoff.count()}});
   }
   if (!s.ok()) log::Warn("scene_outcome_not_recorded", {{"scene_id", id}, {"error", s.ToString()}});
+  if (s.ok() && run_complete) AssembleRun(job.lease.run);
+}
+
+void Worker::AssembleRun(const std::string& run) {
+  // This worker finished the run's last open scene: it writes the run's metadata and summary.
+  const auto dir = std::filesystem::path(options_.artifacts_dir) / run;
+  if (!std::filesystem::is_directory(dir)) return;  // a renderer that writes no artifacts
+  Status s = telemetry::AssembleRun(dir, PolicyOf(options_));
+  const auto violations = s.ok() ? telemetry::ValidateRun(dir) : std::vector<std::string>{};
+  log::Info("run_completed", {{"run", run},
+                              {"dir", dir.string()},
+                              {"assembled", s.ok()},
+                              {"error", s.ok() ? "" : s.ToString()},
+                              {"contract_violations", violations.size()}});
+  for (const auto& v : violations)
+    log::Warn("telemetry_contract_violation", {{"run", run}, {"violation", v}});
 }
 
 void Worker::ReleaseJob(Job& job, const std::string& reason) {

@@ -41,6 +41,7 @@ class Worker {
   void SleepIdle(const std::atomic<bool>& stop);
   queue::Queue& QueueFor(const Job& job);
   void SetBusy(bool busy, const std::string& scene);
+  void AssembleRun(const std::string& run);
 
   const WorkerOptions options_;
   Renderer& renderer_;

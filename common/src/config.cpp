@@ -55,6 +55,25 @@ void AddPolicyOptions(CLI::App& app, WorkerOptions& o) {
       ->envname("SCENEFARM_DONE_MARKER_WAIT_SECONDS")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--stability-window-seconds", o.stability_window_seconds,
+                 "forced copy: output files unchanged this long")
+      ->envname("SCENEFARM_STABILITY_WINDOW_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--stability-retries", o.stability_retries,
+                 "forced copy: stability windows tried before copying anyway")
+      ->envname("SCENEFARM_STABILITY_RETRIES")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  app.add_option("--comfyui-websocket", o.comfyui_websocket,
+                 "follow ComfyUI's /ws events (0: poll /history only)")
+      ->envname("SCENEFARM_COMFYUI_WEBSOCKET")
+      ->capture_default_str();
+  app.add_option("--comfyui-unreachable-seconds", o.comfyui_unreachable_seconds,
+                 "how long a scene waits for an unreachable ComfyUI before the attempt fails")
+      ->envname("SCENEFARM_COMFYUI_UNREACHABLE_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--retry-backoff-seconds", o.retry_backoff_seconds)
       ->envname("SCENEFARM_RETRY_BACKOFF_SECONDS")
       ->capture_default_str()

@@ -181,6 +181,7 @@ void Server::PromptRun::RunNode(const std::string& id, bool cached) {
     std::lock_guard<std::mutex> lock(s_.mu_);
     s_.working_bytes_ = 0;
     s_.nodes_executed_++;
+    s_.nodes_executed_by_class_[item_.prompt[id]["class_type"].get<std::string>()]++;
     s_.cache_[signatures_.at(id)] = {result};
   }
   results_[id] = result;
@@ -379,7 +380,9 @@ int Server::Control(mg_connection* conn, const std::string& method, const std::s
     return reply(200, {{"requests", request_counts_},
                        {"prompts_executed", prompts_executed_},
                        {"nodes_executed", nodes_executed_},
+                       {"nodes_executed_by_class", nodes_executed_by_class_},
                        {"ws_clients", sockets_.size()},
+                       {"ws_connections_total", ws_connections_total_},
                        {"models_loaded", models_loaded_},
                        {"cache_entries", cache_.size()}});
   }

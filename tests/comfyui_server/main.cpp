@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   app.add_option("--port", options.port, "listen port, 0 = any free port")->capture_default_str();
   app.add_option("--base-dir", base_dir, "holds output/, input/, temp/")->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port here once listening");
+  bool no_marker = false;
+  app.add_flag("--no-done-marker-node", no_marker, "run as a ComfyUI without the done-marker node");
   app.add_option("--device", options.device, "cuda or cpu")
       ->check(CLI::IsMember({"cuda", "cpu"}))
       ->capture_default_str();
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
   app.add_option("--model-mb", model_mb, "VRAM the loaded model holds")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   options.base_dir = base_dir;
+  options.done_marker_node = !no_marker;
   options.vram_total_bytes = vram_mb << 20;
   options.model_bytes = model_mb << 20;
 

@@ -307,10 +307,16 @@ int Server::Dispatch(mg_connection* conn, const std::string& method, const std::
   if (path == "/interrupt" && post) return PostInterrupt(conn, body);
   if (path == "/free" && post) return PostFree(conn, body);
   if (path == "/system_stats" && get) return ReplyJson(conn, 200, SystemStats());
-  if (path == "/object_info" && get) return ReplyJson(conn, 200, ObjectInfo());
+  if (path == "/object_info" && get) {
+    json info = ObjectInfo();
+    if (!options_.done_marker_node) info.erase("ScenefarmDoneMarker");
+    return ReplyJson(conn, 200, info);
+  }
   if (path.rfind("/object_info/", 0) == 0 && get) {
     const auto it = Registry().find(path.substr(13));
-    if (it == Registry().end()) return ReplyJson(conn, 200, json::object());
+    if (it == Registry().end() ||
+        (!options_.done_marker_node && it->first == "ScenefarmDoneMarker"))
+      return ReplyJson(conn, 200, json::object());
     return ReplyJson(conn, 200, json{{it->first, ObjectInfoFor(it->second)}});
   }
   if (path == "/view" && get) return GetView(conn);
@@ -331,6 +337,18 @@ int Server::PostPrompt(mg_connection* conn, const std::string& body) {
   }
   QueueItem item;
   item.prompt = req["prompt"];
+  if (!options_.done_marker_node && item.prompt.is_object()) {
+    for (const auto& [id, node] : item.prompt.items()) {
+      if (node.is_object() && node.value("class_type", "") == "ScenefarmDoneMarker") {
+        json error = {
+            {"type", "invalid_prompt"},
+            {"message", "Cannot execute because node ScenefarmDoneMarker does not exist."},
+            {"details", "Node ID '#" + id + "'"},
+            {"extra_info", json::object()}};
+        return ReplyJson(conn, 400, json{{"error", error}, {"node_errors", json::object()}});
+      }
+    }
+  }
   const Validation v = ValidatePrompt(item.prompt);
   if (!v.ok) {
     log::Warn("comfyui_test_server_invalid_prompt", {{"error", v.error}});
@@ -551,6 +569,7 @@ void Server::OnWsReady(mg_connection* conn, void* user) {
     std::lock_guard<std::mutex> lock(self->ws_mu_);
     self->sockets_[sid] = conn;  // a reused clientId replaces the old socket, as ComfyUI does
     self->socket_sids_[conn] = sid;
+    self->ws_connections_total_++;
   }
   json status;
   std::string resume_node;

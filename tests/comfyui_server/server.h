@@ -37,6 +37,8 @@ struct ServerOptions {
   int64_t model_bytes = 6LL << 30;  // held from the first render until /free or an OOM
   int num_threads = 64;             // each open WebSocket holds one civetweb thread
   size_t history_max = 10000;
+  // false: a ComfyUI without scenefarm's done-marker custom node installed.
+  bool done_marker_node = true;
 };
 
 class Server {
@@ -151,6 +153,8 @@ class Server {
   std::map<std::string, int64_t> request_counts_;
   int64_t prompts_executed_ = 0;
   int64_t nodes_executed_ = 0;
+  std::map<std::string, int64_t> nodes_executed_by_class_;
+  int64_t ws_connections_total_ = 0;  // guarded by ws_mu_
 
   std::mutex ws_mu_;
   std::map<std::string, mg_connection*> sockets_;            // sid -> live socket

@@ -1,6 +1,7 @@
 // The scenefarm CLI as a process against a real redis-server: enqueue, status --json, jobs show.
 #include <fstream>
 
+#include "scenefarm/telemetry.h"
 #include "support/queue_fixture.h"
 
 namespace scenefarm::testing {
@@ -105,6 +106,46 @@ TEST_F(CliTest, UnknownIdRedisDownAndUsageErrors) {
   EXPECT_EQ(down.err.find("pw@"), std::string::npos);
   EXPECT_EQ(Cli({"frobnicate"}).code, 2);
   EXPECT_EQ(Cli(With({"enqueue"})).code, 2);
+}
+
+TEST_F(CliTest, ValidateExitsZeroOnAGoodRunAndTwoWithOneLinePerViolation) {
+  const fs::path run = dir_.path() / "artifacts" / "story";
+  telemetry::SceneTelemetry t;
+  t.scene_id = "s1";
+  t.status = "succeeded";
+  t.history_exit_reason = "success";
+  t.execution_success_detected = true;
+  t.execution_success_at = "2026-11-23T10:23:45.000Z";
+  t.gpu_name = "NVIDIA GeForce RTX 3090";
+  t.vram_before_mb = 100;
+  t.vram_after_mb = 90;
+  t.done_marker_detected = true;
+  fs::create_directories(run / "s1");
+  std::ofstream(run / "s1" / "telemetry.json") << t.ToJson().dump();
+  ASSERT_TRUE(telemetry::AssembleRun(run, {}).ok());
+  CliRun ok = Cli({"validate", run.string()});
+  EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("telemetry contract holds"), std::string::npos);
+
+  auto meta = nlohmann::json::parse(ReadFile(run / "artifact-metadata.json"));
+  meta["Scenes"][0]["Telemetry"]["GPU"].erase("VramDeltaMB");
+  meta["Scenes"][0]["Telemetry"]["HistoryExitReason"] = "gone";
+  std::ofstream(run / "artifact-metadata.json") << meta.dump();
+  CliRun bad = Cli({"validate", run.string()});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.out.find("Scene s1: missing field Telemetry.GPU.VramDeltaMB\n"), std::string::npos)
+      << bad.out;
+  EXPECT_NE(bad.out.find("Scene s1: Telemetry.HistoryExitReason \"gone\" is not one of"),
+            std::string::npos);
+  CliRun js = Cli({"validate", "--json", run.string()});
+  EXPECT_EQ(js.code, 2);
+  auto j = nlohmann::json::parse(js.out);
+  EXPECT_EQ(j["valid"], false);
+  EXPECT_GE(j["violations"].size(), 2u);
+
+  CliRun none = Cli({"validate", (dir_.path() / "nope").string()});
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.out.find("not a directory"), std::string::npos);
 }
 
 }  // namespace

@@ -1,8 +1,16 @@
-// scenefarm-worker's ComfyUI renderer against the ComfyUI test server: prompt ids, output
-// prefixes, a 400 dead-letters at once, execution errors and OOM retry.
+// scenefarm-worker's ComfyUI renderer against the ComfyUI test server and a real redis-server:
+// prompt ids and prefixes, the WebSocket / history race and each HistoryExitReason, the done
+// marker and the forced copy, frames and telemetry.json, every fault of the test server,
+// takeover, caching, /view fetching, and the run's artifacts passing the validator.
+#include <sys/stat.h>
+
+#include <fstream>
 #include <thread>
 
+#include <gmock/gmock.h>
+
 #include "comfyui_renderer.h"
+#include "scenefarm/telemetry.h"
 #include "support/comfy_harness.h"
 #include "support/net.h"
 #include "support/queue_fixture.h"
@@ -11,6 +19,7 @@
 namespace scenefarm::testing {
 namespace {
 
+namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 class WorkerComfy : public ComfyServerTest {
@@ -21,21 +30,29 @@ class WorkerComfy : public ComfyServerTest {
     queue_ = std::make_unique<queue::Queue>(*client_, queue::QueueOptions{}, clock_);
     options_.redis_url = redis_.url();
     options_.comfyui_url = server_->url();
+    options_.comfyui_output_dir = out().string();
+    options_.artifacts_dir = (dir_.path() / "artifacts").string();
     options_.worker_id = "w-comfy";
     options_.lease_seconds = 5;
     options_.heartbeat_seconds = 0.5;
     options_.idle_poll_seconds = 0.02;
     options_.scene_history_poll_interval_seconds = 0.05;
+    options_.scene_post_execution_timeout_seconds = 5;
     options_.retry_backoff_seconds = 0.01;
+    options_.done_marker_wait_seconds = 5;
+    options_.stability_window_seconds = 0.1;
+    options_.comfyui_unreachable_seconds = 5;
   }
-  void TearDown() override {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
+  void TearDown() override { StopWorker(); }
   void StartWorker() {
+    stop_ = false;
     renderer_ = std::make_unique<worker::ComfyUiRenderer>(options_);
     worker_ = std::make_unique<worker::Worker>(options_, *renderer_, clock_);
     thread_ = std::thread([this] { worker_->Run(stop_); });
+  }
+  void StopWorker() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
   }
   Scene ComfyScene(const std::string& id, nlohmann::json workflow, int budget = 1) {
     Scene s = MakeScene(id, 0, budget);
@@ -43,6 +60,29 @@ class WorkerComfy : public ComfyServerTest {
     return s;
   }
   std::string State(const std::string& id) { return queue_->Show(id)->state; }
+  bool WaitState(const std::string& id, const std::string& state,
+                 std::chrono::milliseconds timeout = 15000ms) {
+    return WaitFor([&] { return State(id) == state; }, timeout);
+  }
+  fs::path SceneDir(const std::string& id) const {
+    return fs::path(options_.artifacts_dir) / "run1" / id;
+  }
+  json Telemetry(const std::string& id) {
+    return json::parse(ReadFile(SceneDir(id) / "telemetry.json"), nullptr, false);
+  }
+  std::string Stat(const std::string& field) {
+    auto r = client_->Command({"HGET", "sf:{scenes}:stats", field});
+    return r.ok() ? r->AsString() : "";
+  }
+  bool HasNote(const json& doc, const std::string& part) {
+    for (const auto& n : doc["Telemetry"]["System"]["FallbackNotes"]) {
+      if (n.get<std::string>().find(part) != std::string::npos) return true;
+    }
+    return false;
+  }
+  int Executed(const std::string& class_type) {
+    return GetJson("/_test/stats")["nodes_executed_by_class"].value(class_type, 0);
+  }
 
   RedisServer redis_;
   SystemClock clock_;
@@ -55,15 +95,234 @@ class WorkerComfy : public ComfyServerTest {
   std::thread thread_;
 };
 
-TEST_F(WorkerComfy, RendersUnderAPerAttemptPrefixAndPromptId) {
-  ASSERT_TRUE(queue_->Enqueue({ComfyScene("shot1", SourceWorkflow("ignored/prefix", 3))}).ok());
+TEST_F(WorkerComfy, RendersWithTheDoneMarkerAndWritesTheWholeContract) {
+  Scene s = ComfyScene("shot1", SourceWorkflow("ignored/prefix", 3));
+  s.expected_frames = 3;
+  ASSERT_TRUE(queue_->Enqueue({s}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return State("shot1") == "succeeded"; }));
+  ASSERT_TRUE(WaitState("shot1", "succeeded"));
   auto info = queue_->Show("shot1");
   EXPECT_EQ(info->result["prompt_id"], "shot1-a1");
   ASSERT_EQ(info->result["outputs"].size(), 3u);
   EXPECT_EQ(info->result["outputs"][0]["subfolder"], "scenefarm/run1/shot1");
-  EXPECT_TRUE(std::filesystem::exists(out() / "scenefarm/run1/shot1/a1_00003_.png"));
+  const fs::path src = out() / "scenefarm/run1/shot1/a1_00003_.png";
+  ASSERT_TRUE(fs::exists(src));
+  EXPECT_TRUE(fs::exists(out() / "scenefarm/run1/shot1/a1.done"));
+  // Hard-linked into the artifacts layout: the same inode.
+  struct stat a {
+  }, b{};
+  ASSERT_EQ(stat(src.c_str(), &a), 0);
+  ASSERT_EQ(stat((SceneDir("shot1") / "a1_00003_.png").c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+
+  json doc = Telemetry("shot1");
+  const json& t = doc["Telemetry"];
+  EXPECT_EQ(doc["SceneId"], "shot1");
+  EXPECT_EQ(doc["Status"], "succeeded");
+  EXPECT_EQ(t["HistoryExitReason"], "success");
+  EXPECT_EQ(t["ExecutionSuccessDetected"], true);
+  EXPECT_TRUE(t["ExecutionSuccessAt"].is_string());
+  EXPECT_EQ(t["DoneMarkerDetected"], true);
+  EXPECT_EQ(t["ForcedCopyTriggered"], false);
+  EXPECT_EQ(t["FrameCount"], 3);
+  EXPECT_EQ(t["pollLimit"], "unbounded");
+  EXPECT_EQ(t["SceneRetryBudget"], 1);
+  EXPECT_EQ(t["GPU"]["Name"], "NVIDIA GeForce RTX 3090");
+  ASSERT_TRUE(t["GPU"]["VramBeforeMB"].is_number());
+  ASSERT_TRUE(t["GPU"]["VramAfterMB"].is_number());
+  // The model stays loaded after the first render: less VRAM free afterwards.
+  EXPECT_LT(t["GPU"]["VramDeltaMB"].get<double>(), 0);
+  EXPECT_TRUE(t["System"]["FallbackNotes"].empty()) << t.dump();
+  EXPECT_GE(t["HistoryAttempts"].get<int>(), 1);
+
+  // The run's only scene is done: the worker assembled the run and it validates.
+  const fs::path run = fs::path(options_.artifacts_dir) / "run1";
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "run-summary.txt"); }));
+  EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
+  const std::string summary = ReadFile(run / "run-summary.txt");
+  EXPECT_NE(summary.find("Queue policy: SceneRetryBudget=1"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("[Scene shot1] Telemetry: DurationSeconds="), std::string::npos);
+  // Counters and histograms for the exporter.
+  EXPECT_EQ(Stat("completion_done_marker"), "1");
+  EXPECT_EQ(Stat("exit_success"), "1");
+  EXPECT_EQ(Stat("frames"), "3");
+  auto frames = client_->Command({"HGET", "sf:{scenes}:h:frames", "5"});
+  EXPECT_EQ(frames->AsString(), "1");
+}
+
+TEST_F(WorkerComfy, WithoutTheMarkerNodeTheFramesAreForceCopiedOnceStable) {
+  testing::comfy::ServerOptions so;
+  so.done_marker_node = false;
+  StartServer(so);
+  options_.comfyui_url = server_->url();
+  options_.comfyui_output_dir = out().string();
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("nomark", SourceWorkflow("x", 2))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("nomark", "succeeded"));
+  json doc = Telemetry("nomark");
+  EXPECT_EQ(doc["Telemetry"]["DoneMarkerDetected"], false);
+  EXPECT_EQ(doc["Telemetry"]["ForcedCopyTriggered"], true);
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 2);
+  EXPECT_TRUE(HasNote(doc, "Forced copy after stability retries"));
+  EXPECT_TRUE(HasNote(doc, "done-marker node not installed"));
+  std::string debug;
+  for (const auto& e : fs::directory_iterator(SceneDir("nomark"))) {
+    if (e.path().filename().string().rfind("forced-copy-debug-", 0) == 0)
+      debug = ReadFile(e.path());
+  }
+  EXPECT_NE(debug.find("candidate dir: " + (out() / "scenefarm/run1/nomark").string()),
+            std::string::npos)
+      << debug;
+  EXPECT_NE(debug.find("file count: 2"), std::string::npos);
+  EXPECT_NE(debug.find("last write time: 20"), std::string::npos);
+  ASSERT_TRUE(WaitFor([&] { return Stat("completion_forced_copy") == "1"; }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return fs::exists(fs::path(options_.artifacts_dir) / "run1" / "run-summary.txt"); }));
+  EXPECT_THAT(telemetry::ValidateRun(fs::path(options_.artifacts_dir) / "run1"),
+              ::testing::IsEmpty());
+}
+
+TEST_F(WorkerComfy, AMarkerThatNeverComesFallsBackToForcedCopyAndCleansOrphans) {
+  options_.done_marker_wait_seconds = 0.3;
+  ASSERT_EQ(Post("/_test/faults", {{"prompt", {{"done_marker", "never"}, {"count", 1}}}}).status,
+            200);
+  // A producer that died between write and rename left this behind.
+  fs::create_directories(out() / "scenefarm/run1/late");
+  std::ofstream(out() / "scenefarm/run1/late/a1.done.tmp") << "{";
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("late", SourceWorkflow("x", 2))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("late", "succeeded"));
+  json doc = Telemetry("late");
+  EXPECT_EQ(doc["Telemetry"]["DoneMarkerDetected"], false);
+  EXPECT_EQ(doc["Telemetry"]["ForcedCopyTriggered"], true);
+  EXPECT_GE(doc["Telemetry"]["DoneMarkerWaitSeconds"].get<double>(), 0.29);
+  EXPECT_TRUE(HasNote(doc, "done marker not seen within"));
+  EXPECT_TRUE(HasNote(doc, "orphaned .done.tmp"));
+  EXPECT_FALSE(fs::exists(out() / "scenefarm/run1/late/a1.done.tmp"));
+}
+
+TEST_F(WorkerComfy, ALateMarkerIsWaitedForWithInotify) {
+  ASSERT_EQ(
+      Post("/_test/faults", {{"prompt", {{"done_marker_delay_ms", 600}, {"count", 1}}}}).status,
+      200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("slowmark", SourceWorkflow("x", 1))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("slowmark", "succeeded"));
+  json t = Telemetry("slowmark")["Telemetry"];
+  EXPECT_EQ(t["DoneMarkerDetected"], true);
+  EXPECT_EQ(t["ForcedCopyTriggered"], false);
+  EXPECT_GE(t["DoneMarkerWaitSeconds"].get<double>(), 0.4);
+  EXPECT_LT(t["DoneMarkerWaitSeconds"].get<double>(), 4.0);
+}
+
+TEST_F(WorkerComfy, SlowWritesAreCopiedWholeAfterTheStabilityWindow) {
+  options_.done_marker_wait_seconds = 0.1;
+  options_.stability_window_seconds = 0.4;
+  ASSERT_EQ(Post("/_test/faults",
+                 {{"prompt", {{"slow_write_ms", 400}, {"done_marker", "never"}, {"count", 1}}}})
+                .status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("slowwrite", SourceWorkflow("x", 2))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("slowwrite", "succeeded"));
+  EXPECT_EQ(Telemetry("slowwrite")["Telemetry"]["FrameCount"], 2);
+  for (const auto& e : fs::directory_iterator(SceneDir("slowwrite"))) {
+    if (e.path().extension() == ".png") {
+      const std::string bytes = ReadFile(e.path());
+      EXPECT_EQ(bytes.substr(bytes.size() - 8, 4), "IEND") << e.path();
+    }
+  }
+}
+
+TEST_F(WorkerComfy, ATruncatedFrameFailsTheAttemptAndTheRetrySucceeds) {
+  ASSERT_EQ(Post("/_test/faults", {{"prompt", {{"partial_write", true}, {"count", 1}}}}).status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("trunc", SourceWorkflow("x", 2))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("trunc", "succeeded"));
+  auto info = queue_->Show("trunc");
+  EXPECT_EQ(info->attempts, 2);
+  bool saw = false;
+  for (const auto& e : info->history) {
+    if (e["event"] == "retried")
+      saw = e["reason"].get<std::string>().find("truncated") != std::string::npos;
+  }
+  EXPECT_TRUE(saw);
+  // Only the good attempt's frames are in the artifacts.
+  EXPECT_EQ(Telemetry("trunc")["Telemetry"]["FrameCount"], 2);
+  EXPECT_TRUE(fs::exists(SceneDir("trunc") / "a2_00002_.png"));
+  EXPECT_FALSE(fs::exists(SceneDir("trunc") / "a1_00001_.png"));
+}
+
+TEST_F(WorkerComfy, ADroppedWebSocketFallsBackToPollingAndReconnects) {
+  options_.scene_history_poll_interval_seconds = 0.3;
+  ASSERT_EQ(Post("/_test/faults", {{"prompt", {{"ws_drop_after_events", 2}, {"count", 1}}}}).status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("drop", SourceWorkflow("x", 4, 100))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("drop", "succeeded"));
+  EXPECT_EQ(Telemetry("drop")["Telemetry"]["HistoryExitReason"], "success");
+  // The next scene is followed over a new socket.
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("after", SourceWorkflow("y", 1))}).ok());
+  ASSERT_TRUE(WaitState("after", "succeeded"));
+  EXPECT_GE(GetJson("/_test/stats")["ws_connections_total"].get<int>(), 2);
+}
+
+TEST_F(WorkerComfy, PollingOnlyModeStillRendersAndCountsItsPolls) {
+  options_.comfyui_websocket = false;
+  options_.scene_history_poll_interval_seconds = 0.1;
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("poll", SourceWorkflow("x", 3, 100))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("poll", "succeeded"));
+  json t = Telemetry("poll")["Telemetry"];
+  EXPECT_EQ(t["HistoryExitReason"], "success");
+  EXPECT_GE(t["HistoryAttempts"].get<int>(), 3);
+  EXPECT_EQ(GetJson("/_test/stats")["ws_connections_total"].get<int>(), 0);
+}
+
+TEST_F(WorkerComfy, AHistoryEntryThatNeverComesEndsInPostExecution) {
+  options_.scene_post_execution_timeout_seconds = 0.3;
+  ASSERT_EQ(Post("/_test/faults", {{"prompt", {{"history_delay_ms", 3000}, {"count", 1}}}}).status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("postexec", SourceWorkflow("x", 2))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("postexec", "succeeded"));
+  json t = Telemetry("postexec")["Telemetry"];
+  EXPECT_EQ(t["HistoryExitReason"], "postExecution");
+  EXPECT_EQ(t["HistoryPostExecutionTimeoutReached"], true);
+  EXPECT_EQ(t["ExecutionSuccessDetected"], false);
+  EXPECT_TRUE(t["ExecutionSuccessAt"].is_string());  // from the execution_success event
+  EXPECT_EQ(t["FrameCount"], 2);                     // found by prefix, completed by the marker
+  EXPECT_EQ(t["DoneMarkerDetected"], true);
+}
+
+TEST_F(WorkerComfy, MaxWaitInterruptsThePromptAndRecordsTheReason) {
+  options_.scene_max_wait_seconds = 0.5;
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("slow", SourceWorkflow("x", 1000, 50), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("slow", "dead"));
+  EXPECT_NE(queue_->Show("slow")->reason.find("maxWait"), std::string::npos);
+  EXPECT_TRUE(WaitFor([&] { return GetJson("/queue")["queue_running"].empty(); }));
+  EXPECT_EQ(GetJson("/history/slow-a1")["slow-a1"]["status"]["messages"].back()[0],
+            "execution_interrupted");
+  json doc = Telemetry("slow");
+  EXPECT_EQ(doc["Status"], "failed");
+  EXPECT_EQ(doc["Telemetry"]["HistoryExitReason"], "maxWait");
+  EXPECT_EQ(Stat("exit_maxWait"), "1");
+}
+
+TEST_F(WorkerComfy, AttemptLimitEndsPollingAfterThatManyPolls) {
+  options_.scene_history_max_attempts = 3;
+  options_.scene_history_poll_interval_seconds = 0.1;
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("limited", SourceWorkflow("x", 1000, 50), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("limited", "dead"));
+  json t = Telemetry("limited")["Telemetry"];
+  EXPECT_EQ(t["HistoryExitReason"], "attemptLimit");
+  EXPECT_EQ(t["HistoryAttempts"], 3);
+  EXPECT_EQ(t["HistoryAttemptLimit"], 3);
+  EXPECT_EQ(t["pollLimit"], "3");
+  EXPECT_TRUE(WaitFor([&] { return GetJson("/queue")["queue_running"].empty(); }));
 }
 
 TEST_F(WorkerComfy, RejectedWorkflowIsDeadLetteredAtOnceWithComfyUisReason) {
@@ -71,17 +330,24 @@ TEST_F(WorkerComfy, RejectedWorkflowIsDeadLetteredAtOnceWithComfyUisReason) {
   bad["1"]["inputs"].erase("frames");
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("bad", bad, 3)}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return State("bad") == "dead"; }));
+  ASSERT_TRUE(WaitState("bad", "dead"));
   auto info = queue_->Show("bad");
   EXPECT_EQ(info->attempts, 1);
   EXPECT_NE(info->reason.find("required_input_missing"), std::string::npos) << info->reason;
+  json doc = Telemetry("bad");
+  EXPECT_EQ(doc["Status"], "failed");
+  EXPECT_NE(doc["Error"].get<std::string>().find("node_errors"), std::string::npos);
+  // The run (one scene, dead) is complete and its artifacts still hold the contract.
+  const fs::path run = fs::path(options_.artifacts_dir) / "run1";
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "artifact-metadata.json"); }));
+  EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
 }
 
-TEST_F(WorkerComfy, OutOfMemoryIsRetriedAndSucceeds) {
+TEST_F(WorkerComfy, OutOfMemoryFreesComfyUiAndIsRetried) {
   ASSERT_EQ(Post("/_test/faults", {{"prompt", {{"error", "oom"}, {"count", 1}}}}).status, 200);
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("oom", SourceWorkflow("x", 2))}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return State("oom") == "succeeded"; }));
+  ASSERT_TRUE(WaitState("oom", "succeeded"));
   auto info = queue_->Show("oom");
   EXPECT_EQ(info->attempts, 2);
   bool saw_retry = false;
@@ -92,26 +358,141 @@ TEST_F(WorkerComfy, OutOfMemoryIsRetriedAndSucceeds) {
     }
   }
   EXPECT_TRUE(saw_retry);
+  EXPECT_GE(GetJson("/_test/stats")["requests"].value("POST /free", 0), 1);
 }
 
-TEST_F(WorkerComfy, MaxWaitInterruptsThePromptAndRetries) {
-  options_.scene_max_wait_seconds = 0.5;
-  ASSERT_TRUE(queue_->Enqueue({ComfyScene("slow", SourceWorkflow("x", 1000, 50), 0)}).ok());
+TEST_F(WorkerComfy, AnExecutionErrorSpendsTheBudgetThenDeadLetters) {
+  ASSERT_EQ(Post("/_test/faults", {{"prompt", {{"error", "runtime"}, {"count", 0}}}}).status, 200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("err", SourceWorkflow("x", 1), 1)}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return State("slow") == "dead"; }));
-  EXPECT_NE(queue_->Show("slow")->reason.find("maxWait"), std::string::npos);
-  // The prompt was interrupted in ComfyUI, not left rendering.
-  EXPECT_TRUE(WaitFor([&] { return GetJson("/queue")["queue_running"].empty(); }));
-  EXPECT_EQ(GetJson("/history/slow-a1")["slow-a1"]["status"]["messages"].back()[0],
-            "execution_interrupted");
+  ASSERT_TRUE(WaitState("err", "dead"));
+  EXPECT_EQ(queue_->Show("err")->attempts, 2);
+  EXPECT_NE(queue_->Show("err")->reason.find("RuntimeError"), std::string::npos);
 }
 
-TEST_F(WorkerComfy, ComfyUiDownIsRetriedNotCrashed) {
-  options_.comfyui_url = "http://127.0.0.1:" + std::to_string(scenefarm::testing::FreePort());
+TEST_F(WorkerComfy, ComfyUi500sOnSubmitAreWaitedOutWithoutSpendingTheBudget) {
+  ASSERT_EQ(
+      Post("/_test/faults",
+           {{"http", {{{"method", "POST"}, {"path", "/prompt"}, {"status", 500}, {"count", 2}}}}})
+          .status,
+      200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("flaky", SourceWorkflow("x", 1), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("flaky", "succeeded"));
+  EXPECT_EQ(queue_->Show("flaky")->attempts, 1);
+}
+
+TEST_F(WorkerComfy, ASlowHistoryAnswerIsWaitedFor) {
+  ASSERT_EQ(Post("/_test/faults", {{"http",
+                                    {{{"method", "GET"},
+                                      {"path", "/history/hang-a1"},
+                                      {"status", 0},
+                                      {"delay_ms", 800},
+                                      {"count", 1}}}}})
+                .status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("hang", SourceWorkflow("x", 1))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("hang", "succeeded"));
+  EXPECT_EQ(queue_->Show("hang")->attempts, 1);
+}
+
+TEST_F(WorkerComfy, ComfyUiRestartingMidSceneLosesThePromptAndItIsResubmitted) {
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("restart", SourceWorkflow("x", 20, 50), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return !GetJson("/queue")["queue_running"].empty(); }));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(Post("/_test/restart", {{"down_ms", 500}}).status, 200);
+  ASSERT_TRUE(WaitState("restart", "succeeded", 30000ms));
+  EXPECT_EQ(queue_->Show("restart")->attempts, 1);  // budget 0, not spent on the restart
+  json doc = Telemetry("restart");
+  EXPECT_TRUE(HasNote(doc, "ComfyUI lost the prompt")) << doc.dump();
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 20);
+}
+
+TEST_F(WorkerComfy, UnreachableComfyUiFailsTheAttemptAfterTheWait) {
+  options_.comfyui_url = "http://127.0.0.1:" + std::to_string(FreePort());
+  options_.comfyui_unreachable_seconds = 0.5;
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("nocomfy", SourceWorkflow("x"), 0)}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return State("nocomfy") == "dead"; }));
-  EXPECT_NE(queue_->Show("nocomfy")->reason.find("UNAVAILABLE"), std::string::npos);
+  ASSERT_TRUE(WaitState("nocomfy", "dead"));
+  EXPECT_NE(queue_->Show("nocomfy")->reason.find("ComfyUI unreachable"), std::string::npos);
+}
+
+TEST_F(WorkerComfy, ATakenOverSceneAdoptsTheEarlierAttemptInsteadOfRenderingAgain) {
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("take", SourceWorkflow("x", 2))}).ok());
+  // A worker leased it, submitted attempt 1 to ComfyUI and died.
+  auto dead = queue_->Lease("dead-worker", 300ms);
+  ASSERT_TRUE(dead.ok() && dead->has_value());
+  json wf = SourceWorkflow("x", 2);
+  worker::RewriteOutputPrefixes(wf, worker::OutputPrefixFor(**dead));
+  Submit(wf, "dead-worker", worker::PromptIdFor(**dead));
+  ASSERT_FALSE(WaitHistory("take-a1").is_null());
+  std::this_thread::sleep_for(400ms);  // its lease expires
+  StartWorker();
+  ASSERT_TRUE(WaitState("take", "succeeded"));
+  auto info = queue_->Show("take");
+  EXPECT_EQ(info->attempts, 2);
+  EXPECT_EQ(info->result["prompt_id"], "take-a1");
+  EXPECT_EQ(Executed("ScenefarmTestSource"), 1);  // rendered once
+  json doc = Telemetry("take");
+  EXPECT_TRUE(HasNote(doc, "adopted attempt 1")) << doc.dump();
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 2);
+}
+
+TEST_F(WorkerComfy, IdenticalWorkflowsStillGetTheirOwnFrames) {
+  // ComfyUI caches the source node; the per-attempt prefix makes SaveImage run again.
+  ASSERT_TRUE(queue_
+                  ->Enqueue({ComfyScene("same1", SourceWorkflow("x", 2)),
+                             ComfyScene("same2", SourceWorkflow("x", 2))})
+                  .ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("same1", "succeeded"));
+  ASSERT_TRUE(WaitState("same2", "succeeded"));
+  EXPECT_EQ(Executed("ScenefarmTestSource"), 1);
+  EXPECT_EQ(Telemetry("same2")["Telemetry"]["FrameCount"], 2);
+  EXPECT_TRUE(fs::exists(SceneDir("same2") / "a1_00002_.png"));
+}
+
+TEST_F(WorkerComfy, WithoutTheOutputDirectoryFramesComeOverView) {
+  options_.comfyui_output_dir = "";
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("view", SourceWorkflow("x", 2))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("view", "succeeded"));
+  json t = Telemetry("view")["Telemetry"];
+  EXPECT_EQ(t["FrameCount"], 2);
+  EXPECT_EQ(t["DoneMarkerDetected"], true);
+  EXPECT_GE(GetJson("/_test/stats")["requests"].value("GET /view", 0), 3);
+  const std::string bytes = ReadFile(SceneDir("view") / "a1_00001_.png");
+  EXPECT_EQ(bytes, ReadFile(out() / "scenefarm/run1/view/a1_00001_.png"));
+}
+
+TEST_F(WorkerComfy, FewerFramesThanExpectedAreRecordedAndCounted) {
+  Scene s = ComfyScene("short", SourceWorkflow("x", 2));
+  s.expected_frames = 24;
+  ASSERT_TRUE(queue_->Enqueue({s}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("short", "succeeded"));
+  json doc = Telemetry("short");
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 2);
+  EXPECT_EQ(doc["ExpectedFrames"], 24);
+  EXPECT_TRUE(HasNote(doc, "below expected_frames 24"));
+  EXPECT_EQ(Stat("frames_short"), "1");
+}
+
+TEST_F(WorkerComfy, ARunOfScenesIsAssembledByTheWorkerThatFinishesTheLast) {
+  std::vector<Scene> scenes;
+  for (int i = 0; i < 4; ++i)
+    scenes.push_back(ComfyScene("r" + std::to_string(i), SourceWorkflow("x", 2, 0, i)));
+  ASSERT_TRUE(queue_->Enqueue(scenes).ok());
+  StartWorker();
+  const fs::path run = fs::path(options_.artifacts_dir) / "run1";
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "artifact-metadata.json"); }));
+  json meta = json::parse(ReadFile(run / "artifact-metadata.json"));
+  EXPECT_EQ(meta["Scenes"].size(), 4u);
+  EXPECT_EQ(meta["Totals"]["Frames"], 8);
+  EXPECT_EQ(meta["QueuePolicy"]["pollLimit"], "unbounded");
+  EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
 }
 
 }  // namespace

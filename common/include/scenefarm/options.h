@@ -37,6 +37,16 @@ struct WorkerOptions {
   double scene_post_execution_timeout_seconds = 30;  // ScenePostExecutionTimeoutSeconds
   int scene_retry_budget = 1;                        // SceneRetryBudget
   double done_marker_wait_seconds = 60;              // DoneMarkerWaitSeconds
+  // SCENEFARM_STABILITY_WINDOW_SECONDS / _RETRIES: the forced copy waits until the output files
+  // keep their size and mtime for one window, for at most this many windows (seed 000: 2 s, 3).
+  double stability_window_seconds = 2;
+  int stability_retries = 3;
+  // SCENEFARM_COMFYUI_WEBSOCKET: follow /ws events (1) or poll /history only (0, for proxies that
+  // break WebSockets).
+  bool comfyui_websocket = true;
+  // SCENEFARM_COMFYUI_UNREACHABLE_SECONDS: how long a scene waits for an unreachable ComfyUI
+  // (holding its lease, not spending its retry budget) before the attempt counts as failed.
+  double comfyui_unreachable_seconds = 120;
   // SCENEFARM_RETRY_BACKOFF_SECONDS / _MAX_SECONDS: exponential backoff with full jitter.
   double retry_backoff_seconds = 5;
   double retry_backoff_max_seconds = 300;

@@ -1,0 +1,105 @@
+// Frame collection: paths that escape ComfyUI's output directory, inotify waits, the stability
+// window, hard links, PNG completeness and orphaned marker temporaries.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "collect.h"
+#include "support/process.h"
+
+namespace scenefarm::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+namespace collect = worker::collect;
+
+TEST(Collect, PathsThatEscapeTheOutputDirectoryAreRefused) {
+  TempDir d;
+  EXPECT_TRUE(collect::SafeJoin(d.path(), "scenefarm/run/s", "a_00001_.png").ok());
+  for (auto [sub, name] : std::vector<std::pair<std::string, std::string>>{{"../x", "a.png"},
+                                                                           {"/etc", "passwd"},
+                                                                           {"a/../../b", "c.png"},
+                                                                           {"", "../a.png"},
+                                                                           {"", ""},
+                                                                           {"ok", ".."}}) {
+    auto r = collect::SafeJoin(d.path(), sub, name);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << sub << " " << name;
+  }
+  // A symlink inside that leads outside.
+  fs::create_directory_symlink("/tmp", d.path() / "link");
+  EXPECT_EQ(collect::SafeJoin(d.path(), "link", "x.png").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(Collect, WaitForFileWakesOnTheRename) {
+  TempDir d;
+  const fs::path marker = d.path() / "sub" / "a1.done";
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::this_thread::sleep_for(200ms);
+    std::ofstream(marker.string() + ".tmp") << "{}";
+    fs::rename(marker.string() + ".tmp", marker);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(collect::WaitForFile(marker, 5000ms, stop));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4000ms);
+  writer.join();
+  EXPECT_FALSE(collect::WaitForFile(d.path() / "sub" / "never.done", 100ms, stop));
+  stop = true;
+  EXPECT_FALSE(collect::WaitForFile(d.path() / "sub" / "never.done", 5000ms, stop));
+}
+
+TEST(Collect, StabilityWindowSeesGrowingFiles) {
+  TempDir d;
+  const fs::path f = d.path() / "a.png";
+  std::ofstream(f) << "x";
+  std::atomic<bool> stop{false};
+  int windows = 0;
+  EXPECT_TRUE(collect::WaitStable({f}, 50ms, 3, stop, &windows));
+  EXPECT_EQ(windows, 1);
+  std::atomic<bool> done{false};
+  std::thread grower([&] {
+    while (!done) {
+      std::ofstream(f, std::ios::app) << "more";
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  EXPECT_FALSE(collect::WaitStable({f}, 50ms, 3, stop, &windows));
+  EXPECT_EQ(windows, 3);
+  done = true;
+  grower.join();
+}
+
+TEST(Collect, HardLinkOrCopyAndPngCompleteness) {
+  TempDir d;
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + "body" +
+                          std::string("\0\0\0\0IEND\xae\x42\x60\x82", 12);
+  std::ofstream(d.path() / "a.png", std::ios::binary) << png;
+  std::ofstream(d.path() / "t.png", std::ios::binary) << png.substr(0, png.size() - 5);
+  EXPECT_TRUE(collect::PngComplete(d.path() / "a.png"));
+  EXPECT_FALSE(collect::PngComplete(d.path() / "t.png"));
+  EXPECT_FALSE(collect::PngComplete(d.path() / "missing.png"));
+  ASSERT_TRUE(collect::LinkOrCopy(d.path() / "a.png", d.path() / "out" / "a.png").ok());
+  EXPECT_EQ(fs::hard_link_count(d.path() / "a.png"), 2u);
+  EXPECT_EQ(ReadFile(d.path() / "out" / "a.png"), png);
+  EXPECT_FALSE(collect::LinkOrCopy(d.path() / "missing.png", d.path() / "out" / "m.png").ok());
+}
+
+TEST(Collect, FilesForAPrefixAndOrphanedTemporaries) {
+  TempDir d;
+  for (const char* f : {"a1_00001_.png", "a1_00002_.png", "a10_00001_.png", "a1_0001_.png",
+                        "a1.done.tmp", "a1.done", "b_00001_.png"}) {
+    std::ofstream(d.path() / f) << "x";
+  }
+  auto files = collect::FilesForPrefix(d.path(), "a1");
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0].filename(), "a1_00001_.png");
+  EXPECT_EQ(collect::RemoveOrphanedMarkerTemps(d.path(), "a1"), 1);
+  EXPECT_FALSE(fs::exists(d.path() / "a1.done.tmp"));
+  EXPECT_TRUE(fs::exists(d.path() / "a1.done"));
+}
+
+}  // namespace
+}  // namespace scenefarm::testing

@@ -1,0 +1,46 @@
+// Collecting a scene's frames from ComfyUI's output directory: safe paths, the done marker
+// (inotify), the stability window of the forced copy, hard links, and PNG completeness.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "scenefarm/status.h"
+
+namespace scenefarm::worker::collect {
+
+namespace fs = std::filesystem;
+
+// dir/subfolder/filename, refusing (kInvalidArgument) any result outside dir: absolute parts,
+// "..", or a symlink that leads out.
+Result<fs::path> SafeJoin(const fs::path& dir, const std::string& subfolder,
+                          const std::string& filename);
+
+// Waits for `path` to appear, woken by inotify on its directory (created when missing); also
+// stats it every 250 ms, for filesystems whose changes inotify does not see (NFS, SMB). Returns
+// true once it exists; false after timeout or when `stop` is set.
+bool WaitForFile(const fs::path& path, std::chrono::milliseconds timeout,
+                 const std::atomic<bool>& stop);
+
+// Waits until every file keeps its size and mtime for one window; after `retries` windows in
+// which something still changed it gives up. Returns true when stable; *windows = windows used.
+bool WaitStable(const std::vector<fs::path>& files, std::chrono::milliseconds window, int retries,
+                const std::atomic<bool>& stop, int* windows);
+
+// Hard link where the filesystem allows, else a copy (through a temporary name). Replaces `to`.
+Status LinkOrCopy(const fs::path& from, const fs::path& to);
+
+// A PNG that ends with its IEND chunk (a truncated write does not).
+bool PngComplete(const fs::path& file);
+bool PngCompleteBytes(const std::string& bytes);
+
+// Files "<name>_<5 digits>_.<ext>" in dir (SaveImage's names for prefix "<subfolder>/<name>").
+std::vector<fs::path> FilesForPrefix(const fs::path& dir, const std::string& name);
+
+// Removes "<name>*.done.tmp" files in dir: a producer that died between write and rename.
+int RemoveOrphanedMarkerTemps(const fs::path& dir, const std::string& name);
+
+}  // namespace scenefarm::worker::collect

@@ -166,6 +166,10 @@ Status Server::Listen() {
                         threads.c_str(),
                         "enable_keep_alive",
                         "yes",
+                        // aiohttp (ComfyUI's server) sets TCP_NODELAY; without it a response
+                        // written in two parts waits out the peer's delayed ACK (~40 ms).
+                        "tcp_nodelay",
+                        "1",
                         "request_timeout_ms",
                         "600000",
                         "websocket_timeout_ms",

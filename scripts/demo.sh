@@ -47,14 +47,15 @@ echo "ComfyUI test server $COMFY (pid ${pids[-1]})"
 CLI=$BUILD/cli/scenefarm
 export SCENEFARM_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 SCENEFARM_QUEUE=scenes
 export SCENEFARM_COMFYUI_URL=$COMFY SCENEFARM_ARTIFACTS_DIR=$DEMO/artifacts
+export SCENEFARM_COMFYUI_OUTPUT_DIR=$DEMO/comfyui/output
 
 echo
 echo "scenefarm enqueue examples/scenes.jsonl:"
 "$CLI" enqueue examples/scenes.jsonl | sed 's/^/  queued /'
 
 for i in 1 2; do
-  "$BUILD/worker/scenefarm-worker" --worker-id "demo-worker-$i" \
-    --scene-history-poll-interval-seconds 0.2 >"$DEMO/logs/worker-$i.log" 2>&1 &
+  # Default policy (2 s history polls as a safety net): completion comes from the /ws events.
+  "$BUILD/worker/scenefarm-worker" --worker-id "demo-worker-$i" >"$DEMO/logs/worker-$i.log" 2>&1 &
   pids+=($!)
   echo "scenefarm-worker    demo-worker-$i (pid ${pids[-1]}, log .demo/logs/worker-$i.log)"
 done
@@ -75,9 +76,17 @@ echo
 echo "scenefarm jobs show scene-01:"
 "$CLI" jobs show scene-01 | sed 's/^/  /'
 echo
-echo "Frames (ComfyUI's output directory): $DEMO/comfyui/output/scenefarm/demo-story/"
-find "$DEMO/comfyui/output/scenefarm/demo-story" -name '*.png' | sort | head -3 | sed "s|$DEMO/|  .demo/|"
-echo "  ... $(find "$DEMO/comfyui/output/scenefarm/demo-story" -name '*.png' | wc -l) frames"
+RUN_DIR=$DEMO/artifacts/demo-story
+echo "Frames, hard-linked from ComfyUI's output into the run's artifacts: .demo/artifacts/demo-story/"
+find "$RUN_DIR" -name '*.png' | sort | head -3 | sed "s|$DEMO/|  .demo/|"
+echo "  ... $(find "$RUN_DIR" -name '*.png' | wc -l) frames in $(find "$RUN_DIR" -name telemetry.json | wc -l) scene directories"
+for _ in $(seq 1 50); do [ -s "$RUN_DIR/run-summary.txt" ] && break; sleep 0.1; done
+echo
+echo "Run summary (.demo/artifacts/demo-story/run-summary.txt), first lines:"
+head -6 "$RUN_DIR/run-summary.txt" | cut -c1-220 | sed 's/^/  /'
+echo
+echo "scenefarm validate .demo/artifacts/demo-story:"
+"$CLI" validate "$RUN_DIR" | sed 's/^/  /'
 echo
 echo "GPU as ComfyUI reports it (/system_stats):"
 curl -sf "$COMFY/system_stats" | jq -c '.devices[] | {name, vram_total, vram_free}'

@@ -215,7 +215,11 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
     log::Info("scene_cancelled", {{"scene_id", id}});
   } else if (outcome.status.ok()) {
     s = RetryUnavailable(
-        [&] { return q.Ack(job.lease, options_.worker_id, outcome.result, &run_complete); },
+        [&] {
+          json result = outcome.result;
+          if (tel.is_object()) result["fallback_reasons"] = telemetry::FallbackReasons(tel);
+          return q.Ack(job.lease, options_.worker_id, result, &run_complete);
+        },
         options_.lease());
     auto field = [&](const char* k) { return tel.is_object() ? tel.value(k, json()) : json(); };
     log::Info("scene_rendered", {{"scene_id", id},
@@ -238,9 +242,10 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
     std::string where;
     s = RetryUnavailable(
         [&] {
-          auto r = q.Fail(
-              job.lease, options_.worker_id, outcome.status.ToString(), permanent, backoff,
-              tel.is_object() ? tel.value("HistoryExitReason", std::string()) : "", &run_complete);
+          auto r =
+              q.Fail(job.lease, options_.worker_id, outcome.status.ToString(), permanent, backoff,
+                     tel.is_object() ? tel.value("HistoryExitReason", std::string()) : "",
+                     &run_complete, telemetry::FallbackReasons(tel));
           if (r.ok()) where = *r;
           return r.status();
         },

@@ -152,16 +152,20 @@ std::string SplitRunComplete(std::string where, bool* run_complete) {
 Result<std::string> Queue::Fail(const LeasedScene& s, const std::string& worker,
                                 const std::string& reason, bool permanent,
                                 std::chrono::milliseconds backoff, const std::string& exit_reason,
-                                bool* run_complete) {
+                                bool* run_complete,
+                                const std::vector<std::string>& fallback_reasons) {
+  std::string reasons;
+  for (const auto& r : fallback_reasons)
+    reasons += (reasons.empty() ? "" : ",") + r;
   auto r = Fenced(kFail, {worker, s.id, std::to_string(s.attempt), reason, permanent ? "1" : "0",
-                          std::to_string(backoff.count()), "failed", exit_reason});
+                          std::to_string(backoff.count()), "failed", exit_reason, reasons});
   if (!r.ok()) return r.status();
   return SplitRunComplete(r->AsString(), run_complete);
 }
 
 Status Queue::AckCancelled(const LeasedScene& s, const std::string& worker, bool* run_complete) {
   auto r = Fenced(kFail, {worker, s.id, std::to_string(s.attempt), "cancelled by request", "0", "0",
-                          "cancelled", ""});
+                          "cancelled", "", ""});
   if (r.ok()) SplitRunComplete(r->AsString(), run_complete);
   return r.status();
 }

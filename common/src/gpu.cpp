@@ -5,6 +5,9 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 
@@ -60,19 +63,29 @@ struct Nvml {
   int (*memory)(nvmlDevice_t, nvmlMemory_t*);
   int (*temperature)(nvmlDevice_t, int, unsigned int*);
   int (*utilization)(nvmlDevice_t, nvmlUtilization_t*);
+  int (*power)(nvmlDevice_t, unsigned int*);
+  int (*uuid)(nvmlDevice_t, char*, unsigned int);
+  int (*driver)(char*, unsigned int);
   bool ok = false;
   std::string error;
 };
 
-const Nvml& LoadNvml() {
-  static Nvml nvml;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+// Loaded once per library path for the life of the process (NVML is reference counted and
+// cheap to keep initialised).
+const Nvml& LoadNvml(const std::string& path) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<Nvml>> loaded;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = loaded[path];
+  if (slot) return *slot;
+  slot = std::make_unique<Nvml>();
+  Nvml& nvml = *slot;
+  {
+    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (lib == nullptr) {
       const char* e = dlerror();
-      nvml.error = std::string("libnvidia-ml.so.1 not loadable: ") + (e ? e : "unknown");
-      return;
+      nvml.error = path + " not loadable: " + (e ? e : "unknown");
+      return nvml;
     }
     auto sym = [&](const char* n) { return dlsym(lib, n); };
     nvml.init = reinterpret_cast<int (*)()>(sym("nvmlInit_v2"));
@@ -87,17 +100,22 @@ const Nvml& LoadNvml() {
         sym("nvmlDeviceGetTemperature"));
     nvml.utilization = reinterpret_cast<int (*)(nvmlDevice_t, nvmlUtilization_t*)>(
         sym("nvmlDeviceGetUtilizationRates"));
+    nvml.power =
+        reinterpret_cast<int (*)(nvmlDevice_t, unsigned int*)>(sym("nvmlDeviceGetPowerUsage"));
+    nvml.uuid =
+        reinterpret_cast<int (*)(nvmlDevice_t, char*, unsigned int)>(sym("nvmlDeviceGetUUID"));
+    nvml.driver = reinterpret_cast<int (*)(char*, unsigned int)>(sym("nvmlSystemGetDriverVersion"));
     if (!nvml.init || !nvml.count || !nvml.handle || !nvml.name || !nvml.memory) {
-      nvml.error = "libnvidia-ml.so.1 lacks the NVML v2 entry points";
-      return;
+      nvml.error = path + " lacks the NVML v2 entry points";
+      return nvml;
     }
     const int rc = nvml.init();
     if (rc != 0) {
       nvml.error = "nvmlInit_v2 failed with NVML error " + std::to_string(rc);
-      return;
+      return nvml;
     }
-    nvml.ok = true;  // initialised once for the process; NVML is reference counted
-  });
+    nvml.ok = true;
+  }
   return nvml;
 }
 
@@ -145,6 +163,9 @@ std::vector<Reading> ParseNvidiaSmiCsv(const std::string& csv) {
     if (f.size() > 5) {
       if (auto u = Number(f[5])) r.utilization_ratio = *u / 100.0;
     }
+    if (f.size() > 6) r.power_watts = Number(f[6]);
+    if (f.size() > 7) r.uuid = Trim(f[7]);
+    if (f.size() > 8) r.driver = Trim(f[8]);
     r.source = "nvidia-smi";
     out.push_back(std::move(r));
   }
@@ -171,8 +192,13 @@ Result<std::vector<Reading>> ReadNvidiaSmi(const std::string& binary) {
   return readings;
 }
 
-Result<std::vector<Reading>> ReadNvml() {
-  const Nvml& nvml = LoadNvml();
+Result<std::vector<Reading>> ReadNvml(const std::string& library) {
+  std::string path = library;
+  if (path.empty()) {
+    const char* env = std::getenv("SCENEFARM_NVML_LIBRARY");
+    path = env && *env ? env : "libnvidia-ml.so.1";
+  }
+  const Nvml& nvml = LoadNvml(path);
   if (!nvml.ok) return Status::Unavailable(nvml.error);
   unsigned int count = 0;
   if (nvml.count(&count) != 0 || count == 0) return Status::Unavailable("NVML lists no GPU");
@@ -197,6 +223,12 @@ Result<std::vector<Reading>> ReadNvml() {
     nvmlUtilization_t util{};
     if (nvml.utilization && nvml.utilization(dev, &util) == 0)
       r.utilization_ratio = util.gpu / 100.0;
+    unsigned int mw = 0;
+    if (nvml.power && nvml.power(dev, &mw) == 0) r.power_watts = mw / 1000.0;
+    char uuid[96] = {0};
+    if (nvml.uuid && nvml.uuid(dev, uuid, sizeof(uuid)) == 0) r.uuid = uuid;
+    char driver[96] = {0};
+    if (nvml.driver && nvml.driver(driver, sizeof(driver)) == 0) r.driver = driver;
     out.push_back(std::move(r));
   }
   if (out.empty()) return Status::Unavailable("NVML: no readable GPU");

@@ -61,6 +61,37 @@ bool IsFrameFile(const fs::path& p) {
 
 }  // namespace
 
+std::string FallbackReason(const std::string& note) {
+  static const std::vector<std::pair<const char*, const char*>> kReasons = {
+      {"GPU memory pressure", "gpu_memory_pressure"},
+      {"Forced copy", "forced_copy"},
+      {"done marker not seen", "done_marker_timeout"},
+      {"done-marker node not installed", "done_marker_node_missing"},
+      {"/system_stats unavailable", "gpu_stats_fallback"},
+      {"GPU telemetry unavailable", "gpu_stats_unavailable"},
+      {"runs on CPU", "cpu_device"},
+      {"lost the prompt", "prompt_lost"},
+      {"adopted attempt", "earlier_attempt_adopted"},
+      {"orphaned .done.tmp", "orphaned_done_tmp"},
+      {"below expected_frames", "frames_short"},
+      {"refused the workflow", "workflow_refused"}};
+  for (const auto& [part, reason] : kReasons) {
+    if (note.find(part) != std::string::npos) return reason;
+  }
+  return "other";
+}
+
+std::vector<std::string> FallbackReasons(const json& t) {
+  std::vector<std::string> out;
+  if (!t.is_object() || !t.contains("System") || !t["System"].is_object()) return out;
+  for (const auto& n : t["System"].value("FallbackNotes", json::array())) {
+    if (!n.is_string()) continue;
+    const std::string r = FallbackReason(n.get<std::string>());
+    if (std::find(out.begin(), out.end(), r) == out.end()) out.push_back(r);
+  }
+  return out;
+}
+
 std::string PollLimit(int limit) {
   return limit <= 0 ? "unbounded" : std::to_string(limit);
 }

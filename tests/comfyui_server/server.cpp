@@ -160,21 +160,12 @@ void Server::StopListening() {
 Status Server::Listen() {
   const std::string ports = options_.host + ":" + std::to_string(port_);
   const std::string threads = std::to_string(options_.num_threads);
-  const char* opts[] = {"listening_ports",
-                        ports.c_str(),
-                        "num_threads",
-                        threads.c_str(),
-                        "enable_keep_alive",
-                        "yes",
+  const char* opts[] = {"listening_ports", ports.c_str(), "num_threads", threads.c_str(),
+                        "enable_keep_alive", "yes",
                         // aiohttp (ComfyUI's server) sets TCP_NODELAY; without it a response
                         // written in two parts waits out the peer's delayed ACK (~40 ms).
-                        "tcp_nodelay",
-                        "1",
-                        "request_timeout_ms",
-                        "600000",
-                        "websocket_timeout_ms",
-                        "3600000",
-                        nullptr};
+                        "tcp_nodelay", "1", "request_timeout_ms", "600000", "websocket_timeout_ms",
+                        "3600000", nullptr};
   mg_callbacks callbacks{};
   callbacks.begin_request = &Server::WaitForHandlers;
   handlers_ready_ = false;

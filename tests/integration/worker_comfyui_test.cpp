@@ -176,6 +176,8 @@ TEST_F(WorkerComfy, WithoutTheMarkerNodeTheFramesAreForceCopiedOnceStable) {
   EXPECT_NE(debug.find("file count: 2"), std::string::npos);
   EXPECT_NE(debug.find("last write time: 20"), std::string::npos);
   ASSERT_TRUE(WaitFor([&] { return Stat("completion_forced_copy") == "1"; }));
+  EXPECT_EQ(Stat("fallback_forced_copy"), "1");
+  EXPECT_EQ(Stat("fallback_done_marker_node_missing"), "1");
   ASSERT_TRUE(WaitFor(
       [&] { return fs::exists(fs::path(options_.artifacts_dir) / "run1" / "run-summary.txt"); }));
   EXPECT_THAT(telemetry::ValidateRun(fs::path(options_.artifacts_dir) / "run1"),
@@ -339,7 +341,7 @@ TEST_F(WorkerComfy, RejectedWorkflowIsDeadLetteredAtOnceWithComfyUisReason) {
   EXPECT_NE(doc["Error"].get<std::string>().find("node_errors"), std::string::npos);
   // The run (one scene, dead) is complete and its artifacts still hold the contract.
   const fs::path run = fs::path(options_.artifacts_dir) / "run1";
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "artifact-metadata.json"); }));
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "run-summary.txt"); }));
   EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
 }
 
@@ -359,6 +361,7 @@ TEST_F(WorkerComfy, OutOfMemoryFreesComfyUiAndIsRetried) {
   }
   EXPECT_TRUE(saw_retry);
   EXPECT_GE(GetJson("/_test/stats")["requests"].value("POST /free", 0), 1);
+  EXPECT_EQ(Stat("fallback_gpu_memory_pressure"), "1");  // counted from the failed attempt
 }
 
 TEST_F(WorkerComfy, AnExecutionErrorSpendsTheBudgetThenDeadLetters) {
@@ -398,7 +401,7 @@ TEST_F(WorkerComfy, ASlowHistoryAnswerIsWaitedFor) {
 }
 
 TEST_F(WorkerComfy, ComfyUiRestartingMidSceneLosesThePromptAndItIsResubmitted) {
-  ASSERT_TRUE(queue_->Enqueue({ComfyScene("restart", SourceWorkflow("x", 20, 50), 0)}).ok());
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("restart", SourceWorkflow("x", 30, 50), 0)}).ok());
   StartWorker();
   ASSERT_TRUE(WaitFor([&] { return !GetJson("/queue")["queue_running"].empty(); }));
   std::this_thread::sleep_for(200ms);
@@ -407,7 +410,7 @@ TEST_F(WorkerComfy, ComfyUiRestartingMidSceneLosesThePromptAndItIsResubmitted) {
   EXPECT_EQ(queue_->Show("restart")->attempts, 1);  // budget 0, not spent on the restart
   json doc = Telemetry("restart");
   EXPECT_TRUE(HasNote(doc, "ComfyUI lost the prompt")) << doc.dump();
-  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 20);
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 30);
 }
 
 TEST_F(WorkerComfy, UnreachableComfyUiFailsTheAttemptAfterTheWait) {
@@ -487,7 +490,7 @@ TEST_F(WorkerComfy, ARunOfScenesIsAssembledByTheWorkerThatFinishesTheLast) {
   ASSERT_TRUE(queue_->Enqueue(scenes).ok());
   StartWorker();
   const fs::path run = fs::path(options_.artifacts_dir) / "run1";
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "artifact-metadata.json"); }));
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "run-summary.txt"); }));
   json meta = json::parse(ReadFile(run / "artifact-metadata.json"));
   EXPECT_EQ(meta["Scenes"].size(), 4u);
   EXPECT_EQ(meta["Totals"]["Frames"], 8);

@@ -20,7 +20,10 @@ struct Reading {
   std::optional<double> free_mb, total_mb;
   std::optional<double> temperature_celsius;
   std::optional<double> utilization_ratio;  // 0..1
-  std::string source;                       // "nvml", "system_stats", "nvidia-smi"
+  std::optional<double> power_watts;
+  std::string uuid;    // "GPU-..." (NVML, nvidia-smi); "" otherwise
+  std::string driver;  // driver version (NVML, nvidia-smi)
+  std::string source;  // "nvml", "system_stats", "nvidia-smi"
 };
 
 // The devices of a /system_stats answer. "cuda:0 NVIDIA GeForce RTX 3090 : cudaMallocAsync"
@@ -30,12 +33,16 @@ std::vector<Reading> FromSystemStats(const nlohmann::json& stats);
 // `nvidia-smi --query-gpu=index,name,memory.free,memory.total,temperature.gpu,utilization.gpu
 // --format=csv,noheader,nounits`; "[N/A]" fields stay empty.
 std::vector<Reading> ParseNvidiaSmiCsv(const std::string& csv);
+// Columns: index,name,memory.free,memory.total,temperature.gpu,utilization.gpu[,power.draw,
+// uuid,driver_version].
 inline constexpr char kNvidiaSmiQuery[] =
-    "--query-gpu=index,name,memory.free,memory.total,temperature.gpu,utilization.gpu";
+    "--query-gpu=index,name,memory.free,memory.total,temperature.gpu,utilization.gpu,power.draw,"
+    "uuid,driver_version";
 // Runs nvidia-smi (found on PATH unless `binary` names it); kUnavailable when it cannot.
 Result<std::vector<Reading>> ReadNvidiaSmi(const std::string& binary = "nvidia-smi");
 
-// NVML through dlopen("libnvidia-ml.so.1"); kUnavailable when the library or a GPU is missing.
-Result<std::vector<Reading>> ReadNvml();
+// NVML through dlopen(library); kUnavailable when the library or a GPU is missing. The default
+// is the driver's libnvidia-ml.so.1; SCENEFARM_NVML_LIBRARY names another (tests load a fake).
+Result<std::vector<Reading>> ReadNvml(const std::string& library = "");
 
 }  // namespace scenefarm::gpu

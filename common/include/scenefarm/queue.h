@@ -106,7 +106,8 @@ class Queue {
   Result<std::string> Fail(const LeasedScene& s, const std::string& worker,
                            const std::string& reason, bool permanent,
                            std::chrono::milliseconds backoff, const std::string& exit_reason = "",
-                           bool* run_complete = nullptr);
+                           bool* run_complete = nullptr,
+                           const std::vector<std::string>& fallback_reasons = {});
   // The worker stopped the scene because its cancel was requested.
   Status AckCancelled(const LeasedScene& s, const std::string& worker,
                       bool* run_complete = nullptr);

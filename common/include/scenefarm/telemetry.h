@@ -62,6 +62,14 @@ struct SceneTelemetry {
   static std::string SummaryLine(const nlohmann::json& scene_doc);
 };
 
+// A fallback note's bounded reason, for counters and metric labels: gpu_memory_pressure,
+// forced_copy, done_marker_timeout, done_marker_node_missing, gpu_stats_fallback,
+// gpu_stats_unavailable, cpu_device, prompt_lost, earlier_attempt_adopted, orphaned_done_tmp,
+// frames_short, workflow_refused, or other.
+std::string FallbackReason(const std::string& note);
+// The distinct reasons of a Telemetry object's System.FallbackNotes.
+std::vector<std::string> FallbackReasons(const nlohmann::json& telemetry);
+
 // ISO 8601 UTC with milliseconds, for a time in ms since the epoch.
 std::string IsoTime(int64_t epoch_ms);
 int64_t NowMs();
@@ -69,7 +77,8 @@ int64_t NowMs();
 // Writes `data` to `path` through a temporary file and rename, so readers never see half.
 Status WriteFileAtomically(const std::filesystem::path& path, const std::string& data);
 
-// Reads every <run_dir>/*/telemetry.json and writes artifact-metadata.json and run-summary.txt.
+// Reads every <run_dir>/*/telemetry.json and writes artifact-metadata.json, then
+// run-summary.txt: a reader that sees the summary sees both.
 Status AssembleRun(const std::filesystem::path& run_dir, const Policy& policy);
 
 // Every violation of the contract in a run directory, one line each; empty when it holds.

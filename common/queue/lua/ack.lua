@@ -13,6 +13,11 @@ count('succeeded')
 local duration = (now - tonumber(h[2])) / 1000
 local ok, res = pcall(cjson.decode, ARGV[6])
 local t = ok and type(res) == 'table' and res.telemetry or nil
+if ok and type(res) == 'table' and type(res.fallback_reasons) == 'table' then
+  for _, r in ipairs(res.fallback_reasons) do
+    if type(r) == 'string' then count('fallback_' .. r) end
+  end
+end
 if type(t) == 'table' then
   if type(t.DurationSeconds) == 'number' then duration = t.DurationSeconds end
   if type(t.HistoryExitReason) == 'string' then count('exit_' .. t.HistoryExitReason) end

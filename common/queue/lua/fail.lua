@@ -1,6 +1,7 @@
 -- ARGV[3] worker, [4] id, [5] attempt, [6] reason, [7] permanent (1/0), [8] backoff_ms,
 -- [9] outcome: 'failed' (spends the retry budget) or 'cancelled' (the worker stopped it on request)
 -- [10] HistoryExitReason of the attempt ('' when none), counted as exit_<reason>
+-- [11] the attempt's fallback reasons, comma-separated, each counted as fallback_<reason>
 -- Returns 'delayed', 'dead', 'cancelled' (with ':run_complete' appended when that finished the
 -- scene's run), or 0 when fenced.
 local worker, id, attempt, reason = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -9,6 +10,7 @@ unlease(id, worker)
 local run = redis.call('HGET', skey(id), 'run')
 if ARGV[9] ~= 'cancelled' then redis.call('HSET', skey(id), 'failed_attempt', attempt) end
 if ARGV[10] and ARGV[10] ~= '' then count('exit_' .. ARGV[10]) end
+for r in string.gmatch(ARGV[11] or '', '[^,]+') do count('fallback_' .. r) end
 if ARGV[9] == 'cancelled' then
   redis.call('HSET', skey(id), 'state', 'cancelled', 'finished_at', now, 'reason', reason)
   count('cancelled')

@@ -1,0 +1,76 @@
+#include "families.h"
+
+#include <cmath>
+#include <limits>
+
+namespace scenefarm::exporter {
+
+Family::Family(std::string name, std::string help, prometheus::MetricType type) {
+  family_.name = std::move(name);
+  family_.help = std::move(help);
+  family_.type = type;
+}
+
+namespace {
+std::vector<prometheus::ClientMetric::Label> ToLabels(const Labels& labels) {
+  std::vector<prometheus::ClientMetric::Label> out;
+  for (const auto& [k, v] : labels)
+    out.push_back({k, v});
+  return out;
+}
+}  // namespace
+
+Family& Family::Add(const Labels& labels, double value) {
+  prometheus::ClientMetric m;
+  m.label = ToLabels(labels);
+  if (family_.type == prometheus::MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  family_.metric.push_back(std::move(m));
+  return *this;
+}
+
+Family& Family::AddHistogram(const Labels& labels, const std::map<double, uint64_t>& buckets,
+                             double sum, uint64_t count) {
+  prometheus::ClientMetric m;
+  m.label = ToLabels(labels);
+  uint64_t cumulative = 0;
+  for (const auto& [bound, n] : buckets) {
+    if (std::isinf(bound)) continue;  // +Inf is the count, written by the serializer
+    cumulative += n;
+    m.histogram.bucket.push_back({cumulative, bound});
+  }
+  m.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+  m.histogram.sample_count = count;
+  m.histogram.sample_sum = sum;
+  family_.metric.push_back(std::move(m));
+  return *this;
+}
+
+void ParseBucketHash(const std::map<std::string, std::string>& hash,
+                     const std::vector<double>& bounds, std::map<double, uint64_t>* buckets,
+                     double* sum, uint64_t* count) {
+  *sum = 0;
+  *count = 0;
+  for (double b : bounds)
+    (*buckets)[b] += 0;
+  for (const auto& [field, value] : hash) {
+    try {
+      if (field == "sum") {
+        *sum = std::stod(value);
+      } else if (field == "count") {
+        *count = std::stoull(value);
+      } else if (field == "+Inf") {
+        (*buckets)[std::numeric_limits<double>::infinity()] += std::stoull(value);
+      } else {
+        (*buckets)[std::stod(field)] += std::stoull(value);
+      }
+    } catch (const std::exception&) {
+      // A foreign field in our hash: ignored rather than failing the scrape.
+    }
+  }
+}
+
+}  // namespace scenefarm::exporter

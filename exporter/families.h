@@ -1,0 +1,47 @@
+// Building Prometheus metric families by hand: the exporter is stateless, so every scrape turns
+// what it read into families (prometheus-cpp's MetricFamily), not into long-lived metric objects.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <prometheus/metric_family.h>
+
+namespace scenefarm::exporter {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+class Family {
+ public:
+  Family(std::string name, std::string help, prometheus::MetricType type);
+  Family& Add(const Labels& labels, double value);  // gauge or counter sample
+  // A histogram from non-cumulative bucket counts keyed by upper bound ("+Inf" included), as
+  // the queue scripts keep them in Redis, plus sum and count.
+  Family& AddHistogram(const Labels& labels, const std::map<double, uint64_t>& buckets, double sum,
+                       uint64_t count);
+  bool empty() const { return family_.metric.empty(); }
+  prometheus::MetricFamily Take() { return std::move(family_); }
+
+ private:
+  prometheus::MetricFamily family_;
+};
+
+inline Family Gauge(std::string name, std::string help) {
+  return Family(std::move(name), std::move(help), prometheus::MetricType::Gauge);
+}
+inline Family Counter(std::string name, std::string help) {
+  return Family(std::move(name), std::move(help), prometheus::MetricType::Counter);
+}
+inline Family Histogram(std::string name, std::string help) {
+  return Family(std::move(name), std::move(help), prometheus::MetricType::Histogram);
+}
+
+// Parses a Redis bucket hash (field -> count; "sum", "count" and "+Inf" among them). Every
+// bound of `bounds` is present in *buckets, zero when the hash has none: a histogram keeps the
+// same series from its first scrape on.
+void ParseBucketHash(const std::map<std::string, std::string>& hash,
+                     const std::vector<double>& bounds, std::map<double, uint64_t>* buckets,
+                     double* sum, uint64_t* count);
+
+}  // namespace scenefarm::exporter

@@ -1,0 +1,69 @@
+#include "options.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+
+#include "scenefarm/options.h"
+
+namespace scenefarm::exporter {
+
+Result<ExporterOptions> ParseExporterOptions(int argc, const char* const* argv) {
+  ExporterOptions o;
+  std::string queues = "scenes", comfyui = "http://127.0.0.1:8188";
+  CLI::App app{"scenefarm-exporter: one Prometheus endpoint for the whole farm"};
+  app.add_option("--listen", o.listen, "host:port of /metrics")
+      ->envname("SCENEFARM_EXPORTER_LISTEN")
+      ->capture_default_str();
+  app.add_option("--redis-url", o.redis_url)->envname("SCENEFARM_REDIS_URL")->capture_default_str();
+  app.add_option("--queue", queues, "queues, comma-separated (every queue in Redis is added)")
+      ->envname("SCENEFARM_QUEUE")
+      ->capture_default_str();
+  app.add_option("--comfyui-url", comfyui, "ComfyUI instances, comma-separated ('' for none)")
+      ->envname("SCENEFARM_COMFYUI_URL")
+      ->capture_default_str();
+  app.add_option("--llm-url", o.llm_url, "OpenAI-compatible endpoint (LM Studio, Ollama)")
+      ->envname("SCENEFARM_LLM_URL");
+  app.add_flag("--llm-skip", o.llm_skip, "do not probe the LLM (LOCAL_LLM_SKIP_HEALTHCHECK=1)");
+  app.add_option("--web-config", o.web_config, "exporter-toolkit web config: TLS, basic auth")
+      ->envname("SCENEFARM_WEB_CONFIG")
+      ->check(CLI::ExistingFile);
+  app.add_option("--timeout-seconds", o.timeout_seconds, "per source, per scrape")
+      ->envname("SCENEFARM_EXPORTER_TIMEOUT_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--live-window-seconds", o.live_window_seconds,
+                 "a worker is live while its last heartbeat is this recent")
+      ->envname("SCENEFARM_EXPORTER_LIVE_WINDOW_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--worker-labels", o.worker_labels, "per-worker series (one per worker id)")
+      ->envname("SCENEFARM_EXPORTER_WORKER_LABELS");
+  app.add_option("--gpu-source", o.gpu_source)
+      ->envname("SCENEFARM_GPU_SOURCE")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "nvml", "system_stats", "nvidia-smi", "none"}));
+  app.add_option("--log-level", o.log_level)
+      ->envname("SCENEFARM_LOG_LEVEL")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    return Status::Aborted(app.help());
+  } catch (const CLI::ParseError& e) {
+    return Status::InvalidArgument(std::string(e.what()) + "\nRun with --help for the options.");
+  }
+  // Seed 001's names for the LLM probe, honoured when ours are not set.
+  if (o.llm_url.empty()) {
+    if (const char* u = std::getenv("LOCAL_LLM_HEALTHCHECK_URL"); u && *u) o.llm_url = u;
+  }
+  if (const char* s = std::getenv("LOCAL_LLM_SKIP_HEALTHCHECK");
+      s && (std::string(s) == "1" || std::string(s) == "true")) {
+    o.llm_skip = true;
+  }
+  o.queues = SplitList(queues);
+  o.comfyui_urls = SplitList(comfyui);
+  return o;
+}
+
+}  // namespace scenefarm::exporter

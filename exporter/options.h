@@ -1,0 +1,39 @@
+// scenefarm-exporter's settings: every one a flag and a SCENEFARM_* variable (the flag wins).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "scenefarm/status.h"
+
+namespace scenefarm::exporter {
+
+struct ExporterOptions {
+  std::string listen = "127.0.0.1:9870";               // SCENEFARM_EXPORTER_LISTEN
+  std::string redis_url = "redis://127.0.0.1:6379/0";  // SCENEFARM_REDIS_URL
+  std::vector<std::string> queues = {"scenes"};        // SCENEFARM_QUEUE (+ all in sf:queues)
+  std::vector<std::string> comfyui_urls = {"http://127.0.0.1:8188"};  // SCENEFARM_COMFYUI_URL
+  // SCENEFARM_LLM_URL, else seed 001's LOCAL_LLM_HEALTHCHECK_URL; LOCAL_LLM_SKIP_HEALTHCHECK=1
+  // (or --llm-skip) turns the probe off.
+  std::string llm_url;
+  bool llm_skip = false;
+  std::string web_config;           // SCENEFARM_WEB_CONFIG: exporter-toolkit web config (TLS, auth)
+  double timeout_seconds = 5;       // SCENEFARM_EXPORTER_TIMEOUT_SECONDS: per source
+  double live_window_seconds = 30;  // SCENEFARM_EXPORTER_LIVE_WINDOW_SECONDS: heartbeat age
+  bool worker_labels = false;       // SCENEFARM_EXPORTER_WORKER_LABELS: per-worker series
+  std::string gpu_source = "auto";  // SCENEFARM_GPU_SOURCE: auto|nvml|system_stats|nvidia-smi|none
+  std::string log_level = "info";   // SCENEFARM_LOG_LEVEL
+
+  std::chrono::milliseconds timeout() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  }
+  std::chrono::milliseconds live_window() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(live_window_seconds * 1000));
+  }
+};
+
+// kInvalidArgument with a usage message on bad input; kAborted (message = help) for --help.
+Result<ExporterOptions> ParseExporterOptions(int argc, const char* const* argv);
+
+}  // namespace scenefarm::exporter

@@ -1,0 +1,75 @@
+// queue: depth per state, oldest pending age and runs in progress, per queue, in one round trip.
+#include "collector.h"
+#include "families.h"
+#include "scenefarm/queue.h"
+
+namespace scenefarm::exporter {
+
+Result<std::vector<std::string>> QueuesToReport(redis::Client& client,
+                                                const std::vector<std::string>& configured) {
+  auto r = client.Command({"SMEMBERS", queue::kQueuesKey});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> out = configured;
+  for (const auto& v : r->elements) {
+    if (std::find(out.begin(), out.end(), v.str) == out.end()) out.push_back(v.str);
+  }
+  return out;
+}
+
+namespace {
+
+class QueueCollector : public Collector {
+ public:
+  QueueCollector(std::shared_ptr<SharedRedis> redis, std::vector<std::string> queues)
+      : Collector("queue"), redis_(std::move(redis)), queues_(std::move(queues)) {}
+
+  Result<Families> Scrape() const override {
+    std::lock_guard<std::mutex> lock(redis_->mu);
+    auto queues = QueuesToReport(redis_->client, queues_);
+    if (!queues.ok()) return queues.status();
+    std::vector<std::vector<std::string>> cmds = {{"TIME"}};
+    for (const auto& q : *queues) {
+      const std::string p = queue::KeyPrefix(q);
+      for (const char* state : {"pending", "delayed", "leased", "dead"})
+        cmds.push_back({"ZCARD", p + state});
+      cmds.push_back({"ZRANGE", p + "pending_since", "0", "0", "WITHSCORES"});
+      cmds.push_back({"SCARD", p + "runs"});
+    }
+    auto r = redis_->client.Pipeline(cmds);
+    if (!r.ok()) return r.status();
+    const auto& v = *r;
+    const double now_ms = v[0].elements.size() == 2 ? v[0].elements[0].AsInt() * 1000.0 +
+                                                          v[0].elements[1].AsInt() / 1000.0
+                                                    : 0;
+    Family depth = Gauge("scenefarm_queue_depth", "Scenes in the queue by state.");
+    Family oldest = Gauge("scenefarm_queue_oldest_pending_age_seconds",
+                          "Age of the oldest pending scene (0 when none is pending).");
+    Family runs = Gauge("scenefarm_queue_runs_in_progress", "Runs with scenes not yet finished.");
+    size_t i = 1;
+    for (const auto& q : *queues) {
+      for (const char* state : {"pending", "delayed", "leased", "dead"})
+        depth.Add({{"queue", q}, {"state", state}}, static_cast<double>(v[i++].AsInt()));
+      const auto& since = v[i++];
+      double age = 0;
+      if (since.elements.size() == 2 && now_ms > 0) {
+        age = std::max(0.0, (now_ms - std::stod(since.elements[1].AsString())) / 1000.0);
+      }
+      oldest.Add({{"queue", q}}, age);
+      runs.Add({{"queue", q}}, static_cast<double>(v[i++].AsInt()));
+    }
+    return Families{depth.Take(), oldest.Take(), runs.Take()};
+  }
+
+ private:
+  std::shared_ptr<SharedRedis> redis_;
+  std::vector<std::string> queues_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collector> MakeQueueCollector(std::shared_ptr<SharedRedis> redis,
+                                              std::vector<std::string> queues) {
+  return std::make_unique<QueueCollector>(std::move(redis), std::move(queues));
+}
+
+}  // namespace scenefarm::exporter

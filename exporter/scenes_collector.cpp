@@ -1,0 +1,155 @@
+// scenes: the counters and bucket hashes workers keep in Redis (docs/queue-protocol.md),
+// published as Prometheus counters and cumulative histograms, per queue.
+#include "collector.h"
+#include "families.h"
+#include "scenefarm/metrics.h"
+#include "scenefarm/queue.h"
+
+namespace scenefarm::exporter {
+namespace {
+
+std::map<std::string, std::string> AsHash(const redis::Value& v) {
+  std::map<std::string, std::string> h;
+  for (size_t i = 0; i + 1 < v.elements.size(); i += 2)
+    h[v.elements[i].AsString()] = v.elements[i + 1].AsString();
+  return h;
+}
+
+double Num(const std::map<std::string, std::string>& h, const std::string& k) {
+  auto it = h.find(k);
+  if (it == h.end()) return 0;
+  try {
+    return std::stod(it->second);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+struct HistogramSpec {
+  const char* key;  // h:<key>
+  const char* name;
+  const char* help;
+  const std::vector<double>* bounds;
+};
+
+const std::vector<HistogramSpec>& Histograms() {
+  static const std::vector<HistogramSpec> specs = {
+      {"duration", "scenefarm_scene_duration_seconds",
+       "Render time of succeeded scenes (telemetry DurationSeconds).", &metrics::kDurationBuckets},
+      {"end_to_end", "scenefarm_scene_end_to_end_seconds",
+       "Enqueue to acknowledgement of succeeded scenes.", &metrics::kDurationBuckets},
+      {"queue_wait", "scenefarm_scene_queue_wait_seconds",
+       "Time from available to leased, per lease.", &metrics::kWaitBuckets},
+      {"done_marker_wait", "scenefarm_scene_done_marker_wait_seconds",
+       "Wait for the producer's done marker, scenes whose marker came.", &metrics::kWaitBuckets},
+      {"frames", "scenefarm_scene_frames", "Frames collected per succeeded scene.",
+       &metrics::kFrameBuckets}};
+  return specs;
+}
+
+const std::vector<std::string> kOutcomes = {"succeeded", "failed",    "retried", "dead_lettered",
+                                            "cancelled", "reclaimed", "released"};
+const std::vector<std::string> kExitReasons = {"success", "maxWait", "attemptLimit",
+                                               "postExecution", "unknown"};
+const std::vector<std::string> kFallbackReasons = {"gpu_memory_pressure",
+                                                   "forced_copy",
+                                                   "done_marker_timeout",
+                                                   "done_marker_node_missing",
+                                                   "gpu_stats_fallback",
+                                                   "gpu_stats_unavailable",
+                                                   "cpu_device",
+                                                   "prompt_lost",
+                                                   "earlier_attempt_adopted",
+                                                   "orphaned_done_tmp",
+                                                   "frames_short",
+                                                   "workflow_refused",
+                                                   "other"};
+
+class ScenesCollector : public Collector {
+ public:
+  ScenesCollector(std::shared_ptr<SharedRedis> redis, std::vector<std::string> queues)
+      : Collector("scenes"), redis_(std::move(redis)), queues_(std::move(queues)) {}
+
+  Result<Families> Scrape() const override {
+    std::lock_guard<std::mutex> lock(redis_->mu);
+    auto queues = QueuesToReport(redis_->client, queues_);
+    if (!queues.ok()) return queues.status();
+    std::vector<std::vector<std::string>> cmds;
+    for (const auto& q : *queues) {
+      const std::string p = queue::KeyPrefix(q);
+      cmds.push_back({"HGETALL", p + "stats"});
+      for (const auto& h : Histograms())
+        cmds.push_back({"HGETALL", p + "h:" + h.key});
+    }
+    std::vector<redis::Value> replies;
+    if (!cmds.empty()) {
+      auto r = redis_->client.Pipeline(cmds);
+      if (!r.ok()) return r.status();
+      replies = std::move(r).value();
+    }
+    Family scenes = Counter("scenefarm_scenes_total",
+                            "Scene outcomes: succeeded, failed (attempts), retried, dead_lettered, "
+                            "cancelled, reclaimed, released.");
+    Family enqueued = Counter("scenefarm_scenes_enqueued_total", "Scenes enqueued.");
+    Family completions = Counter("scenefarm_scene_completions_total",
+                                 "Succeeded scenes by how their frames were taken: done_marker or "
+                                 "forced_copy.");
+    Family exits = Counter("scenefarm_scene_history_exits_total",
+                           "Attempts by HistoryExitReason (success, maxWait, attemptLimit, "
+                           "postExecution, unknown).");
+    Family short_frames = Counter("scenefarm_scene_frames_short_total",
+                                  "Succeeded scenes with fewer frames than their expected_frames.");
+    Family frames_total = Counter("scenefarm_scene_frames_collected_total", "Frames collected.");
+    Family fallbacks = Counter("scenefarm_scene_fallbacks_total",
+                               "Attempts with a telemetry fallback note, by bounded reason.");
+    std::vector<Family> hists;
+    for (const auto& h : Histograms())
+      hists.push_back(Histogram(h.name, h.help));
+    size_t i = 0;
+    for (const auto& q : *queues) {
+      const auto stats = AsHash(replies[i++]);
+      for (const auto& o : kOutcomes)
+        scenes.Add({{"queue", q}, {"outcome", o}}, Num(stats, o));
+      enqueued.Add({{"queue", q}}, Num(stats, "enqueued"));
+      completions.Add({{"queue", q}, {"method", "done_marker"}},
+                      Num(stats, "completion_done_marker"));
+      completions.Add({{"queue", q}, {"method", "forced_copy"}},
+                      Num(stats, "completion_forced_copy"));
+      for (const auto& r : kExitReasons)
+        exits.Add({{"queue", q}, {"reason", r}}, Num(stats, "exit_" + r));
+      short_frames.Add({{"queue", q}}, Num(stats, "frames_short"));
+      frames_total.Add({{"queue", q}}, Num(stats, "frames"));
+      for (const auto& r : kFallbackReasons)
+        fallbacks.Add({{"queue", q}, {"reason", r}}, Num(stats, "fallback_" + r));
+      for (size_t h = 0; h < Histograms().size(); ++h) {
+        std::map<double, uint64_t> buckets;
+        double sum = 0;
+        uint64_t count = 0;
+        ParseBucketHash(AsHash(replies[i++]), *Histograms()[h].bounds, &buckets, &sum, &count);
+        hists[h].AddHistogram({{"queue", q}}, buckets, sum, count);
+      }
+    }
+    Families out;
+    for (Family* f :
+         {&scenes, &enqueued, &completions, &exits, &short_frames, &frames_total, &fallbacks}) {
+      if (!f->empty()) out.push_back(f->Take());
+    }
+    for (auto& h : hists) {
+      if (!h.empty()) out.push_back(h.Take());
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<SharedRedis> redis_;
+  std::vector<std::string> queues_;
+};
+
+}  // namespace
+
+std::unique_ptr<Collector> MakeScenesCollector(std::shared_ptr<SharedRedis> redis,
+                                               std::vector<std::string> queues) {
+  return std::make_unique<ScenesCollector>(std::move(redis), std::move(queues));
+}
+
+}  // namespace scenefarm::exporter

@@ -1,0 +1,175 @@
+#include "server.h"
+
+#include <CivetServer.h>
+#include <arpa/inet.h>
+#include <civetweb.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <prometheus/exposer.h>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "scenefarm/log.h"
+
+namespace scenefarm::exporter {
+namespace {
+
+// civetweb's callbacks carry no pointer of ours (the Exposer owns the CivetServer), so the one
+// Server of the process is found here.
+std::atomic<Server*> g_server{nullptr};
+std::atomic<bool> g_metrics_ready{false};
+
+int Reply(mg_connection* conn, int status, const char* reason, const std::string& type,
+          const std::string& body, const std::string& extra = "") {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: "
+            "keep-alive\r\n\r\n",
+            status, reason, type.c_str(), body.size(), extra.c_str());
+  mg_write(conn, body.data(), body.size());
+  return status;
+}
+
+const char kLanding[] =
+    "<html><head><title>scenefarm exporter</title></head><body><h1>scenefarm exporter</h1>"
+    "<ul><li><a href=\"/metrics\">/metrics</a>: the farm for Prometheus</li>"
+    "<li><a href=\"/healthz\">/healthz</a>: the process is alive</li>"
+    "<li><a href=\"/readyz\">/readyz</a>: Redis answers</li></ul></body></html>\n";
+
+// ssl_shim.c says why. Found next to this binary, or where SCENEFARM_SSL_SHIM says.
+Status LoadSslShim() {
+  std::string path;
+  if (const char* env = std::getenv("SCENEFARM_SSL_SHIM"); env && *env) {
+    path = env;
+  } else {
+    char exe[4096] = {0};
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0)
+      path = (std::filesystem::path(std::string(exe, n)).parent_path() / "libscenefarm-ssl-shim.so")
+                 .string();
+  }
+  if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    const char* e = dlerror();
+    return Status::FailedPrecondition("TLS needs " + path +
+                                      " (built with the exporter): " + (e ? e : "cannot load"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+int Server::BeginRequest(mg_connection* conn) {
+  Server* self = g_server.load();
+  if (self == nullptr) return 0;
+  const mg_request_info* ri = mg_get_request_info(conn);
+  const std::string path = ri->local_uri ? ri->local_uri : "/";
+  if (self->auth_ && self->auth_->enabled() &&
+      !self->auth_->Check(mg_get_header(conn, "Authorization"))) {
+    return Reply(conn, 401, "Unauthorized", "text/plain", "Unauthorized\n",
+                 "WWW-Authenticate: Basic realm=\"scenefarm\"\r\n");
+  }
+  if (path == "/") return Reply(conn, 200, "OK", "text/html", kLanding);
+  if (path == "/healthz") return Reply(conn, 200, "OK", "text/plain", "ok\n");
+  if (path == "/readyz") {
+    bool up = false;
+    {
+      std::lock_guard<std::mutex> lock(self->redis_->mu);
+      auto r = self->redis_->client.Command({"PING"});
+      up = r.ok() && !r->is_error();
+    }
+    return up ? Reply(conn, 200, "OK", "text/plain", "ready\n")
+              : Reply(conn, 503, "Service Unavailable", "text/plain", "redis unreachable\n");
+  }
+  if (path == "/metrics") {
+    // civetweb accepts before the Exposer registers /metrics: wait (bounded) instead of a 404.
+    for (int i = 0; i < 2000 && !g_metrics_ready; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return 0;  // the Exposer serves /metrics; anything else is its 404
+}
+
+Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
+                                              std::shared_ptr<CollectorSet> collectors,
+                                              std::shared_ptr<SharedRedis> redis) {
+  std::unique_ptr<Server> s(new Server());
+  s->collectors_ = std::move(collectors);
+  s->redis_ = std::move(redis);
+  if (!options.web_config.empty()) {
+    auto web = LoadWebConfig(options.web_config);
+    if (!web.ok()) return web.status();
+    s->web_ = std::move(web).value();
+  }
+  s->auth_ = std::make_unique<BasicAuth>(s->web_.users);
+  std::vector<std::string> opts = {
+      "listening_ports",    options.listen + (s->web_.tls() ? "s" : ""),
+      "num_threads",        "4",
+      "tcp_nodelay",        "1",
+      "request_timeout_ms", "30000"};
+  if (s->web_.tls()) {
+    // civetweb wants the key and the certificate in one PEM file.
+    std::ostringstream pem;
+    for (const auto& f : {s->web_.key_file, s->web_.cert_file}) {
+      std::ifstream in(f);
+      if (!in) return Status::InvalidArgument("web config: cannot read " + f);
+      pem << in.rdbuf() << "\n";
+    }
+    char tmpl[] = "/tmp/scenefarm-exporter-XXXXXX.pem";
+    const int fd = mkstemps(tmpl, 4);
+    if (fd < 0) return Status::Internal("cannot create the TLS key file");
+    const std::string data = pem.str();
+    const bool written = write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+    close(fd);
+    s->pem_path_ = tmpl;
+    if (!written) return Status::Internal("cannot write the TLS key file");
+    opts.insert(opts.end(), {"ssl_certificate", s->pem_path_, "ssl_protocol_version", "4"});
+    if (Status shim = LoadSslShim(); !shim.ok()) return shim;
+    mg_init_library(MG_FEATURES_SSL);
+  }
+  static CivetCallbacks callbacks;
+  callbacks.begin_request = &Server::BeginRequest;
+  g_metrics_ready = false;
+  g_server = s.get();
+  try {
+    s->exposer_ = std::make_unique<prometheus::Exposer>(opts, &callbacks);
+  } catch (const std::exception& e) {
+    g_server = nullptr;
+    return Status::Unavailable("cannot listen on " + options.listen + ": " + e.what());
+  }
+  s->exposer_->RegisterCollectable(s->collectors_, "/metrics");
+  g_metrics_ready = true;
+  const auto ports = s->exposer_->GetListeningPorts();
+  s->port_ = ports.empty() ? 0 : ports.front();
+  return s;
+}
+
+Server::~Server() {
+  g_server = nullptr;
+  // civetweb's master thread notices the stop only at its next poll (up to 2 s) unless a
+  // connection wakes it: knock until the Exposer is gone.
+  std::atomic<bool> done{false};
+  std::thread knock([&] {
+    while (!done && port_ > 0) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(port_));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      (void)!connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+      close(fd);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  exposer_.reset();
+  done = true;
+  knock.join();
+  if (!pem_path_.empty()) unlink(pem_path_.c_str());
+}
+
+}  // namespace scenefarm::exporter

@@ -1,0 +1,41 @@
+// The exporter's HTTP endpoint: prometheus-cpp's pull Exposer (civetweb) serving /metrics, plus
+// / (a page listing the endpoints), /healthz (the process is alive) and /readyz (Redis answers),
+// with TLS and basic auth from the web config. One Server per process.
+#pragma once
+
+#include <memory>
+
+#include "collector_set.h"
+#include "options.h"
+#include "web.h"
+
+struct mg_connection;
+namespace prometheus {
+class Exposer;
+}
+
+namespace scenefarm::exporter {
+
+class Server {
+ public:
+  static Result<std::unique_ptr<Server>> Start(const ExporterOptions& options,
+                                               std::shared_ptr<CollectorSet> collectors,
+                                               std::shared_ptr<SharedRedis> redis);
+  ~Server();
+  int port() const { return port_; }
+  bool tls() const { return web_.tls(); }
+
+ private:
+  Server() = default;
+  static int BeginRequest(::mg_connection* conn);
+
+  WebConfig web_;
+  std::unique_ptr<BasicAuth> auth_;
+  std::shared_ptr<CollectorSet> collectors_;
+  std::shared_ptr<SharedRedis> redis_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::string pem_path_;
+  int port_ = 0;
+};
+
+}  // namespace scenefarm::exporter

@@ -1,0 +1,332 @@
+// scenefarm-exporter as a process against a real redis-server with state written through the
+// queue protocol, the ComfyUI test server, the fake NVML library and an LLM stand-in: values on
+// /metrics match what was written, each source down gives collector_success 0 and still a 200,
+// promtool finds nothing wrong, and TLS and basic auth accept and refuse as configured.
+#include <crypt.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "scenefarm/http_client.h"
+#include "scenefarm/queue.h"
+#include "support/llm_stub.h"
+#include "support/net.h"
+#include "support/process.h"
+#include "support/redis_server.h"
+
+namespace scenefarm::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// The value of one series ("name{a=\"b\",...}" exactly as printed, or "name"); NaN if absent.
+double Metric(const std::string& text, const std::string& series) {
+  const std::string key = "\n" + series + " ";
+  const auto pos = ("\n" + text).find(key);
+  if (pos == std::string::npos) return std::nan("");
+  return std::stod(text.substr(pos + key.size() - 1));
+}
+bool Has(const std::string& text, const std::string& prefix) {
+  return ("\n" + text).find("\n" + prefix) != std::string::npos;
+}
+
+int Shell(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+class ExporterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    client_ = std::make_unique<redis::Client>(redis_.options());
+    queue_ = std::make_unique<queue::Queue>(*client_, queue::QueueOptions{}, clock_);
+    setenv("SCENEFARM_NVML_LIBRARY", SCENEFARM_FAKE_NVML_LIB, 1);
+    unsetenv("LOCAL_LLM_HEALTHCHECK_URL");
+    unsetenv("LOCAL_LLM_SKIP_HEALTHCHECK");
+  }
+  void TearDown() override {
+    exporter_.reset();
+    unsetenv("SCENEFARM_NVML_LIBRARY");
+  }
+  void StartExporter(std::vector<std::string> extra = {}) {
+    port_ = FreePort();
+    std::vector<std::string> argv = {SCENEFARM_EXPORTER_BIN,
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(port_),
+                                     "--redis-url",
+                                     redis_.url(),
+                                     "--timeout-seconds",
+                                     "2"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    exporter_ = std::make_unique<Process>(argv, dir_.path() / "exporter.log");
+    ASSERT_TRUE(WaitFor([&] { return PortOpen(port_); })) << exporter_->Log();
+  }
+  http::Response Get(const std::string& path) {
+    http::Client c("http://127.0.0.1:" + std::to_string(port_));
+    auto r = c.Get(path);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : http::Response{};
+  }
+  std::string Scrape() {
+    auto r = Get("/metrics");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.body;
+  }
+  Scene MakeScene(const std::string& id, int expected_frames = 0) {
+    Scene s;
+    s.id = id;
+    s.run = "story";
+    s.workflow = {{"1", {{"class_type", "EmptyImage"}, {"inputs", json::object()}}}};
+    if (expected_frames > 0) s.expected_frames = expected_frames;
+    return s;
+  }
+
+  RedisServer redis_;
+  SystemClock clock_;
+  TempDir dir_;
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<queue::Queue> queue_;
+  std::unique_ptr<Process> exporter_;
+  int port_ = 0;
+};
+
+TEST_F(ExporterTest, QueueWorkersAndScenesMatchWhatWasWritten) {
+  ASSERT_TRUE(
+      queue_->Enqueue({MakeScene("a", 24), MakeScene("b"), MakeScene("c"), MakeScene("d")}).ok());
+  // a: succeeded with telemetry (done marker, 22 frames of 24); b: dead (400); c: leased by w2.
+  auto a = queue_->Lease("w1", 30s);
+  json result = {{"expected_frames", 24},
+                 {"fallback_reasons", {"frames_short"}},
+                 {"telemetry",
+                  {{"DurationSeconds", 45.2},
+                   {"HistoryExitReason", "success"},
+                   {"DoneMarkerDetected", true},
+                   {"DoneMarkerWaitSeconds", 0.4},
+                   {"ForcedCopyTriggered", false},
+                   {"FrameCount", 22}}}};
+  ASSERT_TRUE(queue_->Ack(**a, "w1", result).ok());
+  auto b = queue_->Lease("w1", 30s);
+  ASSERT_TRUE(queue_
+                  ->Fail(**b, "w1", "ComfyUI refused the workflow (400)", true, 0ms, "unknown",
+                         nullptr, {"workflow_refused"})
+                  .ok());
+  auto c = queue_->Lease("w2", 30s);
+  ASSERT_TRUE(queue_->Heartbeat("w1", 30s, {}).ok());
+  ASSERT_TRUE(queue_->Heartbeat("w2", 30s, {**c}).ok());
+  ASSERT_TRUE(client_->Command({"HSET", queue::WorkerKey("w2"), "busy", "1"}).ok());
+
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none", "--worker-labels"});
+  const std::string m = Scrape();
+  EXPECT_EQ(Metric(m, R"(scenefarm_queue_depth{queue="scenes",state="pending"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_queue_depth{queue="scenes",state="leased"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_queue_depth{queue="scenes",state="dead"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_queue_depth{queue="scenes",state="delayed"})"), 0);
+  EXPECT_GE(Metric(m, R"(scenefarm_queue_oldest_pending_age_seconds{queue="scenes"})"), 0);
+  EXPECT_EQ(Metric(m, R"(scenefarm_queue_runs_in_progress{queue="scenes"})"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_workers_live"), 2);
+  EXPECT_EQ(Metric(m, "scenefarm_workers_busy"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_workers_idle"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_worker_busy{worker="w2"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scenes_total{queue="scenes",outcome="succeeded"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scenes_total{queue="scenes",outcome="dead_lettered"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scenes_enqueued_total{queue="scenes"})"), 4);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_completions_total{queue="scenes",method="done_marker"})"),
+            1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_completions_total{queue="scenes",method="forced_copy"})"),
+            0);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_history_exits_total{queue="scenes",reason="success"})"),
+            1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_history_exits_total{queue="scenes",reason="unknown"})"),
+            1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_frames_short_total{queue="scenes"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_fallbacks_total{queue="scenes",reason="frames_short"})"),
+            1);
+  EXPECT_EQ(
+      Metric(m, R"(scenefarm_scene_fallbacks_total{queue="scenes",reason="workflow_refused"})"), 1);
+  // Histograms are cumulative with every bound present.
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_duration_seconds_bucket{queue="scenes",le="30"})"), 0);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_duration_seconds_bucket{queue="scenes",le="45"})"), 0);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_duration_seconds_bucket{queue="scenes",le="60"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_duration_seconds_bucket{queue="scenes",le="+Inf"})"), 1);
+  EXPECT_DOUBLE_EQ(Metric(m, R"(scenefarm_scene_duration_seconds_sum{queue="scenes"})"), 45.2);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_frames_bucket{queue="scenes",le="21"})"), 0);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_frames_bucket{queue="scenes",le="22"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_done_marker_wait_seconds_count{queue="scenes"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_scene_queue_wait_seconds_count{queue="scenes"})"), 3);
+  for (const char* c : {"redis", "queue", "workers", "scenes"})
+    EXPECT_EQ(
+        Metric(m, std::string("scenefarm_exporter_collector_success{collector=\"") + c + "\"}"), 1)
+        << c;
+  EXPECT_EQ(Metric(m, "scenefarm_redis_up"), 1);
+}
+
+TEST_F(ExporterTest, EveryQueueInRedisIsReported) {
+  queue::QueueOptions qo;
+  qo.name = "previews";
+  queue::Queue previews(*client_, qo, clock_);
+  ASSERT_TRUE(previews.Enqueue({MakeScene("p1"), MakeScene("p2")}).ok());
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none"});
+  const std::string m = Scrape();
+  EXPECT_EQ(Metric(m, R"(scenefarm_queue_depth{queue="previews",state="pending"})"), 2);
+  EXPECT_EQ(Metric(m, R"(scenefarm_queue_depth{queue="scenes",state="pending"})"), 0);
+}
+
+TEST_F(ExporterTest, GpuFiguresComeFromNvml) {
+  StartExporter({"--comfyui-url", ""});
+  const std::string m = Scrape();
+  EXPECT_EQ(Metric(m, R"(scenefarm_gpu_memory_total_bytes{gpu="0",uuid="GPU-fake-0000"})"),
+            80.0 * (1ULL << 30));
+  EXPECT_EQ(Metric(m, R"(scenefarm_gpu_memory_free_bytes{gpu="1",uuid="GPU-fake-0001"})"),
+            50.0 * (1ULL << 30));
+  EXPECT_EQ(Metric(m, R"(scenefarm_gpu_memory_used_bytes{gpu="0",uuid="GPU-fake-0000"})"),
+            20.0 * (1ULL << 30));
+  EXPECT_EQ(Metric(m, R"(scenefarm_gpu_temperature_celsius{gpu="1",uuid="GPU-fake-0001"})"), 51);
+  EXPECT_DOUBLE_EQ(Metric(m, R"(scenefarm_gpu_utilization_ratio{gpu="0",uuid="GPU-fake-0000"})"),
+                   0.40);
+  EXPECT_DOUBLE_EQ(Metric(m, R"(scenefarm_gpu_power_watts{gpu="0",uuid="GPU-fake-0000"})"), 250.5);
+  EXPECT_EQ(
+      Metric(
+          m,
+          R"(scenefarm_gpu_info{gpu="0",uuid="GPU-fake-0000",name="NVIDIA Fake H100 80GB",driver="550.54.15",source="nvml"})"),
+      1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="gpu"})"), 1);
+}
+
+TEST_F(ExporterTest, WithoutNvmlGpuMemoryComesFromComfyUisSystemStats) {
+  setenv("SCENEFARM_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1", 1);
+  TempDir comfy;
+  Process server({SCENEFARM_TEST_SERVER_BIN, "--port", "0", "--port-file",
+                  (comfy.path() / "port").string(), "--base-dir", comfy.path().string()},
+                 comfy.path() / "log");
+  ASSERT_TRUE(WaitFor([&] { return !ReadFile(comfy.path() / "port").empty(); }));
+  std::string port = ReadFile(comfy.path() / "port");
+  port.erase(port.find_last_not_of(" \n") + 1);
+  const std::string url = "http://127.0.0.1:" + port;
+  StartExporter({"--comfyui-url", url, "--gpu-source", "auto"});
+  const std::string m = Scrape();
+  EXPECT_EQ(Metric(m, R"(scenefarm_gpu_memory_total_bytes{gpu="0",uuid=""})"), 24.0 * (1ULL << 30));
+  EXPECT_TRUE(Has(
+      m,
+      R"(scenefarm_gpu_info{gpu="0",uuid="",name="NVIDIA GeForce RTX 3090",driver="",source="system_stats"} 1)"))
+      << m;
+  EXPECT_EQ(Metric(m, "scenefarm_comfyui_up{instance=\"" + url + "\"}"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_comfyui_queue{instance=\"" + url + "\",state=\"pending\"}"), 0);
+  EXPECT_EQ(Metric(m, "scenefarm_comfyui_device_memory_total_bytes{instance=\"" + url +
+                          "\",device=\"0\",type=\"cuda\"}"),
+            24.0 * (1ULL << 30));
+}
+
+TEST_F(ExporterTest, LlmProbeUpDownAndSkipped) {
+  LlmStub llm;
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none", "--llm-url", llm.url()});
+  std::string m = Scrape();
+  EXPECT_EQ(Metric(m, "scenefarm_llm_up"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_llm_models"), 2);
+  EXPECT_EQ(Metric(m, "scenefarm_llm_probe_duration_seconds_count"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_llm_probe_errors_total"), 0);
+  llm.set_status(500);
+  m = Scrape();
+  EXPECT_EQ(Metric(m, "scenefarm_llm_up"), 0);
+  EXPECT_EQ(Metric(m, "scenefarm_llm_probe_errors_total"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_llm_probe_duration_seconds_count"), 2);
+  exporter_.reset();
+  // Seed 001's names: the full health-check URL, and the skip switch.
+  llm.set_status(200);
+  setenv("LOCAL_LLM_HEALTHCHECK_URL", (llm.url() + "/v1/models").c_str(), 1);
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none"});
+  EXPECT_EQ(Metric(Scrape(), "scenefarm_llm_up"), 1);
+  exporter_.reset();
+  setenv("LOCAL_LLM_SKIP_HEALTHCHECK", "1", 1);
+  const int before = llm.requests();
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none"});
+  m = Scrape();
+  EXPECT_FALSE(Has(m, "scenefarm_llm_up"));
+  EXPECT_EQ(llm.requests(), before);
+}
+
+TEST_F(ExporterTest, EachSourceDownIsCollectorSuccessZeroAndStillA200) {
+  setenv("SCENEFARM_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1", 1);
+  const std::string dead = "http://127.0.0.1:" + std::to_string(FreePort());
+  StartExporter({"--comfyui-url", dead, "--gpu-source", "nvml", "--llm-url", dead});
+  std::string m = Scrape();
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="gpu"})"), 0);
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="llm"})"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_llm_up"), 0);
+  EXPECT_EQ(Metric(m, "scenefarm_comfyui_up{instance=\"" + dead + "\"}"), 0);
+  EXPECT_EQ(Get("/readyz").status, 200);
+  redis_.Stop();
+  m = Scrape();
+  for (const char* c : {"queue", "workers", "scenes"})
+    EXPECT_EQ(
+        Metric(m, std::string("scenefarm_exporter_collector_success{collector=\"") + c + "\"}"), 0)
+        << c;
+  EXPECT_EQ(Metric(m, "scenefarm_redis_up"), 0);
+  EXPECT_FALSE(Has(m, "scenefarm_queue_depth"));
+  EXPECT_EQ(Get("/readyz").status, 503);
+  EXPECT_EQ(Get("/healthz").status, 200);
+  redis_.Start();
+  EXPECT_TRUE(WaitFor([&] { return Metric(Scrape(), "scenefarm_redis_up") == 1; }));
+}
+
+TEST_F(ExporterTest, PromtoolFindsNothingWrongWithALiveScrape) {
+  ASSERT_TRUE(queue_->Enqueue({MakeScene("a")}).ok());
+  LlmStub llm;
+  StartExporter({"--comfyui-url", "", "--llm-url", llm.url(), "--worker-labels"});
+  const fs::path f = dir_.path() / "metrics.txt";
+  std::ofstream(f) << Scrape();
+  const fs::path out = dir_.path() / "promtool.txt";
+  EXPECT_EQ(Shell("promtool check metrics < " + f.string() + " > " + out.string() + " 2>&1"), 0)
+      << ReadFile(out);
+  EXPECT_EQ(ReadFile(out), "");
+  auto landing = Get("/");
+  EXPECT_EQ(landing.status, 200);
+  EXPECT_NE(landing.body.find("/metrics"), std::string::npos);
+}
+
+TEST_F(ExporterTest, TlsAndBasicAuthAcceptAndRefuseAsConfigured) {
+  const fs::path d = dir_.path();
+  ASSERT_EQ(
+      Shell("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+            "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+            (d / "key.pem").string() + " -out " + (d / "cert.pem").string() + " >/dev/null 2>&1"),
+      0);
+  char salt[64];
+  ASSERT_NE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, salt, sizeof(salt)), nullptr);
+  crypt_data data{};
+  const std::string hash = crypt_r("s3cret", salt, &data);
+  std::ofstream(d / "web.yml") << "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
+                               << "basic_auth_users:\n  prometheus: '" << hash << "'\n";
+  StartExporter(
+      {"--comfyui-url", "", "--gpu-source", "none", "--web-config", (d / "web.yml").string()});
+  const std::string base = "https://127.0.0.1:" + std::to_string(port_);
+  auto code = [&](const std::string& args) {
+    const fs::path out = d / "code.txt";
+    Shell("curl -s -o /dev/null -w '%{http_code}' --cacert " + (d / "cert.pem").string() + " " +
+          args + " > " + out.string());
+    return ReadFile(out);
+  };
+  EXPECT_EQ(code("-u prometheus:s3cret " + base + "/metrics"), "200");
+  EXPECT_EQ(code("-u prometheus:wrong " + base + "/metrics"), "401");
+  EXPECT_EQ(code("-u nobody:s3cret " + base + "/metrics"), "401");
+  EXPECT_EQ(code(base + "/metrics"), "401");
+  EXPECT_EQ(code("-u prometheus:s3cret " + base + "/healthz"), "200");
+  // Plain HTTP on the TLS port gets no metrics.
+  EXPECT_NE(code("-u prometheus:s3cret http://127.0.0.1:" + std::to_string(port_) + "/metrics"),
+            "200");
+}
+
+TEST_F(ExporterTest, ABadWebConfigIsAClearErrorAtStart) {
+  std::ofstream(dir_.path() / "web.yml") << "basic_auth_users:\n  alice: plaintext\n";
+  Process p({SCENEFARM_EXPORTER_BIN, "--listen", "127.0.0.1:" + std::to_string(FreePort()),
+             "--web-config", (dir_.path() / "web.yml").string()},
+            dir_.path() / "bad.log");
+  ASSERT_TRUE(WaitFor([&] { return !p.running(); }));
+  EXPECT_NE(p.Log().find("needs a bcrypt hash"), std::string::npos) << p.Log();
+}
+
+}  // namespace
+}  // namespace scenefarm::testing

@@ -49,6 +49,14 @@ export SCENEFARM_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 SCENEFARM_QUEUE=scene
 export SCENEFARM_COMFYUI_URL=$COMFY SCENEFARM_ARTIFACTS_DIR=$DEMO/artifacts
 export SCENEFARM_COMFYUI_OUTPUT_DIR=$DEMO/comfyui/output
 
+EXPORTER_PORT=$(free_port)
+"$BUILD/exporter/scenefarm-exporter" --listen "127.0.0.1:$EXPORTER_PORT" \
+  >"$DEMO/logs/exporter.log" 2>&1 &
+pids+=($!)
+EXPORTER=http://127.0.0.1:$EXPORTER_PORT
+for _ in $(seq 1 100); do curl -sf "$EXPORTER/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+echo "scenefarm-exporter  $EXPORTER/metrics (pid ${pids[-1]})"
+
 echo
 echo "scenefarm enqueue examples/scenes.jsonl:"
 "$CLI" enqueue examples/scenes.jsonl | sed 's/^/  queued /'
@@ -88,5 +96,5 @@ echo
 echo "scenefarm validate .demo/artifacts/demo-story:"
 "$CLI" validate "$RUN_DIR" | sed 's/^/  /'
 echo
-echo "GPU as ComfyUI reports it (/system_stats):"
-curl -sf "$COMFY/system_stats" | jq -c '.devices[] | {name, vram_total, vram_free}'
+echo "A few lines of $EXPORTER/metrics:"
+curl -sf "$EXPORTER/metrics" | grep -E '^scenefarm_(queue_depth|scenes_total\{.*(succeeded|dead_lettered)|scene_completions_total|scene_duration_seconds_(count|sum)|scene_frames_(count|sum)|workers_live|gpu_memory_free_bytes|gpu_info|comfyui_up|redis_up|exporter_collector_success)' | sed 's/^/  /'

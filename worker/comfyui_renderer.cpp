@@ -39,6 +39,14 @@ std::pair<std::string, std::string> SplitPrefix(const std::string& prefix) {
   return {prefix.substr(0, slash), prefix.substr(slash + 1)};
 }
 
+// An earlier attempt's frames in the scene directory: replaced by this attempt's.
+void RemoveEarlierFrames(const fs::path& scene_dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(scene_dir, ec)) {
+    if (e.is_regular_file() && IsFrameName(e.path().filename().string())) fs::remove(e.path(), ec);
+  }
+}
+
 }  // namespace
 
 struct ComfyUiRenderer::JobState {
@@ -469,22 +477,10 @@ RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::Hi
   if (!prefix_dir.ok()) return {prefix_dir.status()};
   const fs::path dir = prefix_dir->parent_path();
   // The done marker: written after the frames, so its presence means they are complete.
-  if (st.has_marker) {
-    const auto t0 = Clock::now();
-    t.done_marker_detected = collect::WaitForFile(
-        dir / (name + ".done"), WorkerOptions::Ms(options_.done_marker_wait_seconds), job.abandon);
-    t.done_marker_wait_seconds = Seconds(Clock::now() - t0);
-    if (job.abandon) return {Status::Aborted("render abandoned")};
-    if (t.done_marker_detected) {
-      log::Info("done_marker_detected",
-                {{"scene_id", job.lease.id}, {"wait_seconds", t.done_marker_wait_seconds}});
-    } else {
-      t.AddNote("done marker not seen within " +
-                std::to_string(static_cast<int>(options_.done_marker_wait_seconds)) + " s");
-    }
-  } else {
-    t.AddNote("done-marker node not installed in ComfyUI");
-  }
+  AwaitMarker(job, st, t, [&](std::chrono::milliseconds limit) {
+    return collect::WaitForFile(dir / (name + ".done"), limit, job.abandon);
+  });
+  if (job.abandon) return {Status::Aborted("render abandoned")};
   if (const int orphans = collect::RemoveOrphanedMarkerTemps(dir, name); orphans > 0) {
     t.AddNote("removed " + std::to_string(orphans) + " orphaned .done.tmp file(s)");
     log::Warn("orphaned_done_tmp_removed", {{"scene_id", job.lease.id}, {"count", orphans}});
@@ -533,22 +529,14 @@ RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::Hi
         << "\nlast write time: " << last_text << "\nstable: " << (stable ? "yes" : "no")
         << "\nstability windows: " << windows << " x " << options_.stability_window_seconds
         << " s\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
-    const std::string debug_name =
-        "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
-    std::string safe_name = debug_name;
-    std::replace(safe_name.begin(), safe_name.end(), ':', '-');
-    (void)telemetry::WriteFileAtomically(SceneDir(job) / safe_name, dbg.str());
+    WriteForcedCopyDebug(job, now_ms, dbg.str());
     log::Warn("forced_copy", {{"scene_id", job.lease.id},
                               {"candidate_dir", dir.string()},
                               {"file_count", files.size()},
                               {"stable", stable}});
   }
   const fs::path scene_dir = SceneDir(job);
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(scene_dir, ec)) {
-    if (e.is_regular_file() && IsFrameName(e.path().filename().string()))
-      fs::remove(e.path(), ec);  // an earlier attempt's frames
-  }
+  RemoveEarlierFrames(scene_dir);
   json outputs = json::array();
   for (const auto& f : files) {
     if (f.extension() == ".png" && !collect::PngComplete(f))
@@ -569,31 +557,17 @@ RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
                                                telemetry::SceneTelemetry& t) {
   // The worker cannot see ComfyUI's output directory: the marker and frames come over /view.
   const auto [subfolder, name] = SplitPrefix(st.prefix);
-  if (st.has_marker) {
-    const auto t0 = Clock::now();
-    const auto until = t0 + WorkerOptions::Ms(options_.done_marker_wait_seconds);
+  AwaitMarker(job, st, t, [&](std::chrono::milliseconds limit) {
+    const auto until = Clock::now() + limit;
     const auto every = std::min<std::chrono::milliseconds>(
         500ms, WorkerOptions::Ms(options_.scene_history_poll_interval_seconds));
     while (!job.abandon) {
-      auto m = client_.View({name + ".done", subfolder, "output"});
-      if (m.ok()) {
-        t.done_marker_detected = true;
-        break;
-      }
-      if (Clock::now() + every > until) break;
+      if (client_.View({name + ".done", subfolder, "output"}).ok()) return true;
+      if (Clock::now() + every > until) return false;
       std::this_thread::sleep_for(every);
     }
-    t.done_marker_wait_seconds = Seconds(Clock::now() - t0);
-    if (t.done_marker_detected) {
-      log::Info("done_marker_detected",
-                {{"scene_id", job.lease.id}, {"wait_seconds", t.done_marker_wait_seconds}});
-    } else {
-      t.AddNote("done marker not seen within " +
-                std::to_string(static_cast<int>(options_.done_marker_wait_seconds)) + " s");
-    }
-  } else {
-    t.AddNote("done-marker node not installed in ComfyUI");
-  }
+    return false;
+  });
   if (job.abandon) return {Status::Aborted("render abandoned")};
   if (!entry) {
     return {Status::Unavailable(
@@ -606,22 +580,16 @@ RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
     t.forced_copy_triggered = true;
     t.AddNote("Forced copy after stability retries; fetched over /view");
     const int64_t now_ms = telemetry::NowMs();
-    std::string safe_name =
-        "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
-    std::replace(safe_name.begin(), safe_name.end(), ':', '-');
     std::ostringstream dbg;
     dbg << "scenefarm forced copy\nscene: " << job.lease.id << "\nprompt_id: " << st.prompt_id
         << "\ncandidate dir: " << client_.base_url() << "/view?subfolder=" << subfolder
         << "\nfile count: " << entry->images.size() << "\nlast write time: unknown (over /view)"
         << "\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
-    (void)telemetry::WriteFileAtomically(SceneDir(job) / safe_name, dbg.str());
+    WriteForcedCopyDebug(job, now_ms, dbg.str());
     log::Warn("forced_copy", {{"scene_id", job.lease.id}, {"over", "view"}});
   }
   const fs::path scene_dir = SceneDir(job);
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(scene_dir, ec)) {
-    if (e.is_regular_file() && IsFrameName(e.path().filename().string())) fs::remove(e.path(), ec);
-  }
+  RemoveEarlierFrames(scene_dir);
   json outputs = json::array();
   for (const auto& img : entry->images) {
     if (img.type != "output") continue;
@@ -667,6 +635,32 @@ RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, Re
   }
   out.telemetry = doc["Telemetry"];
   return out;
+}
+
+void ComfyUiRenderer::AwaitMarker(Job& job, const JobState& st, telemetry::SceneTelemetry& t,
+                                  const std::function<bool(std::chrono::milliseconds)>& wait) {
+  if (!st.has_marker) {
+    t.AddNote("done-marker node not installed in ComfyUI");
+    return;
+  }
+  const auto t0 = Clock::now();
+  t.done_marker_detected = wait(WorkerOptions::Ms(options_.done_marker_wait_seconds));
+  t.done_marker_wait_seconds = Seconds(Clock::now() - t0);
+  if (t.done_marker_detected) {
+    log::Info("done_marker_detected",
+              {{"scene_id", job.lease.id}, {"wait_seconds", t.done_marker_wait_seconds}});
+  } else if (!job.abandon) {
+    t.AddNote("done marker not seen within " +
+              std::to_string(static_cast<int>(options_.done_marker_wait_seconds)) + " s");
+  }
+}
+
+void ComfyUiRenderer::WriteForcedCopyDebug(const Job& job, int64_t now_ms,
+                                           const std::string& text) const {
+  // forced-copy-debug-2026-11-23T22-30-01.txt (no ':' in file names, for SMB shares)
+  std::string name = "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
+  std::replace(name.begin(), name.end(), ':', '-');
+  (void)telemetry::WriteFileAtomically(SceneDir(job) / name, text);
 }
 
 void ComfyUiRenderer::Withdraw(Job& job) {

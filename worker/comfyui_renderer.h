@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -58,6 +59,10 @@ class ComfyUiRenderer : public Renderer {
   RenderOutcome CollectOverView(Job& job, JobState& st, const comfyui::HistoryEntry* entry,
                                 telemetry::SceneTelemetry& t);
   void ReadGpu(std::optional<double>* free_mb, telemetry::SceneTelemetry& t);
+  // Times `wait` (true: the marker came) and records DoneMarker* and the notes.
+  void AwaitMarker(Job& job, const JobState& st, telemetry::SceneTelemetry& t,
+                   const std::function<bool(std::chrono::milliseconds)>& wait);
+  void WriteForcedCopyDebug(const Job& job, int64_t now_ms, const std::string& text) const;
   telemetry::SceneTelemetry StartTelemetry(const Job& job, const JobState& st) const;
   RenderOutcome Record(Job& job, telemetry::SceneTelemetry& t, RenderOutcome outcome,
                        std::chrono::steady_clock::time_point start);

@@ -34,6 +34,7 @@ class QueueCollector : public Collector {
         cmds.push_back({"ZCARD", p + state});
       cmds.push_back({"ZRANGE", p + "pending_since", "0", "0", "WITHSCORES"});
       cmds.push_back({"SCARD", p + "runs"});
+      cmds.push_back({"ZRANGE", p + "leased", "0", "-1"});
     }
     auto r = redis_->client.Pipeline(cmds);
     if (!r.ok()) return r.status();
@@ -45,6 +46,25 @@ class QueueCollector : public Collector {
     Family oldest = Gauge("scenefarm_queue_oldest_pending_age_seconds",
                           "Age of the oldest pending scene (0 when none is pending).");
     Family runs = Gauge("scenefarm_queue_runs_in_progress", "Runs with scenes not yet finished.");
+    Family leased_age = Gauge("scenefarm_queue_oldest_leased_age_seconds",
+                              "How long the longest-held lease has been held (0 when none).");
+    // Second round trip: when each leased scene was leased (bounded by workers x depth).
+    std::vector<std::vector<std::string>> since_cmds;
+    {
+      size_t k = 1;
+      for (const auto& q : *queues) {
+        k += 6;
+        for (const auto& id : v[k++].elements)
+          since_cmds.push_back({"HGET", queue::KeyPrefix(q) + "scene:" + id.str, "leased_at"});
+      }
+    }
+    std::vector<redis::Value> since_replies;
+    if (!since_cmds.empty()) {
+      auto sr = redis_->client.Pipeline(since_cmds);
+      if (!sr.ok()) return sr.status();
+      since_replies = std::move(sr).value();
+    }
+    size_t si = 0;
     size_t i = 1;
     for (const auto& q : *queues) {
       for (const char* state : {"pending", "delayed", "leased", "dead"})
@@ -56,8 +76,16 @@ class QueueCollector : public Collector {
       }
       oldest.Add({{"queue", q}}, age);
       runs.Add({{"queue", q}}, static_cast<double>(v[i++].AsInt()));
+      double held = 0;
+      for (size_t n = 0; n < v[i].elements.size(); ++n, ++si) {
+        const int64_t at = since_replies[si].AsInt(0);
+        if (at > 0 && now_ms > 0)
+          held = std::max(held, (now_ms - static_cast<double>(at)) / 1000.0);
+      }
+      ++i;
+      leased_age.Add({{"queue", q}}, held);
     }
-    return Families{depth.Take(), oldest.Take(), runs.Take()};
+    return Families{depth.Take(), oldest.Take(), runs.Take(), leased_age.Take()};
   }
 
  private:

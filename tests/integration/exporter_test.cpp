@@ -127,6 +127,9 @@ TEST_F(ExporterTest, QueueWorkersAndScenesMatchWhatWasWritten) {
   EXPECT_EQ(Metric(m, R"(scenefarm_queue_depth{queue="scenes",state="delayed"})"), 0);
   EXPECT_GE(Metric(m, R"(scenefarm_queue_oldest_pending_age_seconds{queue="scenes"})"), 0);
   EXPECT_EQ(Metric(m, R"(scenefarm_queue_runs_in_progress{queue="scenes"})"), 1);
+  const double held = Metric(m, R"(scenefarm_queue_oldest_leased_age_seconds{queue="scenes"})");
+  EXPECT_GE(held, 0);
+  EXPECT_LT(held, 60);
   EXPECT_EQ(Metric(m, "scenefarm_workers_live"), 2);
   EXPECT_EQ(Metric(m, "scenefarm_workers_busy"), 1);
   EXPECT_EQ(Metric(m, "scenefarm_workers_idle"), 1);

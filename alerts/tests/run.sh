@@ -24,4 +24,8 @@ route scenefarm-critical alertname=ScenefarmQueueBacklog severity=critical queue
 route scenefarm-warning alertname=SomethingElse
 amtool config routes test --config.file=alertmanager.yml --verify.receivers=scenefarm-critical \
   alertname=ScenefarmRedisDown severity=critical >/dev/null
+# Every alert links a runbook that exists.
+for f in $(grep -o 'runbook_url: "[^"]*"' scenefarm.rules.yml | sed 's/runbook_url: "//; s/"$//' | sort -u); do
+  [ -f "../$f" ] || { echo "missing runbook ../$f" >&2; exit 1; }
+done
 echo "alerts: all checks passed"

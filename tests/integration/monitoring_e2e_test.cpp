@@ -1,0 +1,262 @@
+// Monitoring end to end on loopback: scenefarm-exporter over a Redis populated through the queue
+// protocol (plus the ComfyUI test server, the fake NVML library and an LLM stand-in), a real
+// prometheus (1 s scrape and evaluation) loading alerts/scenefarm.rules.yml, a real alertmanager
+// (clustering off) loading alerts/alertmanager.yml, and a webhook receiver run by this test.
+// The copies given to prometheus and alertmanager differ from the repository's files only in
+// time (every `for:` 0s, group waits 1 s) and in the receiver's URL.
+// The farm is driven into four alert conditions; the notifications must arrive with the right
+// labels, one must resolve; then every dashboard panel's expressions must return series.
+#include <civetweb.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <mutex>
+#include <regex>
+
+#include "scenefarm/http_client.h"
+#include "scenefarm/queue.h"
+#include "support/llm_stub.h"
+#include "support/net.h"
+#include "support/process.h"
+#include "support/redis_server.h"
+
+namespace scenefarm::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// Alertmanager's webhook: every POST body, kept.
+class WebhookReceiver {
+ public:
+  WebhookReceiver() {
+    const char* opts[] = {"listening_ports", "127.0.0.1:0", "num_threads", "4", nullptr};
+    mg_callbacks cb{};
+    ctx_ = mg_start(&cb, this, opts);
+    mg_server_port p[1];
+    mg_get_server_ports(ctx_, 1, p);
+    port_ = p[0].port;
+    mg_set_request_handler(ctx_, "/", &WebhookReceiver::Handle, this);
+  }
+  ~WebhookReceiver() { mg_stop(ctx_); }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // (receiver path, notification) pairs so far.
+  std::vector<std::pair<std::string, json>> received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+  // The first alert notified with these labels and status ("firing" or "resolved").
+  std::optional<std::pair<std::string, json>> Find(const std::string& alertname,
+                                                   const std::string& status,
+                                                   const json& labels = json::object()) {
+    for (const auto& [path, n] : received()) {
+      for (const auto& a : n.value("alerts", json::array())) {
+        if (a["labels"].value("alertname", "") != alertname || a.value("status", "") != status)
+          continue;
+        bool match = true;
+        for (const auto& [k, v] : labels.items())
+          match = match && a["labels"].value(k, "") == v.get<std::string>();
+        if (match) return std::make_pair(path, a);
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static int Handle(mg_connection* conn, void* user) {
+    auto* self = static_cast<WebhookReceiver*>(user);
+    std::string body;
+    char buf[4096];
+    int n;
+    while ((n = mg_read(conn, buf, sizeof(buf))) > 0)
+      body.append(buf, n);
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->received_.emplace_back(mg_get_request_info(conn)->local_uri,
+                                   json::parse(body, nullptr, false));
+    }
+    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return 200;
+  }
+  mg_context* ctx_ = nullptr;
+  int port_ = 0;
+  std::mutex mu_;
+  std::vector<std::pair<std::string, json>> received_;
+};
+
+std::string Slurp(const fs::path& p) {
+  return ReadFile(p);
+}
+
+class MonitoringE2E : public ::testing::Test {
+ protected:
+  void StartComfy(int port) {
+    comfy_ = std::make_unique<Process>(
+        std::vector<std::string>{SCENEFARM_TEST_SERVER_BIN, "--port", std::to_string(port),
+                                 "--base-dir", (dir_.path() / "comfy").string()},
+        dir_.path() / "comfy.log");
+    ASSERT_TRUE(WaitFor([&] { return PortOpen(port); })) << comfy_->Log();
+  }
+  json Query(const std::string& expr) {
+    http::Client c("http://127.0.0.1:" + std::to_string(prom_port_));
+    auto r = c.Get("/api/v1/query?query=" + http::UrlEncode(expr));
+    if (!r.ok()) return json::object();
+    json j = json::parse(r->body, nullptr, false);
+    return j.is_object() ? j : json::object();  // not ready yet: no JSON
+  }
+
+  TempDir dir_;
+  RedisServer redis_;
+  SystemClock clock_;
+  std::unique_ptr<Process> comfy_, exporter_, alertmanager_, prometheus_;
+  int prom_port_ = 0;
+};
+
+TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
+  const fs::path src = SCENEFARM_SOURCE_DIR;
+  const fs::path d = dir_.path();
+  redis::Client client(redis_.options());
+  queue::Queue q(client, queue::QueueOptions{}, clock_);
+  Scene base;
+  base.run = "e2e";
+  base.workflow = {{"1", {{"class_type", "EmptyImage"}, {"inputs", json::object()}}}};
+  std::vector<Scene> scenes;
+  for (const char* id : {"x1", "x2", "x3", "x4"}) {
+    base.id = id;
+    scenes.push_back(base);
+  }
+  ASSERT_TRUE(q.Enqueue(scenes).ok());
+
+  const int comfy_port = FreePort();
+  StartComfy(comfy_port);
+  const std::string comfy_url = "http://127.0.0.1:" + std::to_string(comfy_port);
+  LlmStub llm;
+  WebhookReceiver hook;
+
+  const int exporter_port = FreePort();
+  setenv("SCENEFARM_NVML_LIBRARY", SCENEFARM_FAKE_NVML_LIB, 1);
+  exporter_ = std::make_unique<Process>(
+      std::vector<std::string>{SCENEFARM_EXPORTER_BIN, "--listen",
+                               "127.0.0.1:" + std::to_string(exporter_port), "--redis-url",
+                               redis_.url(), "--comfyui-url", comfy_url, "--llm-url", llm.url(),
+                               "--timeout-seconds", "1"},
+      d / "exporter.log");
+  unsetenv("SCENEFARM_NVML_LIBRARY");
+  ASSERT_TRUE(WaitFor([&] { return PortOpen(exporter_port); })) << exporter_->Log();
+
+  // The repository's rules and Alertmanager config, with time compressed and our receiver.
+  std::string rules = Slurp(src / "alerts" / "scenefarm.rules.yml");
+  rules = std::regex_replace(rules, std::regex(R"(for: \d+[smh])"), "for: 0s");
+  std::ofstream(d / "rules.yml") << rules;
+  std::string am = Slurp(src / "alerts" / "alertmanager.yml");
+  am = std::regex_replace(am, std::regex(R"(http://127\.0\.0\.1:9099)"), hook.url());
+  am = std::regex_replace(am, std::regex(R"(group_wait: \w+)"), "group_wait: 1s");
+  am = std::regex_replace(am, std::regex(R"(group_interval: \w+)"), "group_interval: 1s");
+  std::ofstream(d / "alertmanager.yml") << am;
+
+  const int am_port = FreePort();
+  alertmanager_ = std::make_unique<Process>(
+      std::vector<std::string>{
+          "/usr/bin/prometheus-alertmanager", "--config.file=" + (d / "alertmanager.yml").string(),
+          "--storage.path=" + (d / "am").string(),
+          "--web.listen-address=127.0.0.1:" + std::to_string(am_port), "--cluster.listen-address="},
+      d / "alertmanager.log");
+  ASSERT_TRUE(WaitFor([&] { return PortOpen(am_port); }, 30s)) << alertmanager_->Log();
+
+  prom_port_ = FreePort();
+  std::ofstream(d / "prometheus.yml")
+      << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+      << "rule_files: [" << (d / "rules.yml").string() << "]\n"
+      << "alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['127.0.0.1:" << am_port
+      << "']}]\n"
+      << "scrape_configs:\n  - job_name: scenefarm\n    honor_labels: true\n"
+      << "    static_configs: [{targets: ['127.0.0.1:" << exporter_port << "']}]\n";
+  prometheus_ = std::make_unique<Process>(
+      std::vector<std::string>{"/usr/bin/prometheus",
+                               "--config.file=" + (d / "prometheus.yml").string(),
+                               "--storage.tsdb.path=" + (d / "tsdb").string(),
+                               "--web.listen-address=127.0.0.1:" + std::to_string(prom_port_)},
+      d / "prometheus.log");
+  ASSERT_TRUE(WaitFor([&] { return PortOpen(prom_port_); }, 30s)) << prometheus_->Log();
+  // A few scrapes of the quiet farm first, so the counters' increases are seen as increases.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json r = Query(R"(count_over_time(scenefarm_scenes_total{outcome="dead_lettered"}[1m]))");
+        return r.value("status", "") == "success" && !r["data"]["result"].empty() &&
+               std::stod(r["data"]["result"][0]["value"][1].get<std::string>()) >= 3;
+      },
+      60s))
+      << prometheus_->Log() << exporter_->Log();
+
+  // Drive the farm: a workflow refused (dead letter), a short clip (10 frames), an attempt that
+  // ran out of GPU memory.
+  auto x1 = q.Lease("w1", 60s);
+  ASSERT_TRUE(q.Fail(**x1, "w1", "ComfyUI refused the workflow (400)", true, 0ms, "unknown",
+                     nullptr, {"workflow_refused"})
+                  .ok());
+  auto x2 = q.Lease("w1", 60s);
+  ASSERT_TRUE(q.Ack(**x2, "w1",
+                    {{"telemetry",
+                      {{"DurationSeconds", 12.5},
+                       {"HistoryExitReason", "success"},
+                       {"DoneMarkerDetected", true},
+                       {"DoneMarkerWaitSeconds", 0.2},
+                       {"FrameCount", 10}}}})
+                  .ok());
+  auto x3 = q.Lease("w1", 60s);
+  ASSERT_TRUE(q.Fail(**x3, "w1", "torch.OutOfMemoryError: Allocation on device", false, 60000ms,
+                     "success", nullptr, {"gpu_memory_pressure"})
+                  .ok());
+
+  const json queue_labels = {{"queue", "scenes"}, {"severity", "warning"}};
+  for (const char* alert :
+       {"ScenefarmDeadLetterGrowing", "ScenefarmFrameCountLow", "ScenefarmGpuOutOfMemoryErrors"}) {
+    ASSERT_TRUE(WaitFor([&] { return hook.Find(alert, "firing", queue_labels).has_value(); }, 60s))
+        << alert << " never arrived; got " << hook.received().size() << " notifications\n"
+        << prometheus_->Log();
+    auto n = hook.Find(alert, "firing", queue_labels);
+    EXPECT_EQ(n->first, "/warning") << alert;
+    EXPECT_EQ(n->second["annotations"]["runbook_url"],
+              std::string("docs/runbooks/") + alert + ".md");
+    EXPECT_FALSE(n->second["annotations"].value("summary", "").empty());
+  }
+
+  // ComfyUI goes away: a critical alert naming it; it comes back: resolved.
+  comfy_->Stop();
+  const json comfy_labels = {{"instance", comfy_url}, {"severity", "critical"}};
+  ASSERT_TRUE(WaitFor(
+      [&] { return hook.Find("ScenefarmComfyUiDown", "firing", comfy_labels).has_value(); }, 60s))
+      << "ComfyUI down never notified";
+  EXPECT_EQ(hook.Find("ScenefarmComfyUiDown", "firing", comfy_labels)->first, "/critical");
+  StartComfy(comfy_port);
+  ASSERT_TRUE(WaitFor(
+      [&] { return hook.Find("ScenefarmComfyUiDown", "resolved", comfy_labels).has_value(); }, 60s))
+      << "ComfyUI down never resolved";
+
+  // Every dashboard panel's expressions, variables substituted, return series.
+  json dash = json::parse(Slurp(src / "dashboards" / "scenefarm-overview.json"));
+  int queried = 0;
+  for (const auto& panel : dash["panels"]) {
+    for (const auto& target : panel["targets"]) {
+      std::string expr = target["expr"];
+      expr = std::regex_replace(expr, std::regex(R"(\$queue)"), "scenes");
+      expr = std::regex_replace(expr, std::regex(R"(\$instance)"), ".*");
+      expr = std::regex_replace(expr, std::regex(R"(\$__rate_interval)"), "1m");
+      json r;
+      ASSERT_TRUE(WaitFor(
+          [&] {
+            r = Query(expr);
+            return r.value("status", "") == "success" && !r["data"]["result"].empty();
+          },
+          20s))
+          << "panel \"" << panel["title"].get<std::string>() << "\": " << expr << " -> "
+          << r.dump();
+      ++queried;
+    }
+  }
+  EXPECT_GE(queried, 20);
+}
+
+}  // namespace
+}  // namespace scenefarm::testing

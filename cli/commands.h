@@ -27,6 +27,12 @@ void RegisterEnqueue(CLI::App& app, Global& g, int* exit_code);
 void RegisterStatus(CLI::App& app, Global& g, int* exit_code);
 void RegisterJobs(CLI::App& app, Global& g, int* exit_code);
 void RegisterValidate(CLI::App& app, Global& g, int* exit_code);
+void RegisterControl(CLI::App& app, Global& g, int* exit_code);
+void RegisterRepair(CLI::App& app, Global& g, int* exit_code);
+void RegisterHealth(CLI::App& app, Global& g, int* exit_code);
+
+// "30s", "15m", "12h", "7d".
+Result<std::chrono::milliseconds> ParseDuration(const std::string& s);
 
 // One line on stderr: "scenefarm: <what>". Returns kExitFailure.
 int Fail(const std::string& what);

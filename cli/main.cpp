@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   RegisterStatus(app, g, &exit_code);
   RegisterJobs(app, g, &exit_code);
   RegisterValidate(app, g, &exit_code);
+  RegisterControl(app, g, &exit_code);
+  RegisterRepair(app, g, &exit_code);
+  RegisterHealth(app, g, &exit_code);
   scenefarm::log::Init("cli", "warn");
   try {
     app.parse(argc, argv);

@@ -1,4 +1,5 @@
-// scenefarm jobs show ID [--json]: a scene's state, attempts, reason and transitions.
+// scenefarm jobs show ID [--json]: a scene's state, attempts, reason and transitions;
+// scenefarm jobs list --state S [--run R] [--limit N] [--json].
 #include <iostream>
 
 #include "commands.h"
@@ -31,6 +32,49 @@ void RegisterJobs(CLI::App& app, Global& g, int* exit_code) {
                   << (e.value("worker", "").empty() ? "" : " by " + e.value("worker", ""))
                   << (e.value("reason", "").empty() ? "" : ": " + e.value("reason", "")) << "\n";
       }
+    }
+    *exit_code = kExitOk;
+  });
+
+  auto* list = jobs->add_subcommand("list", "scenes in a state, oldest first (done: newest first)");
+  struct ListOpts {
+    std::string state = "pending", run;
+    size_t limit = 100;
+  };
+  auto lo = std::make_shared<ListOpts>();
+  list->add_option("--state", lo->state, "pending, delayed, leased, dead or done")
+      ->check(CLI::IsMember({"pending", "delayed", "leased", "dead", "done"}))
+      ->capture_default_str();
+  list->add_option("--run", lo->run, "only this run");
+  list->add_option("--limit", lo->limit)->capture_default_str();
+  list->add_flag("--json", g.json, "print JSON");
+  list->callback([&g, lo, exit_code] {
+    QueueHandle h(g);
+    auto r = h.queue.List(lo->state, lo->run, lo->limit);
+    if (!r.ok()) {
+      *exit_code = Fail("jobs list: " + r.status().message());
+      return;
+    }
+    if (g.json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& s : *r) {
+        nlohmann::json j = {{"id", s.id},
+                            {"run", s.run},
+                            {"state", s.state},
+                            {"attempts", s.attempts},
+                            {"failures", s.failures}};
+        if (!s.reason.empty()) j["reason"] = s.reason;
+        if (!s.worker.empty()) j["worker"] = s.worker;
+        out.push_back(j);
+      }
+      std::cout << out.dump() << "\n";
+    } else {
+      for (const auto& s : *r) {
+        std::cout << s.id << "  run " << s.run << "  " << s.state << "  attempts " << s.attempts
+                  << (s.worker.empty() || s.state != "leased" ? "" : "  worker " + s.worker)
+                  << (s.reason.empty() ? "" : "  reason: " + s.reason.substr(0, 120)) << "\n";
+      }
+      std::cout << r->size() << " scene(s)\n";
     }
     *exit_code = kExitOk;
   });

@@ -1,6 +1,8 @@
 // Read-only views of a queue (status, one scene) for the CLI; the exporter reads the same keys.
 #include "scenefarm/queue.h"
 
+#include <set>
+
 namespace scenefarm::queue {
 namespace {
 
@@ -107,6 +109,65 @@ Result<SceneInfo> Queue::Show(const std::string& id) {
     info.history.insert(info.history.begin(), e);
   }
   return info;
+}
+
+Result<std::vector<SceneInfo>> Queue::List(const std::string& state, const std::string& run,
+                                           size_t limit) {
+  static const std::set<std::string> kStates = {"pending", "delayed", "leased", "dead", "done"};
+  if (!kStates.count(state)) {
+    return Status::InvalidArgument("unknown state '" + state +
+                                   "' (pending, delayed, leased, dead, done)");
+  }
+  // Read more than `limit` when filtering by run; bounded all the same.
+  const size_t scan = run.empty() ? limit : std::max<size_t>(limit * 20, 10000);
+  std::vector<std::string> ids;
+  if (state == "done") {
+    auto r = redis_.Command({"XREVRANGE", prefix_ + "events", "+", "-", "COUNT",
+                             std::to_string(std::max<size_t>(scan * 4, 2000))});
+    if (!r.ok()) return r.status();
+    std::set<std::string> seen;
+    for (const auto& entry : r->elements) {
+      if (entry.elements.size() < 2) continue;
+      std::map<std::string, std::string> kv;
+      const auto& f = entry.elements[1].elements;
+      for (size_t i = 0; i + 1 < f.size(); i += 2)
+        kv[f[i].str] = f[i + 1].str;
+      if ((kv["event"] == "succeeded" || kv["event"] == "cancelled") &&
+          seen.insert(kv["scene"]).second)
+        ids.push_back(kv["scene"]);
+      if (ids.size() >= scan) break;
+    }
+  } else {
+    auto r = redis_.Command(
+        {"ZRANGE", prefix_ + state, "0", std::to_string(static_cast<int64_t>(scan) - 1)});
+    if (!r.ok()) return r.status();
+    for (const auto& v : r->elements)
+      ids.push_back(v.str);
+  }
+  std::vector<std::vector<std::string>> cmds;
+  for (const auto& id : ids)
+    cmds.push_back({"HMGET", prefix_ + "scene:" + id, "run", "state", "attempts", "failures",
+                    "reason", "worker"});
+  std::vector<SceneInfo> out;
+  if (cmds.empty()) return out;
+  auto r = redis_.Pipeline(cmds);
+  if (!r.ok()) return r.status();
+  for (size_t i = 0; i < ids.size() && out.size() < limit; ++i) {
+    const auto& h = (*r)[i].elements;
+    if (h.size() < 6 || h[1].is_nil()) continue;  // expired or purged meanwhile
+    SceneInfo s;
+    s.id = ids[i];
+    s.run = h[0].AsString();
+    s.state = h[1].AsString();
+    s.attempts = h[2].AsInt();
+    s.failures = h[3].AsInt();
+    s.reason = h[4].AsString();
+    s.worker = h[5].AsString();
+    if (!run.empty() && s.run != run) continue;
+    if (state != "done" && s.state != state) continue;
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace scenefarm::queue

@@ -1,5 +1,7 @@
 #include "scenefarm/queue.h"
 
+#include <set>
+
 #include "queue_scripts.h"
 
 namespace scenefarm::queue {
@@ -16,6 +18,8 @@ const redis::Script kRelease{"release", scripts::k_release};
 const redis::Script kReclaim{"reclaim", scripts::k_reclaim};
 const redis::Script kCancel{"cancel", scripts::k_cancel};
 const redis::Script kRetry{"retry", scripts::k_retry};
+const redis::Script kPurge{"purge", scripts::k_purge};
+const redis::Script kExpireGone{"expire_gone", scripts::k_expire_gone};
 const redis::Script kResume{"resume", scripts::k_resume};
 
 Status ScriptError(const char* what, const redis::Value& v) {
@@ -211,6 +215,71 @@ Status Queue::Retry(const std::string& id) {
   if (r->type == redis::Value::Type::kInteger && r->integer == 1) return Status::Ok();
   if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
   return Status::FailedPrecondition("scene '" + id + "' is " + r->AsString() + ", not dead");
+}
+
+int64_t Queue::NowMs() const {
+  return clock_.QueueTimeMs() > 0 ? clock_.QueueTimeMs() : clock_.NowMs();
+}
+
+Result<std::vector<std::string>> Queue::DeadBefore(int64_t cutoff_ms, size_t limit) {
+  auto r = redis_.Command({"ZRANGEBYSCORE", prefix_ + "dead", "-inf", std::to_string(cutoff_ms),
+                           "LIMIT", "0", std::to_string(limit)});
+  if (!r.ok()) return r.status();
+  std::vector<std::string> ids;
+  for (const auto& v : r->elements)
+    ids.push_back(v.str);
+  return ids;
+}
+
+Result<std::vector<std::string>> Queue::PurgeDead(int64_t cutoff_ms, size_t limit) {
+  auto r = redis_.Eval(kPurge, Args({std::to_string(cutoff_ms), std::to_string(limit)}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("purge", *r);
+  std::vector<std::string> ids;
+  for (const auto& v : r->elements)
+    ids.push_back(v.str);
+  return ids;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Queue::LeasesOfGoneWorkers(
+    std::chrono::milliseconds live_window) {
+  const int64_t now = NowMs();
+  auto r = redis_.Pipeline(
+      {{"ZRANGE", prefix_ + "leased", "0", "-1"},
+       {"ZRANGEBYSCORE", kWorkersKey, std::to_string(now - live_window.count()), "+inf"}});
+  if (!r.ok()) return r.status();
+  std::set<std::string> live;
+  for (const auto& v : (*r)[1].elements)
+    live.insert(v.str);
+  std::vector<std::vector<std::string>> cmds;
+  std::vector<std::string> ids;
+  for (const auto& v : (*r)[0].elements) {
+    ids.push_back(v.str);
+    cmds.push_back({"HGET", prefix_ + "scene:" + v.str, "worker"});
+  }
+  std::vector<std::pair<std::string, std::string>> gone;
+  if (cmds.empty()) return gone;
+  auto w = redis_.Pipeline(cmds);
+  if (!w.ok()) return w.status();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string worker = (*w)[i].AsString();
+    if (!live.count(worker)) gone.emplace_back(ids[i], worker);
+  }
+  return gone;
+}
+
+Result<int64_t> Queue::ExpireLeases(
+    const std::vector<std::pair<std::string, std::string>>& leases) {
+  if (leases.empty()) return int64_t{0};
+  std::vector<std::string> args = Args({});
+  for (const auto& [id, worker] : leases) {
+    args.push_back(id);
+    args.push_back(worker);
+  }
+  auto r = redis_.Eval(kExpireGone, args);
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("expire_gone", *r);
+  return r->integer;
 }
 
 }  // namespace scenefarm::queue

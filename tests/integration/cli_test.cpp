@@ -2,6 +2,7 @@
 #include <fstream>
 
 #include "scenefarm/telemetry.h"
+#include "support/net.h"
 #include "support/queue_fixture.h"
 
 namespace scenefarm::testing {
@@ -146,6 +147,152 @@ TEST_F(CliTest, ValidateExitsZeroOnAGoodRunAndTwoWithOneLinePerViolation) {
   CliRun none = Cli({"validate", (dir_.path() / "nope").string()});
   EXPECT_EQ(none.code, 2);
   EXPECT_NE(none.out.find("not a directory"), std::string::npos);
+}
+
+TEST_F(CliTest, JobsListByStateAndRun) {
+  ASSERT_EQ(Cli(With({"enqueue", "--run", "story1", "-"}),
+                SceneLine("a") + "\n" + SceneLine("b") + "\n" + SceneLine("c") + "\n")
+                .code,
+            0);
+  ASSERT_EQ(Cli(With({"enqueue", "--run", "other", "-"}), SceneLine("d") + "\n").code, 0);
+  redis::Client client(redis_.options());
+  SystemClock clock;
+  queue::Queue q(client, queue::QueueOptions{}, clock);
+  auto a = q.Lease("w1", std::chrono::seconds(60));
+  auto b = q.Lease("w1", std::chrono::seconds(60));
+  ASSERT_TRUE(q.Fail(**b, "w1", "ComfyUI refused the workflow (400)", true, {}).ok());
+  auto pending = nlohmann::json::parse(Cli(With({"jobs", "list", "--json"})).out);
+  ASSERT_EQ(pending.size(), 2u);
+  EXPECT_EQ(pending[0]["id"], "c");
+  EXPECT_EQ(
+      nlohmann::json::parse(Cli(With({"jobs", "list", "--run", "other", "--json"})).out).size(),
+      1u);
+  auto dead = nlohmann::json::parse(Cli(With({"jobs", "list", "--state", "dead", "--json"})).out);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["id"], "b");
+  EXPECT_NE(dead[0]["reason"].get<std::string>().find("400"), std::string::npos);
+  auto leased =
+      nlohmann::json::parse(Cli(With({"jobs", "list", "--state", "leased", "--json"})).out);
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0]["worker"], "w1");
+  ASSERT_TRUE(q.Ack(**a, "w1", {}).ok());
+  auto done = nlohmann::json::parse(Cli(With({"jobs", "list", "--state", "done", "--json"})).out);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0]["state"], "succeeded");
+  CliRun text = Cli(With({"jobs", "list", "--state", "dead"}));
+  EXPECT_NE(text.out.find("b  run story1  dead  attempts 1"), std::string::npos) << text.out;
+  EXPECT_EQ(Cli(With({"jobs", "list", "--state", "weird"})).code, 2);
+}
+
+TEST_F(CliTest, CancelRetryAndPurge) {
+  ASSERT_EQ(Cli(With({"enqueue", "-"}),
+                SceneLine("a") + "\n" + SceneLine("b") + "\n" + SceneLine("c") + "\n")
+                .code,
+            0);
+  redis::Client client(redis_.options());
+  SystemClock clock;
+  queue::Queue q(client, queue::QueueOptions{}, clock);
+  auto a = q.Lease("w1", std::chrono::seconds(60));  // a
+  auto b = q.Lease("w1", std::chrono::seconds(60));  // b
+  ASSERT_TRUE(q.Fail(**b, "w1", "boom", true, {}).ok());
+  CliRun c = Cli(With({"cancel", "c", "a", "nope"}));
+  EXPECT_EQ(c.code, 1);
+  EXPECT_NE(c.out.find("c: cancelled (was pending)"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("a: cancel requested"), std::string::npos);
+  EXPECT_NE(c.err.find("scenefarm: cancel nope: "), std::string::npos) << c.err;
+  EXPECT_EQ(Cli(With({"retry"})).code, 2);
+  CliRun r = Cli(With({"retry", "--all-dead", "--json"}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["retried"], nlohmann::json::array({"b"}));
+  EXPECT_EQ(q.Show("b")->state, "pending");
+  EXPECT_EQ(Cli(With({"retry", "b"})).code, 1);  // not dead any more: says so
+  // Dead again, then purged: the dry run changes nothing.
+  auto b2 = q.Lease("w1", std::chrono::seconds(60));
+  ASSERT_TRUE(q.Fail(**b2, "w1", "boom", true, {}).ok());
+  EXPECT_EQ(Cli(With({"purge", "--dead", "--older-than", "1x"})).code, 2);
+  CliRun dry = Cli(With({"purge", "--dead", "--older-than", "0s", "--dry-run"}));
+  EXPECT_EQ(dry.code, 0);
+  EXPECT_NE(dry.out.find("would delete b"), std::string::npos) << dry.out;
+  EXPECT_EQ(q.Show("b")->state, "dead");
+  EXPECT_EQ(Cli(With({"purge", "--dead", "--older-than", "1d"})).out, "deleted 0 scene(s)\n");
+  CliRun purge = Cli(With({"purge", "--dead", "--older-than", "0s", "--json"}));
+  EXPECT_EQ(nlohmann::json::parse(purge.out)["purged"], nlohmann::json::array({"b"}));
+  EXPECT_EQ(q.Show("b").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(CliTest, RepairDryRunChangesNothingThenRepairs) {
+  ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("a") + "\n").code, 0);
+  redis::Client client(redis_.options());
+  SystemClock clock;
+  queue::Queue q(client, queue::QueueOptions{}, clock);
+  ASSERT_TRUE(q.Lease("gone-worker", std::chrono::hours(1)).ok());  // never heartbeats
+  const fs::path out = dir_.path() / "output" / "scenefarm" / "r" / "a";
+  fs::create_directories(out);
+  std::ofstream(out / "a1.done.tmp") << "{";
+  fs::last_write_time(out / "a1.done.tmp",
+                      fs::file_time_type::clock::now() - std::chrono::hours(1));
+  std::ofstream(out / "a2.done.tmp") << "{";  // fresh: a producer may be writing it
+  const std::vector<std::string> args = {"repair", "--comfyui-output-dir",
+                                         (dir_.path() / "output").string(), "--artifacts-dir",
+                                         dir_.path().string()};
+  auto with = [&](std::vector<std::string> extra) {
+    auto v = args;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return With(v);
+  };
+  CliRun dry = Cli(with({"--dry-run"}));
+  ASSERT_EQ(dry.code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("would requeue a (worker gone-worker is gone)"), std::string::npos)
+      << dry.out;
+  EXPECT_NE(dry.out.find("would delete " + (out / "a1.done.tmp").string()), std::string::npos);
+  EXPECT_EQ(dry.out.find("a2.done.tmp"), std::string::npos);
+  EXPECT_NE(dry.out.find("disk " + dir_.path().string() + ": "), std::string::npos);
+  EXPECT_EQ(q.Show("a")->state, "leased");
+  EXPECT_TRUE(fs::exists(out / "a1.done.tmp"));
+  CliRun fix = Cli(with({"--json"}));
+  ASSERT_EQ(fix.code, 0) << fix.err;
+  auto j = nlohmann::json::parse(fix.out);
+  EXPECT_EQ(j["reclaimed"], 1);
+  EXPECT_EQ(q.Show("a")->state, "pending");
+  EXPECT_FALSE(fs::exists(out / "a1.done.tmp"));
+  EXPECT_TRUE(fs::exists(out / "a2.done.tmp"));
+  EXPECT_EQ(Cli(with({})).out.find("requeue"), std::string::npos);
+}
+
+TEST_F(CliTest, HealthOneLinePerCheckAndExitCodes) {
+  const std::string dead = "http://127.0.0.1:" + std::to_string(FreePort());
+  CliRun bad = Cli(With({"health", "--comfyui-url", dead, "--artifacts-dir", dir_.path().string(),
+                         "--timeout-seconds", "1"}));
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("ok    redis"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("fail  comfyui   " + dead), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find(" disk      " + dir_.path().string()), std::string::npos) << bad.out;
+  CliRun good =
+      Cli(With({"health", "--comfyui-url", "", "--artifacts-dir", dir_.path().string(), "--json"}));
+  EXPECT_EQ(good.code, 0) << good.out;
+  EXPECT_EQ(nlohmann::json::parse(good.out)["healthy"], true);
+}
+
+TEST_F(CliTest, RedisDownIsOneClearLineAndExitOne) {
+  const std::string url = "redis://127.0.0.1:" + std::to_string(FreePort()) + "/0";
+  for (const auto& cmd :
+       std::vector<std::vector<std::string>>{{"status"},
+                                             {"jobs", "list"},
+                                             {"jobs", "show", "x"},
+                                             {"cancel", "x"},
+                                             {"retry", "x"},
+                                             {"purge", "--dead", "--older-than", "1d"},
+                                             {"repair", "--dry-run"}}) {
+    std::vector<std::string> argv = {"--redis-url", url};
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    CliRun r = Cli(argv);
+    EXPECT_EQ(r.code, 1) << cmd[0];
+    EXPECT_EQ(r.err.rfind("scenefarm: ", 0), 0u) << cmd[0] << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << cmd[0] << ": " << r.err;
+  }
+  CliRun h = Cli({"--redis-url", url, "health", "--comfyui-url", ""});
+  EXPECT_EQ(h.code, 1);
+  EXPECT_NE(h.out.find("fail  redis"), std::string::npos) << h.out;
 }
 
 }  // namespace

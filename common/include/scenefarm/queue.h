@@ -124,6 +124,20 @@ class Queue {
   Status Retry(const std::string& id);
 
   Result<SceneInfo> Show(const std::string& id);
+  // Scenes in a state (pending in lease order, delayed by due time, leased by deadline, dead by
+  // time; "done": succeeded or cancelled, newest first from the event stream), optionally of
+  // one run; at most `limit`. History is not filled.
+  Result<std::vector<SceneInfo>> List(const std::string& state, const std::string& run,
+                                      size_t limit);
+  // Dead-lettered at or before cutoff_ms (read only), and their deletion.
+  Result<std::vector<std::string>> DeadBefore(int64_t cutoff_ms, size_t limit);
+  Result<std::vector<std::string>> PurgeDead(int64_t cutoff_ms, size_t limit);
+  // Leased scenes whose worker has no heartbeat within live_window: (id, worker).
+  Result<std::vector<std::pair<std::string, std::string>>> LeasesOfGoneWorkers(
+      std::chrono::milliseconds live_window);
+  // Expires those leases now (still held by that worker); the next Reclaim requeues them.
+  Result<int64_t> ExpireLeases(const std::vector<std::pair<std::string, std::string>>& leases);
+  int64_t NowMs() const;
   Result<QueueStatus> GetStatus(std::chrono::milliseconds live_window);
 
  private:

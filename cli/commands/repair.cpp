@@ -1,0 +1,134 @@
+// scenefarm repair [--dry-run]: reclaims expired leases, requeues scenes whose worker is gone,
+// deletes orphaned .done.tmp files, reports disk pressure. --dry-run changes nothing.
+#include <sys/statvfs.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "commands.h"
+
+namespace scenefarm::cli {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+json DiskReport(const std::string& path) {
+  struct statvfs s {};
+  if (path.empty() || statvfs(path.c_str(), &s) != 0)
+    return {{"path", path}, {"error", "not found"}};
+  const double free = static_cast<double>(s.f_bavail) * s.f_frsize;
+  const double total = static_cast<double>(s.f_blocks) * s.f_frsize;
+  const double ratio = total > 0 ? free / total : 0;
+  return {{"path", path},
+          {"free_bytes", free},
+          {"free_ratio", ratio},
+          // Pressure: under 10 % or 5 GiB free, where a run's frames stop fitting.
+          {"pressure", ratio < 0.10 || free < 5.0 * (1ULL << 30)}};
+}
+
+void RegisterRepair(CLI::App& app, Global& g, int* exit_code) {
+  auto* cmd =
+      app.add_subcommand("repair",
+                         "reclaim expired leases, requeue scenes of gone workers, delete orphaned "
+                         ".done.tmp files, report disk pressure");
+  struct Opts {
+    bool dry = false;
+    std::string output_dir, artifacts_dir = "./artifacts";
+    double live_window = 30;
+    std::string tmp_age = "10m";
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_flag("--dry-run", o->dry, "print what would change, change nothing");
+  cmd->add_option("--comfyui-output-dir", o->output_dir, "where to look for orphaned .done.tmp")
+      ->envname("SCENEFARM_COMFYUI_OUTPUT_DIR");
+  cmd->add_option("--artifacts-dir", o->artifacts_dir)->envname("SCENEFARM_ARTIFACTS_DIR");
+  cmd->add_option("--live-window-seconds", o->live_window,
+                  "a worker without a heartbeat this long is gone");
+  cmd->add_option("--tmp-age", o->tmp_age, ".done.tmp files older than this are orphaned");
+  cmd->add_flag("--json", g.json, "print JSON");
+  cmd->callback([&g, o, exit_code] {
+    auto age = ParseDuration(o->tmp_age);
+    if (!age.ok()) {
+      *exit_code = kExitUsage;
+      std::cerr << "scenefarm: repair: " << age.status().message() << "\n";
+      return;
+    }
+    QueueHandle h(g);
+    const int64_t now = h.queue.NowMs();
+    auto expired = h.client.Command(
+        {"ZRANGEBYSCORE", queue::KeyPrefix(g.queue) + "leased", "-inf", std::to_string(now)});
+    if (!expired.ok()) {
+      *exit_code = Fail("repair: " + expired.status().message());
+      return;
+    }
+    auto gone = h.queue.LeasesOfGoneWorkers(
+        std::chrono::milliseconds(static_cast<int64_t>(o->live_window * 1000)));
+    if (!gone.ok()) {
+      *exit_code = Fail("repair: " + gone.status().message());
+      return;
+    }
+    json report = {{"dry_run", o->dry}, {"queue", g.queue}};
+    json exp = json::array();
+    for (const auto& v : expired->elements)
+      exp.push_back(v.str);
+    json gw = json::array();
+    for (const auto& [id, worker] : *gone)
+      gw.push_back({{"id", id}, {"worker", worker}});
+    json tmps = json::array();
+    if (!o->output_dir.empty()) {
+      std::error_code ec;
+      const auto cutoff = fs::file_time_type::clock::now() - *age;
+      for (auto it = fs::recursive_directory_iterator(o->output_dir, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() > 9 && name.compare(name.size() - 9, 9, ".done.tmp") == 0 &&
+            it->is_regular_file() && fs::last_write_time(it->path(), ec) < cutoff) {
+          tmps.push_back(it->path().string());
+        }
+      }
+    }
+    if (!o->dry) {
+      auto n = h.queue.ExpireLeases(*gone);
+      auto moved = n.ok() ? h.queue.Reclaim(100000) : Result<int64_t>(n.status());
+      if (!moved.ok()) {
+        *exit_code = Fail("repair: " + moved.status().message());
+        return;
+      }
+      report["reclaimed"] = *moved;
+      for (const auto& t : tmps) {
+        std::error_code ec;
+        fs::remove(t.get<std::string>(), ec);
+      }
+    }
+    report["expired_leases"] = exp;
+    report["gone_worker_leases"] = gw;
+    report["orphaned_done_tmp"] = tmps;
+    report["disk"] = json::array({DiskReport(o->artifacts_dir)});
+    if (!o->output_dir.empty()) report["disk"].push_back(DiskReport(o->output_dir));
+    if (g.json) {
+      std::cout << report.dump() << "\n";
+    } else {
+      const std::string will = o->dry ? "would " : "";
+      for (const auto& id : exp)
+        std::cout << will << "reclaim " << id.get<std::string>() << " (lease expired)\n";
+      for (const auto& l : gw)
+        std::cout << will << "requeue " << l["id"].get<std::string>() << " (worker "
+                  << l["worker"].get<std::string>() << " is gone)\n";
+      for (const auto& t : tmps)
+        std::cout << will << "delete " << t.get<std::string>() << " (orphaned marker)\n";
+      for (const auto& d : report["disk"]) {
+        if (d.contains("error")) {
+          std::cout << "disk " << d["path"].get<std::string>() << ": not found\n";
+        } else {
+          std::cout << "disk " << d["path"].get<std::string>() << ": "
+                    << static_cast<int64_t>(d["free_bytes"].get<double>() / (1 << 20))
+                    << " MiB free (" << static_cast<int>(d["free_ratio"].get<double>() * 100)
+                    << " %)" << (d["pressure"].get<bool>() ? " PRESSURE" : "") << "\n";
+        }
+      }
+      if (exp.empty() && gw.empty() && tmps.empty()) std::cout << "nothing to repair\n";
+    }
+    *exit_code = kExitOk;
+  });
+}
+
+}  // namespace scenefarm::cli

@@ -1,0 +1,13 @@
+-- ARGV[3] cutoff (ms; dead-lettered at or before it), [4] limit
+-- Deletes dead-lettered scenes for good: their record, their place in the dead set. The run's
+-- counts keep them (they ended dead). Returns the ids deleted.
+local ids = redis.call('ZRANGEBYSCORE', P .. 'dead', '-inf', tonumber(ARGV[3]), 'LIMIT', 0,
+                       tonumber(ARGV[4]))
+for _, id in ipairs(ids) do
+  local h = redis.call('HMGET', skey(id), 'run', 'attempts')
+  redis.call('ZREM', P .. 'dead', id)
+  redis.call('DEL', skey(id))
+  count('purged')
+  event(id, h[1] or '', 'purged', h[2] or '0', '', 'dead-letter purged')
+end
+return ids

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   RegisterControl(app, g, &exit_code);
   RegisterRepair(app, g, &exit_code);
   RegisterHealth(app, g, &exit_code);
+  RegisterReport(app, g, &exit_code);
   scenefarm::log::Init("cli", "warn");
   try {
     app.parse(argc, argv);

@@ -91,6 +91,8 @@ class ScenesCollector : public Collector {
                             "Scene outcomes: succeeded, failed (attempts), retried, dead_lettered, "
                             "cancelled, reclaimed, released.");
     Family enqueued = Counter("scenefarm_scenes_enqueued_total", "Scenes enqueued.");
+    Family runs = Counter("scenefarm_runs_completed_total",
+                          "Runs whose every scene reached succeeded, dead or cancelled.");
     Family completions = Counter("scenefarm_scene_completions_total",
                                  "Succeeded scenes by how their frames were taken: done_marker or "
                                  "forced_copy.");
@@ -111,6 +113,7 @@ class ScenesCollector : public Collector {
       for (const auto& o : kOutcomes)
         scenes.Add({{"queue", q}, {"outcome", o}}, Num(stats, o));
       enqueued.Add({{"queue", q}}, Num(stats, "enqueued"));
+      runs.Add({{"queue", q}}, Num(stats, "runs_completed"));
       completions.Add({{"queue", q}, {"method", "done_marker"}},
                       Num(stats, "completion_done_marker"));
       completions.Add({{"queue", q}, {"method", "forced_copy"}},
@@ -130,8 +133,8 @@ class ScenesCollector : public Collector {
       }
     }
     Families out;
-    for (Family* f :
-         {&scenes, &enqueued, &completions, &exits, &short_frames, &frames_total, &fallbacks}) {
+    for (Family* f : {&scenes, &enqueued, &runs, &completions, &exits, &short_frames, &frames_total,
+                      &fallbacks}) {
       if (!f->empty()) out.push_back(f->Take());
     }
     for (auto& h : hists) {

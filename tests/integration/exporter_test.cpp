@@ -137,6 +137,7 @@ TEST_F(ExporterTest, QueueWorkersAndScenesMatchWhatWasWritten) {
   EXPECT_EQ(Metric(m, R"(scenefarm_scenes_total{queue="scenes",outcome="succeeded"})"), 1);
   EXPECT_EQ(Metric(m, R"(scenefarm_scenes_total{queue="scenes",outcome="dead_lettered"})"), 1);
   EXPECT_EQ(Metric(m, R"(scenefarm_scenes_enqueued_total{queue="scenes"})"), 4);
+  EXPECT_EQ(Metric(m, R"(scenefarm_runs_completed_total{queue="scenes"})"), 0);  // c, d open
   EXPECT_EQ(Metric(m, R"(scenefarm_scene_completions_total{queue="scenes",method="done_marker"})"),
             1);
   EXPECT_EQ(Metric(m, R"(scenefarm_scene_completions_total{queue="scenes",method="forced_copy"})"),

@@ -256,6 +256,29 @@ TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
     }
   }
   EXPECT_GE(queried, 20);
+
+  // The weekly sweep over the last minute against the minute before: a scene of 10 frames this
+  // window and none before is a FrameCountRegression, so the report exits 1.
+  const fs::path rep = d / "report";
+  const std::string cli = std::string(SCENEFARM_CLI_BIN) +
+                          " report --prometheus http://127.0.0.1:" + std::to_string(prom_port_) +
+                          " --range 2m --out " + rep.string();
+  int rc = std::system((cli + " > " + (d / "report.out").string() + " 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 1) << ReadFile(d / "report.out");
+  json report = json::parse(ReadFile(rep / "report.json"), nullptr, false);
+  ASSERT_TRUE(report.is_object()) << ReadFile(d / "report.out");
+  EXPECT_EQ(report["regression"], true);
+  EXPECT_EQ(report["criteria"][0]["criterion"], "FrameCountRegression");
+  EXPECT_EQ(report["criteria"][0]["holds"], true);
+  EXPECT_GT(report["this_window"]["succeeded"].get<double>(), 0.5);
+  EXPECT_GT(report["this_window"]["dead_lettered"].get<double>(), 0.5);
+  EXPECT_EQ(report["this_window"]["frames_min_at_most"], 10.0);
+  EXPECT_GT(report["this_window"]["fallback_notes"].value("gpu_memory_pressure", 0.0), 0.5);
+  EXPECT_NE(ReadFile(rep / "report.md").find("FrameCountRegression: **HOLDS**"), std::string::npos);
+  rc = std::system((std::string(SCENEFARM_CLI_BIN) + " report --prometheus http://127.0.0.1:" +
+                    std::to_string(FreePort()) + " --out " + rep.string() + " > /dev/null 2>&1")
+                       .c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
 }
 
 }  // namespace

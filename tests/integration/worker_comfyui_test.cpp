@@ -495,6 +495,7 @@ TEST_F(WorkerComfy, ARunOfScenesIsAssembledByTheWorkerThatFinishesTheLast) {
   EXPECT_EQ(meta["Scenes"].size(), 4u);
   EXPECT_EQ(meta["Totals"]["Frames"], 8);
   EXPECT_EQ(meta["QueuePolicy"]["pollLimit"], "unbounded");
+  EXPECT_EQ(Stat("runs_completed"), "1");
   EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
 }
 

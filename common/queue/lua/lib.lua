@@ -53,7 +53,8 @@ local function run_finished(run, state, n)
   local h = redis.call('HMGET', r, 'total', 'succeeded', 'dead', 'cancelled')
   local done = (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) + (tonumber(h[4]) or 0)
   if done >= (tonumber(h[1]) or 0) then
-    redis.call('SREM', P .. 'runs', run)
+    local removed = redis.call('SREM', P .. 'runs', run)
+    if n > 0 and removed == 1 then count('runs_completed') end
     return true
   end
   redis.call('SADD', P .. 'runs', run)

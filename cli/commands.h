@@ -31,6 +31,7 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code);
 void RegisterRepair(CLI::App& app, Global& g, int* exit_code);
 void RegisterHealth(CLI::App& app, Global& g, int* exit_code);
 void RegisterReport(CLI::App& app, Global& g, int* exit_code);
+void RegisterWatch(CLI::App& app, Global& g, int* exit_code);
 
 // "30s", "15m", "12h", "7d".
 Result<std::chrono::milliseconds> ParseDuration(const std::string& s);

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   RegisterRepair(app, g, &exit_code);
   RegisterHealth(app, g, &exit_code);
   RegisterReport(app, g, &exit_code);
+  RegisterWatch(app, g, &exit_code);
   scenefarm::log::Init("cli", "warn");
   try {
     app.parse(argc, argv);

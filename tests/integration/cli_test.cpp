@@ -295,5 +295,45 @@ TEST_F(CliTest, RedisDownIsOneClearLineAndExitOne) {
   EXPECT_NE(h.out.find("fail  redis"), std::string::npos) << h.out;
 }
 
+// The watch screen in a real terminal: tmux runs it, capture-pane reads the screen, send-keys
+// quits; the pane then shows the primary screen again, without the watch's lines.
+TEST_F(CliTest, WatchRedrawsInPlaceAndLeavesTheTerminalClean) {
+  ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("a") + "\n" + SceneLine("b") + "\n").code, 0);
+  const std::string sock = "sf-watch-" + std::to_string(getpid());
+  auto tmux = [&](const std::string& args) {
+    const fs::path out = dir_.path() / "tmux.out";
+    std::system(
+        ("TERM=xterm-256color tmux -L " + sock + " " + args + " > " + out.string() + " 2>&1")
+            .c_str());
+    return ReadFile(out);
+  };
+  tmux("new-session -d -s w -x 120 -y 40 '" + std::string(SCENEFARM_CLI_BIN) + " --redis-url " +
+       redis_.url() + " watch --interval 0.2'");
+  tmux("set-option -t w remain-on-exit on");
+  std::string screen;
+  ASSERT_TRUE(WaitFor([&] {
+    screen = tmux("capture-pane -p -t w");
+    return screen.find("pending 2") != std::string::npos;
+  })) << screen;
+  EXPECT_NE(screen.find("scenefarm watch   queue scenes"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("enqueued"), std::string::npos) << screen;  // recent events
+  ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("c") + "\n").code, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    screen = tmux("capture-pane -p -t w");
+    return screen.find("pending 3") != std::string::npos;
+  })) << screen;
+  // Redrawn in place: the header once on the screen, not scrolled copies.
+  size_t headers = 0;
+  for (size_t pos = 0; (pos = screen.find("scenefarm watch", pos)) != std::string::npos; ++pos)
+    ++headers;
+  EXPECT_EQ(headers, 1u) << screen;
+  tmux("send-keys -t w q");
+  EXPECT_TRUE(WaitFor([&] { return tmux("display-message -p -t w '#{pane_dead}'") == "1\n"; }));
+  screen = tmux("capture-pane -p -t w");
+  EXPECT_EQ(screen.find("scenefarm watch"), std::string::npos) << screen;
+  EXPECT_EQ(screen.find("pending"), std::string::npos) << screen;
+  tmux("kill-server");
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

@@ -17,7 +17,9 @@ namespace {
 
 using json = nlohmann::json;
 volatile std::sig_atomic_t g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+void OnSignal(int) {
+  g_stop = 1;
+}
 
 // The terminal in raw-ish mode (keys without Enter, no echo) on the alternate screen, restored
 // on destruction whatever happens.
@@ -64,9 +66,12 @@ class Screen {
 
 std::string Age(double seconds) {
   std::ostringstream s;
-  if (seconds < 120) s << static_cast<int>(seconds) << " s";
-  else if (seconds < 7200) s << static_cast<int>(seconds / 60) << " min";
-  else s << static_cast<int>(seconds / 3600) << " h";
+  if (seconds < 120)
+    s << static_cast<int>(seconds) << " s";
+  else if (seconds < 7200)
+    s << static_cast<int>(seconds / 60) << " min";
+  else
+    s << static_cast<int>(seconds / 3600) << " h";
   return s.str();
 }
 
@@ -81,8 +86,8 @@ std::string Frame(QueueHandle& h, const std::string& exporter) {
   }
   f << "pending " << st->depth.pending << "   delayed " << st->depth.delayed << "   leased "
     << st->depth.leased << "   dead " << st->depth.dead << "   oldest pending "
-    << Age(st->oldest_pending_age_seconds) << "   runs in progress "
-    << st->runs_in_progress.size() << "\n";
+    << Age(st->oldest_pending_age_seconds) << "   runs in progress " << st->runs_in_progress.size()
+    << "\n";
   f << "succeeded " << st->outcomes["succeeded"] << "   failed " << st->outcomes["failed"]
     << "   retried " << st->outcomes["retried"] << "   dead-lettered "
     << st->outcomes["dead_lettered"] << "   cancelled " << st->outcomes["cancelled"] << "\n\n";
@@ -100,15 +105,16 @@ std::string Frame(QueueHandle& h, const std::string& exporter) {
     }
   }
   f << "\nrecent\n";
-  auto ev = h.client.Command({"XREVRANGE", queue::KeyPrefix(h.queue.name()) + "events", "+", "-",
-                              "COUNT", "8"});
+  auto ev = h.client.Command(
+      {"XREVRANGE", queue::KeyPrefix(h.queue.name()) + "events", "+", "-", "COUNT", "8"});
   if (ev.ok()) {
     for (const auto& e : ev->elements) {
       if (e.elements.size() < 2) continue;
       std::map<std::string, std::string> kv;
       for (size_t i = 0; i + 1 < e.elements[1].elements.size(); i += 2)
         kv[e.elements[1].elements[i].str] = e.elements[1].elements[i + 1].str;
-      const double age = (now - std::stod(e.elements[0].str.substr(0, e.elements[0].str.find('-')))) / 1000.0;
+      const double age =
+          (now - std::stod(e.elements[0].str.substr(0, e.elements[0].str.find('-')))) / 1000.0;
       f << "  " << Age(age) << " ago  " << kv["scene"] << "  " << kv["event"]
         << (kv["worker"].empty() ? "" : "  by " + kv["worker"])
         << (kv["reason"].empty() ? "" : "  " + kv["reason"].substr(0, 60)) << "\n";
@@ -123,8 +129,9 @@ std::string Frame(QueueHandle& h, const std::string& exporter) {
     } else {
       std::istringstream in(m->body);
       for (std::string line; std::getline(in, line);) {
-        for (const char* name : {"scenefarm_gpu_memory_free_bytes", "scenefarm_gpu_temperature_celsius",
-                                 "scenefarm_gpu_utilization_ratio"}) {
+        for (const char* name :
+             {"scenefarm_gpu_memory_free_bytes", "scenefarm_gpu_temperature_celsius",
+              "scenefarm_gpu_utilization_ratio"}) {
           if (line.rfind(name, 0) == 0) f << "  " << line << "\n";
         }
       }

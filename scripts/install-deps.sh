@@ -9,7 +9,7 @@ packages=(
   libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev zlib1g-dev
   libyaml-cpp-dev libcrypt-dev libssl-dev openssl
   redis-server redis-tools prometheus prometheus-alertmanager
-  curl jq procps tmux
+  curl jq procps tmux python3 python3-yaml docker-compose systemd
 )
 
 missing=()

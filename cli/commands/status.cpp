@@ -1,4 +1,5 @@
-// scenefarm status [--json]: depth by state, outcomes, workers, oldest pending age, runs.
+// scenefarm status [--json]: depth by state, outcomes, workers (busy/idle, last heartbeat),
+// oldest pending age, runs in progress.
 #include <iostream>
 
 #include "commands.h"
@@ -7,7 +8,35 @@
 namespace scenefarm::cli {
 namespace {
 
-void PrintHuman(const queue::QueueStatus& s) {
+// The freshest `limit` workers: id, busy, scene, seconds since the last heartbeat.
+nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit) {
+  nlohmann::json list = nlohmann::json::array();
+  auto w =
+      c.Command({"ZREVRANGE", queue::kWorkersKey, "0", std::to_string(limit - 1), "WITHSCORES"});
+  if (!w.ok()) return list;
+  std::vector<std::vector<std::string>> cmds;
+  std::vector<std::pair<std::string, double>> ids;
+  for (size_t i = 0; i + 1 < w->elements.size(); i += 2) {
+    ids.emplace_back(w->elements[i].str,
+                     (now_ms - std::stod(w->elements[i + 1].AsString())) / 1000.0);
+    cmds.push_back({"HMGET", queue::WorkerKey(w->elements[i].str), "busy", "scene", "host"});
+  }
+  if (cmds.empty()) return list;
+  auto h = c.Pipeline(cmds);
+  if (!h.ok()) return list;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto& f = (*h)[i].elements;
+    const bool busy = f.size() == 3 && f[0].AsString() == "1";
+    list.push_back({{"id", ids[i].first},
+                    {"busy", busy},
+                    {"scene", busy ? f[1].AsString() : ""},
+                    {"host", f.size() == 3 ? f[2].AsString() : ""},
+                    {"heartbeat_age_seconds", ids[i].second}});
+  }
+  return list;
+}
+
+void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
   std::cout << "queue " << s.queue << "\n"
             << "  pending " << s.depth.pending << "  delayed " << s.depth.delayed << "  leased "
             << s.depth.leased << "  dead " << s.depth.dead << "\n"
@@ -20,6 +49,12 @@ void PrintHuman(const queue::QueueStatus& s) {
   for (const auto& r : s.runs_in_progress)
     std::cout << " " << r;
   std::cout << "\n";
+  for (const auto& w : workers) {
+    std::cout << "  worker " << w["id"].get<std::string>() << "  "
+              << (w["busy"].get<bool>() ? "busy " + w["scene"].get<std::string>() : "idle")
+              << "  last heartbeat "
+              << static_cast<int64_t>(w["heartbeat_age_seconds"].get<double>()) << " s ago\n";
+  }
 }
 
 }  // namespace
@@ -37,10 +72,14 @@ void RegisterStatus(CLI::App& app, Global& g, int* exit_code) {
       *exit_code = Fail("status: " + s.status().message());
       return;
     }
+    const nlohmann::json workers = WorkerList(h.client, h.queue.NowMs(), 50);
     if (g.json) {
-      std::cout << s->ToJson().dump() << "\n";
+      nlohmann::json j = s->ToJson();
+      j["workers"]["idle"] = s->workers_live - s->workers_busy;
+      j["workers"]["list"] = workers;  // the 50 freshest heartbeats, live or not
+      std::cout << j.dump() << "\n";
     } else {
-      PrintHuman(*s);
+      PrintHuman(*s, workers);
     }
     *exit_code = kExitOk;
   });

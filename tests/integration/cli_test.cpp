@@ -59,6 +59,21 @@ TEST_F(CliTest, EnqueueJsonLinesThenStatusAndShow) {
   EXPECT_EQ(j["depth"]["pending"], 2);
   EXPECT_EQ(j["outcomes"]["succeeded"], 0);
   EXPECT_EQ(j["workers"]["live"], 0);
+  EXPECT_TRUE(j["workers"]["list"].empty());
+  {
+    redis::Client client(redis_.options());
+    SystemClock clock;
+    queue::Queue q(client, queue::QueueOptions{}, clock);
+    ASSERT_TRUE(q.Heartbeat("w7", std::chrono::seconds(30), {}).ok());
+    ASSERT_TRUE(client.Command({"HSET", queue::WorkerKey("w7"), "busy", "1", "scene", "a"}).ok());
+  }
+  auto j2 = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  EXPECT_EQ(j2["workers"]["live"], 1);
+  EXPECT_EQ(j2["workers"]["idle"], 0);
+  ASSERT_EQ(j2["workers"]["list"].size(), 1u);
+  EXPECT_EQ(j2["workers"]["list"][0]["id"], "w7");
+  EXPECT_EQ(j2["workers"]["list"][0]["scene"], "a");
+  EXPECT_NE(Cli(With({"status"})).out.find("worker w7  busy a  last heartbeat"), std::string::npos);
   EXPECT_TRUE(j["oldest_pending_age_seconds"].is_number());
   CliRun show = Cli(With({"jobs", "show", "a", "--json"}));
   ASSERT_EQ(show.code, 0) << show.err;

@@ -108,7 +108,8 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
   purge->add_flag("--yes,-y", *yes, "do not ask on a terminal");
   purge->add_flag("--dry-run", *dry, "list what would be deleted");
   purge->add_flag("--json", g.json, "print JSON");
-  purge->callback([&g, older, yes, dry, exit_code] {
+  // Every option's storage is captured: CLI11 writes through references to it while parsing.
+  purge->callback([&g, dead_flag, older, yes, dry, exit_code] {
     auto d = ParseDuration(*older);
     if (!d.ok()) {
       *exit_code = kExitUsage;

@@ -6,6 +6,8 @@
 #include <iosfwd>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "scenefarm/clock.h"
 #include "scenefarm/queue.h"
 #include "scenefarm/redis.h"
@@ -32,6 +34,13 @@ void RegisterRepair(CLI::App& app, Global& g, int* exit_code);
 void RegisterHealth(CLI::App& app, Global& g, int* exit_code);
 void RegisterReport(CLI::App& app, Global& g, int* exit_code);
 void RegisterWatch(CLI::App& app, Global& g, int* exit_code);
+
+// Free space of a directory's filesystem: {"path", "free_bytes", "free_ratio", "pressure"} or
+// {"path", "error"} (repair.cpp; also used by health).
+nlohmann::json DiskReport(const std::string& path);
+// The `limit` freshest worker heartbeats, in one pipelined round trip after the ZREVRANGE:
+// [{"id", "busy", "scene", "host", "heartbeat_age_seconds"}] (status.cpp; also used by watch).
+nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit);
 
 // "30s", "15m", "12h", "7d".
 Result<std::chrono::milliseconds> ParseDuration(const std::string& s);

@@ -4,6 +4,7 @@
 #include "families.h"
 #include "scenefarm/metrics.h"
 #include "scenefarm/queue.h"
+#include "scenefarm/telemetry.h"
 
 namespace scenefarm::exporter {
 namespace {
@@ -49,21 +50,6 @@ const std::vector<HistogramSpec>& Histograms() {
 
 const std::vector<std::string> kOutcomes = {"succeeded", "failed",    "retried", "dead_lettered",
                                             "cancelled", "reclaimed", "released"};
-const std::vector<std::string> kExitReasons = {"success", "maxWait", "attemptLimit",
-                                               "postExecution", "unknown"};
-const std::vector<std::string> kFallbackReasons = {"gpu_memory_pressure",
-                                                   "forced_copy",
-                                                   "done_marker_timeout",
-                                                   "done_marker_node_missing",
-                                                   "gpu_stats_fallback",
-                                                   "gpu_stats_unavailable",
-                                                   "cpu_device",
-                                                   "prompt_lost",
-                                                   "earlier_attempt_adopted",
-                                                   "orphaned_done_tmp",
-                                                   "frames_short",
-                                                   "workflow_refused",
-                                                   "other"};
 
 class ScenesCollector : public Collector {
  public:
@@ -118,11 +104,11 @@ class ScenesCollector : public Collector {
                       Num(stats, "completion_done_marker"));
       completions.Add({{"queue", q}, {"method", "forced_copy"}},
                       Num(stats, "completion_forced_copy"));
-      for (const auto& r : kExitReasons)
+      for (const auto& r : telemetry::kExitReasons)
         exits.Add({{"queue", q}, {"reason", r}}, Num(stats, "exit_" + r));
       short_frames.Add({{"queue", q}}, Num(stats, "frames_short"));
       frames_total.Add({{"queue", q}}, Num(stats, "frames"));
-      for (const auto& r : kFallbackReasons)
+      for (const auto& r : telemetry::FallbackReasonNames())
         fallbacks.Add({{"queue", q}, {"reason", r}}, Num(stats, "fallback_" + r));
       for (size_t h = 0; h < Histograms().size(); ++h) {
         std::map<double, uint64_t> buckets;

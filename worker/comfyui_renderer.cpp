@@ -26,12 +26,6 @@ bool IsOutOfMemory(const std::string& type, const std::string& message) {
          (type == "RuntimeError" && message.find("can't allocate memory") != std::string::npos);
 }
 
-bool IsFrameName(const std::string& name) {
-  const std::string ext = fs::path(name).extension().string();
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".exr" ||
-         ext == ".gif" || ext == ".mp4" || ext == ".webm";
-}
-
 // Splits "a/b/c" into subfolder "a/b" and name "c", as SaveImage does.
 std::pair<std::string, std::string> SplitPrefix(const std::string& prefix) {
   const auto slash = prefix.rfind('/');
@@ -43,7 +37,7 @@ std::pair<std::string, std::string> SplitPrefix(const std::string& prefix) {
 void RemoveEarlierFrames(const fs::path& scene_dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(scene_dir, ec)) {
-    if (e.is_regular_file() && IsFrameName(e.path().filename().string())) fs::remove(e.path(), ec);
+    if (e.is_regular_file() && telemetry::IsFrameFile(e.path())) fs::remove(e.path(), ec);
   }
 }
 
@@ -410,7 +404,8 @@ ComfyUiRenderer::Completion ComfyUiRenderer::AwaitCompletion(Job& job, JobState&
     }
     const auto slice = std::clamp<Clock::duration>(next_poll - now, 1ms, 250ms);
     if (events_.connected()) {
-      events_.WaitForChange(pid, std::chrono::duration_cast<std::chrono::milliseconds>(slice));
+      // Any event wakes us; the loop re-reads this prompt's state.
+      events_.WaitForChange(std::chrono::duration_cast<std::chrono::milliseconds>(slice));
     } else {
       std::this_thread::sleep_for(std::min<Clock::duration>(slice, 20ms));
     }

@@ -14,8 +14,6 @@
 namespace scenefarm::cli {
 using json = nlohmann::json;
 
-json DiskReport(const std::string& path);  // repair.cpp
-
 namespace {
 
 struct Check {

@@ -8,7 +8,29 @@
 namespace scenefarm::cli {
 namespace {
 
-// The freshest `limit` workers: id, busy, scene, seconds since the last heartbeat.
+void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
+  std::cout << "queue " << s.queue << "\n"
+            << "  pending " << s.depth.pending << "  delayed " << s.depth.delayed << "  leased "
+            << s.depth.leased << "  dead " << s.depth.dead << "\n"
+            << "  oldest pending " << s.oldest_pending_age_seconds << " s\n"
+            << "  workers live " << s.workers_live << "  busy " << s.workers_busy << "\n  outcomes";
+  const nlohmann::json outcomes = s.ToJson()["outcomes"];
+  for (const auto& [k, v] : outcomes.items())
+    std::cout << "  " << k << " " << v;
+  std::cout << "\n  runs in progress " << s.runs_in_progress.size();
+  for (const auto& r : s.runs_in_progress)
+    std::cout << " " << r;
+  std::cout << "\n";
+  for (const auto& w : workers) {
+    std::cout << "  worker " << w["id"].get<std::string>() << "  "
+              << (w["busy"].get<bool>() ? "busy " + w["scene"].get<std::string>() : "idle")
+              << "  last heartbeat "
+              << static_cast<int64_t>(w["heartbeat_age_seconds"].get<double>()) << " s ago\n";
+  }
+}
+
+}  // namespace
+
 nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit) {
   nlohmann::json list = nlohmann::json::array();
   auto w =
@@ -35,29 +57,6 @@ nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit) {
   }
   return list;
 }
-
-void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
-  std::cout << "queue " << s.queue << "\n"
-            << "  pending " << s.depth.pending << "  delayed " << s.depth.delayed << "  leased "
-            << s.depth.leased << "  dead " << s.depth.dead << "\n"
-            << "  oldest pending " << s.oldest_pending_age_seconds << " s\n"
-            << "  workers live " << s.workers_live << "  busy " << s.workers_busy << "\n  outcomes";
-  const nlohmann::json outcomes = s.ToJson()["outcomes"];
-  for (const auto& [k, v] : outcomes.items())
-    std::cout << "  " << k << " " << v;
-  std::cout << "\n  runs in progress " << s.runs_in_progress.size();
-  for (const auto& r : s.runs_in_progress)
-    std::cout << " " << r;
-  std::cout << "\n";
-  for (const auto& w : workers) {
-    std::cout << "  worker " << w["id"].get<std::string>() << "  "
-              << (w["busy"].get<bool>() ? "busy " + w["scene"].get<std::string>() : "idle")
-              << "  last heartbeat "
-              << static_cast<int64_t>(w["heartbeat_age_seconds"].get<double>()) << " s ago\n";
-  }
-}
-
-}  // namespace
 
 void RegisterStatus(CLI::App& app, Global& g, int* exit_code) {
   auto* cmd = app.add_subcommand("status", "queue depth by state, outcomes, workers");

@@ -92,17 +92,12 @@ std::string Frame(QueueHandle& h, const std::string& exporter) {
     << "   retried " << st->outcomes["retried"] << "   dead-lettered "
     << st->outcomes["dead_lettered"] << "   cancelled " << st->outcomes["cancelled"] << "\n\n";
   // Workers: the freshest 10 heartbeats.
-  auto w = h.client.Command({"ZREVRANGE", queue::kWorkersKey, "0", "9", "WITHSCORES"});
   f << "workers  live " << st->workers_live << "  busy " << st->workers_busy << "\n";
-  if (w.ok()) {
-    for (size_t i = 0; i + 1 < w->elements.size(); i += 2) {
-      const std::string id = w->elements[i].str;
-      const double age = (now - std::stod(w->elements[i + 1].AsString())) / 1000.0;
-      auto b = h.client.Command({"HMGET", queue::WorkerKey(id), "busy", "scene"});
-      const bool busy = b.ok() && b->elements.size() == 2 && b->elements[0].AsString() == "1";
-      f << "  " << id << "  " << (busy ? "busy " + b->elements[1].AsString() : "idle")
-        << "  heartbeat " << Age(age) << " ago" << (age > 30 ? "  (gone?)" : "") << "\n";
-    }
+  for (const auto& w : WorkerList(h.client, now, 10)) {
+    const double age = w["heartbeat_age_seconds"];
+    f << "  " << w["id"].get<std::string>() << "  "
+      << (w["busy"].get<bool>() ? "busy " + w["scene"].get<std::string>() : "idle")
+      << "  heartbeat " << Age(age) << " ago" << (age > 30 ? "  (gone?)" : "") << "\n";
   }
   f << "\nrecent\n";
   auto ev = h.client.Command(

@@ -222,10 +222,9 @@ std::optional<PromptEvents> EventStream::Get(const std::string& prompt_id) const
   return it->second;
 }
 
-void EventStream::WaitForChange(const std::string& prompt_id, std::chrono::milliseconds timeout) {
+void EventStream::WaitForChange(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t seen = version_;
-  (void)prompt_id;  // any change wakes the waiter; it re-reads its own prompt
   cv_.wait_for(lock, timeout, [&] { return version_ != seen; });
 }
 

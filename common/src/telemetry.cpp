@@ -53,15 +53,10 @@ const std::vector<std::string> kLineKeys = {
     "DoneMarkerDetected",       "DoneMarkerWaitSeconds",
     "ForcedCopyTriggered",      "FrameCount"};
 
-bool IsFrameFile(const fs::path& p) {
-  const std::string ext = p.extension().string();
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".exr" ||
-         ext == ".gif" || ext == ".mp4" || ext == ".webm";
-}
-
 }  // namespace
 
-std::string FallbackReason(const std::string& note) {
+namespace {
+const std::vector<std::pair<const char*, const char*>>& Reasons() {
   static const std::vector<std::pair<const char*, const char*>> kReasons = {
       {"GPU memory pressure", "gpu_memory_pressure"},
       {"Forced copy", "forced_copy"},
@@ -75,7 +70,29 @@ std::string FallbackReason(const std::string& note) {
       {"orphaned .done.tmp", "orphaned_done_tmp"},
       {"below expected_frames", "frames_short"},
       {"refused the workflow", "workflow_refused"}};
-  for (const auto& [part, reason] : kReasons) {
+  return kReasons;
+}
+}  // namespace
+
+const std::vector<std::string>& FallbackReasonNames() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& [part, reason] : Reasons())
+      n.push_back(reason);
+    n.push_back("other");
+    return n;
+  }();
+  return names;
+}
+
+bool IsFrameFile(const fs::path& p) {
+  const std::string ext = p.extension().string();
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".exr" ||
+         ext == ".gif" || ext == ".mp4" || ext == ".webm";
+}
+
+std::string FallbackReason(const std::string& note) {
+  for (const auto& [part, reason] : Reasons()) {
     if (note.find(part) != std::string::npos) return reason;
   }
   return "other";

@@ -101,7 +101,7 @@ class EventStream {
   int64_t connections() const;
   std::optional<PromptEvents> Get(const std::string& prompt_id) const;
   // Blocks until an event arrives, the socket drops, or timeout (a plain sleep when closed).
-  void WaitForChange(const std::string& prompt_id, std::chrono::milliseconds timeout);
+  void WaitForChange(std::chrono::milliseconds timeout);
   void Forget(const std::string& prompt_id);
   // Closes the socket and stops reconnecting (the polling-only mode).
   void Disable();

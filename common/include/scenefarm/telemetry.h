@@ -67,6 +67,10 @@ struct SceneTelemetry {
 // gpu_stats_unavailable, cpu_device, prompt_lost, earlier_attempt_adopted, orphaned_done_tmp,
 // frames_short, workflow_refused, or other.
 std::string FallbackReason(const std::string& note);
+// Every value FallbackReason can return, "other" last (the exporter's label values).
+const std::vector<std::string>& FallbackReasonNames();
+// A frame file by its extension (png, jpg, jpeg, webp, exr, gif, mp4, webm).
+bool IsFrameFile(const std::filesystem::path& p);
 // The distinct reasons of a Telemetry object's System.FallbackNotes.
 std::vector<std::string> FallbackReasons(const nlohmann::json& telemetry);
 

@@ -15,11 +15,11 @@ deps:
 	bash scripts/install-deps.sh
 
 build:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCENEFARM_WERROR=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
 build-asan:
-	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSCENEFARM_SANITIZE=ON
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSCENEFARM_SANITIZE=ON -DSCENEFARM_WERROR=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 test-release: build

@@ -208,7 +208,7 @@ TEST_F(QueueTest, RestartedWorkerResumesItsLeasesWithNewAttempts) {
 TEST_F(QueueTest, SceneWhoseLeaseKeepsExpiringIsDeadLettered) {
   ASSERT_TRUE(queue_.Enqueue({MakeScene("crashy")}).ok());
   for (int i = 0; i < 10; ++i) {
-    MustLease("w" + std::to_string(i), 1000ms);
+    MustLease(std::string("w").append(std::to_string(i)), 1000ms);
     clock_.AdvanceMs(1001);
     ASSERT_EQ(*queue_.Reclaim(), 1);
   }
@@ -220,7 +220,7 @@ TEST_F(QueueTest, SceneWhoseLeaseKeepsExpiringIsDeadLettered) {
 TEST_F(QueueTest, ConcurrentReclaimMovesEachSceneOnce) {
   std::vector<Scene> scenes;
   for (int i = 0; i < 200; ++i)
-    scenes.push_back(MakeScene("s" + std::to_string(i)));
+    scenes.push_back(MakeScene(std::string("s").append(std::to_string(i))));
   ASSERT_TRUE(queue_.Enqueue(scenes).ok());
   for (int i = 0; i < 200; ++i)
     MustLease("dead-worker", 1000ms);

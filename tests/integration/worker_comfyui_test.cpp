@@ -486,7 +486,8 @@ TEST_F(WorkerComfy, FewerFramesThanExpectedAreRecordedAndCounted) {
 TEST_F(WorkerComfy, ARunOfScenesIsAssembledByTheWorkerThatFinishesTheLast) {
   std::vector<Scene> scenes;
   for (int i = 0; i < 4; ++i)
-    scenes.push_back(ComfyScene("r" + std::to_string(i), SourceWorkflow("x", 2, 0, i)));
+    scenes.push_back(
+        ComfyScene(std::string("r").append(std::to_string(i)), SourceWorkflow("x", 2, 0, i)));
   ASSERT_TRUE(queue_->Enqueue(scenes).ok());
   StartWorker();
   const fs::path run = fs::path(options_.artifacts_dir) / "run1";

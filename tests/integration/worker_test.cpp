@@ -59,7 +59,7 @@ class WorkerTest : public ::testing::Test {
 TEST_F(WorkerTest, RendersEverySceneAndPipelinesTheNext) {
   std::vector<Scene> scenes;
   for (int i = 0; i < 20; ++i)
-    scenes.push_back(FakeScene("s" + std::to_string(i), {{"ms", 20}}));
+    scenes.push_back(FakeScene(std::string("s").append(std::to_string(i)), {{"ms", 20}}));
   ASSERT_TRUE(queue_.Enqueue(scenes).ok());
   StartWorker();
   ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 20; }, 20s));

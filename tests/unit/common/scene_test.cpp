@@ -65,7 +65,10 @@ TEST(Scene, RoundTripsThroughJson) {
 
 TEST(SceneStream, ObjectArrayAndJsonLines) {
   EXPECT_EQ(ParseSceneStream(Doc(R"("id": "a")"))->size(), 1u);
-  EXPECT_EQ(ParseSceneStream("[" + Doc("") + "," + Doc("") + "]")->size(), 2u);
+  EXPECT_EQ(
+      ParseSceneStream(std::string("[").append(Doc("")).append(",").append(Doc("")).append("]"))
+          ->size(),
+      2u);
   auto lines = ParseSceneStream(Doc(R"("id": "a")") + "\n\n" + Doc(R"("id": "b")") + "\n",
                                 std::string("r9"));
   ASSERT_TRUE(lines.ok());
@@ -79,7 +82,8 @@ TEST(SceneStream, ErrorsNameTheLineOrElement) {
   auto bad_line = ParseSceneStream(Doc("") + "\n{oops\n");
   ASSERT_FALSE(bad_line.ok());
   EXPECT_NE(bad_line.status().message().find("line 2"), std::string::npos);
-  auto bad_elem = ParseSceneStream("[" + Doc("") + R"(, {"workflow": 3}])");
+  auto bad_elem =
+      ParseSceneStream(std::string("[").append(Doc("")).append(R"(, {"workflow": 3}])"));
   ASSERT_FALSE(bad_elem.ok());
   EXPECT_NE(bad_elem.status().message().find("element 1"), std::string::npos);
 }

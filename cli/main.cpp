@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   RegisterHealth(app, g, &exit_code);
   RegisterReport(app, g, &exit_code);
   RegisterWatch(app, g, &exit_code);
+  RegisterRerun(app, g, &exit_code);
   scenefarm::log::Init("cli", "warn");
   try {
     app.parse(argc, argv);

@@ -55,12 +55,24 @@ std::unique_ptr<Collector> MakeWorkersCollector(std::shared_ptr<SharedRedis> red
 std::unique_ptr<Collector> MakeScenesCollector(std::shared_ptr<SharedRedis> redis,
                                                std::vector<std::string> queues);
 std::unique_ptr<Collector> MakeRedisCollector(std::shared_ptr<SharedRedis> redis);
+// What each live worker read of its host at its last heartbeat: GPU families labelled
+// instance, gpu, uuid, worker; disk families labelled worker, path.
+std::unique_ptr<Collector> MakeWorkerReadingsCollector(std::shared_ptr<SharedRedis> redis,
+                                                       std::chrono::milliseconds live_window);
 // source: auto (NVML, then the first ComfyUI's /system_stats, then nvidia-smi), nvml,
 // system_stats, nvidia-smi.
 std::unique_ptr<Collector> MakeGpuCollector(std::string source, std::string comfyui_url,
                                             std::chrono::milliseconds timeout);
 std::unique_ptr<Collector> MakeComfyUiCollector(std::vector<std::string> urls,
                                                 std::chrono::milliseconds timeout);
-std::unique_ptr<Collector> MakeLlmCollector(std::string url, std::chrono::milliseconds timeout);
+// The optional generation probe of the LLM collector; no model = no probe.
+struct LlmGeneration {
+  std::string model;
+  std::chrono::milliseconds interval{60000};
+  std::chrono::milliseconds timeout{300000};
+};
+// GET /v1/models at each scrape (within `timeout`), plus the generation probe on its own thread.
+std::unique_ptr<Collector> MakeLlmCollector(std::string url, std::chrono::milliseconds timeout,
+                                            LlmGeneration generation = {});
 
 }  // namespace scenefarm::exporter

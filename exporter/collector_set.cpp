@@ -11,10 +11,9 @@ Families CollectorSet::Collect() const {
   std::lock_guard<std::mutex> lock(mu_);
   last_ok_.resize(collectors_.size(), true);
   Families out;
-  Family success = Gauge("scenefarm_exporter_collector_success",
-                         "1 when the collector's source answered during this scrape.");
-  Family duration = Gauge("scenefarm_exporter_collector_duration_seconds",
-                          "Time the collector took during this scrape.");
+  Family success =
+      Gauge(names::kCollectorSuccess, "1 when the collector's source answered during this scrape.");
+  Family duration = Gauge(names::kCollectorDuration, "Time the collector took during this scrape.");
   for (size_t i = 0; i < collectors_.size(); ++i) {
     const auto& c = *collectors_[i];
     const auto t0 = std::chrono::steady_clock::now();
@@ -41,6 +40,7 @@ Families CollectorSet::Collect() const {
     success.Add({{"collector", c.name()}}, r.ok() ? 1 : 0);
     duration.Add({{"collector", c.name()}}, secs);
   }
+  MergeSameName(&out);  // gpu and worker_readings serve the same GPU families
   out.push_back(success.Take());
   out.push_back(duration.Take());
   return out;
@@ -53,11 +53,15 @@ std::shared_ptr<CollectorSet> MakeCollectors(const ExporterOptions& o,
   set->Add(MakeQueueCollector(redis, o.queues));
   set->Add(MakeWorkersCollector(redis, o.live_window(), o.worker_labels));
   set->Add(MakeScenesCollector(redis, o.queues));
+  set->Add(MakeWorkerReadingsCollector(redis, o.live_window()));
   if (o.gpu_source != "none")
     set->Add(MakeGpuCollector(o.gpu_source, o.comfyui_urls.empty() ? "" : o.comfyui_urls.front(),
                               o.timeout()));
   if (!o.comfyui_urls.empty()) set->Add(MakeComfyUiCollector(o.comfyui_urls, o.timeout()));
-  if (!o.llm_url.empty() && !o.llm_skip) set->Add(MakeLlmCollector(o.llm_url, o.timeout()));
+  if (!o.llm_url.empty() && !o.llm_skip)
+    set->Add(
+        MakeLlmCollector(o.llm_url, o.timeout(),
+                         {o.llm_model, o.llm_generation_interval(), o.llm_generation_timeout()}));
   return set;
 }
 

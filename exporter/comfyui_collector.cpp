@@ -20,13 +20,12 @@ class ComfyUiCollector : public Collector {
       : Collector("comfyui"), urls_(std::move(urls)), timeout_(timeout) {}
 
   Result<Families> Scrape() const override {
-    Family up = Gauge("scenefarm_comfyui_up", "1 when the ComfyUI instance answered /queue.");
-    Family dur =
-        Gauge("scenefarm_comfyui_probe_duration_seconds", "Time the probe of the instance took.");
-    Family queue = Gauge("scenefarm_comfyui_queue", "Prompts in the instance's queue by state.");
-    Family vfree = Gauge("scenefarm_comfyui_device_memory_free_bytes",
+    Family up = Gauge(names::kComfyUiUp, "1 when the ComfyUI instance answered /queue.");
+    Family dur = Gauge(names::kComfyUiProbeDuration, "Time the probe of the instance took.");
+    Family queue = Gauge(names::kComfyUiQueue, "Prompts in the instance's queue by state.");
+    Family vfree = Gauge(names::kComfyUiDeviceMemoryFree,
                          "Free memory of each device as /system_stats reports it.");
-    Family vtotal = Gauge("scenefarm_comfyui_device_memory_total_bytes",
+    Family vtotal = Gauge(names::kComfyUiDeviceMemoryTotal,
                           "Total memory of each device as /system_stats reports it.");
     for (const auto& url : urls_) {
       const Labels inst = {{"instance", url}};

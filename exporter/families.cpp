@@ -49,6 +49,23 @@ Family& Family::AddHistogram(const Labels& labels, const std::map<double, uint64
   return *this;
 }
 
+void MergeSameName(std::vector<prometheus::MetricFamily>* families) {
+  std::vector<prometheus::MetricFamily> out;
+  std::map<std::string, size_t> seen;
+  for (auto& f : *families) {
+    auto it = seen.find(f.name);
+    if (it == seen.end()) {
+      seen.emplace(f.name, out.size());
+      out.push_back(std::move(f));
+      continue;
+    }
+    auto& into = out[it->second].metric;
+    into.insert(into.end(), std::make_move_iterator(f.metric.begin()),
+                std::make_move_iterator(f.metric.end()));
+  }
+  *families = std::move(out);
+}
+
 void ParseBucketHash(const std::map<std::string, std::string>& hash,
                      const std::vector<double>& bounds, std::map<double, uint64_t>* buckets,
                      double* sum, uint64_t* count) {

@@ -8,7 +8,11 @@
 
 #include <prometheus/metric_family.h>
 
+#include "scenefarm/metric_names.h"
+
 namespace scenefarm::exporter {
+
+namespace names = metric_names;  // every family name comes from scenefarm/metric_names.h
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
@@ -21,6 +25,7 @@ class Family {
   Family& AddHistogram(const Labels& labels, const std::map<double, uint64_t>& buckets, double sum,
                        uint64_t count);
   bool empty() const { return family_.metric.empty(); }
+  size_t size() const { return family_.metric.size(); }
   prometheus::MetricFamily Take() { return std::move(family_); }
 
  private:
@@ -36,6 +41,11 @@ inline Family Counter(std::string name, std::string help) {
 inline Family Histogram(std::string name, std::string help) {
   return Family(std::move(name), std::move(help), prometheus::MetricType::Histogram);
 }
+
+// Folds families of the same name into the first of them (their samples in order), so that two
+// collectors serving one family (the exporter's own GPU and the workers' GPUs) print it once.
+// REQUIRES: families of one name have one type.
+void MergeSameName(std::vector<prometheus::MetricFamily>* families);
 
 // Parses a Redis bucket hash (field -> count; "sum", "count" and "+Inf" among them). Every
 // bound of `bounds` is present in *buckets, zero when the hash has none: a histogram keeps the

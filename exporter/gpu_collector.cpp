@@ -38,21 +38,21 @@ class GpuCollector : public Collector {
       }
       if (source_ == "system_stats") return last;
     }
-    if (source_ == "auto" || source_ == "nvidia-smi") return gpu::ReadNvidiaSmi();
+    if (source_ == "auto" || source_ == "nvidia-smi")
+      return gpu::ReadNvidiaSmi("nvidia-smi", timeout_);
     return last;
   }
 
   Result<Families> Scrape() const override {
     auto readings = Read();
     if (!readings.ok()) return readings.status();
-    Family info =
-        Gauge("scenefarm_gpu_info", "1 per GPU, with its name, driver and the source read.");
-    Family total = Gauge("scenefarm_gpu_memory_total_bytes", "GPU memory in total.");
-    Family free = Gauge("scenefarm_gpu_memory_free_bytes", "GPU memory free.");
-    Family used = Gauge("scenefarm_gpu_memory_used_bytes", "GPU memory in use.");
-    Family temp = Gauge("scenefarm_gpu_temperature_celsius", "GPU die temperature.");
-    Family util = Gauge("scenefarm_gpu_utilization_ratio", "GPU core utilisation, 0 to 1.");
-    Family power = Gauge("scenefarm_gpu_power_watts", "GPU power draw.");
+    Family info = Gauge(names::kGpuInfo, "1 per GPU, with its name, driver and the source read.");
+    Family total = Gauge(names::kGpuMemoryTotal, "GPU memory in total.");
+    Family free = Gauge(names::kGpuMemoryFree, "GPU memory free.");
+    Family used = Gauge(names::kGpuMemoryUsed, "GPU memory in use.");
+    Family temp = Gauge(names::kGpuTemperature, "GPU die temperature.");
+    Family util = Gauge(names::kGpuUtilization, "GPU core utilisation, 0 to 1.");
+    Family power = Gauge(names::kGpuPower, "GPU power draw.");
     constexpr double kMiB = 1024.0 * 1024.0;
     for (const auto& r : *readings) {
       const Labels l = {{"gpu", std::to_string(r.index)}, {"uuid", r.uuid}};

@@ -24,6 +24,17 @@ Result<ExporterOptions> ParseExporterOptions(int argc, const char* const* argv) 
   app.add_option("--llm-url", o.llm_url, "OpenAI-compatible endpoint (LM Studio, Ollama)")
       ->envname("SCENEFARM_LLM_URL");
   app.add_flag("--llm-skip", o.llm_skip, "do not probe the LLM (LOCAL_LLM_SKIP_HEALTHCHECK=1)");
+  app.add_option("--llm-model", o.llm_model,
+                 "model for the generation probe (a one-token chat completion); unset: none")
+      ->envname("SCENEFARM_LLM_MODEL");
+  app.add_option("--llm-generation-interval-seconds", o.llm_generation_interval_seconds)
+      ->envname("SCENEFARM_LLM_GENERATION_INTERVAL_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--llm-generation-timeout-seconds", o.llm_generation_timeout_seconds)
+      ->envname("SCENEFARM_LLM_GENERATION_TIMEOUT_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--web-config", o.web_config, "exporter-toolkit web config: TLS, basic auth")
       ->envname("SCENEFARM_WEB_CONFIG")
       ->check(CLI::ExistingFile);
@@ -56,6 +67,9 @@ Result<ExporterOptions> ParseExporterOptions(int argc, const char* const* argv) 
   // Seed 001's names for the LLM probe, honoured when ours are not set.
   if (o.llm_url.empty()) {
     if (const char* u = std::getenv("LOCAL_LLM_HEALTHCHECK_URL"); u && *u) o.llm_url = u;
+  }
+  if (o.llm_model.empty()) {
+    if (const char* m = std::getenv("LOCAL_LLM_MODEL"); m && *m) o.llm_model = m;
   }
   if (const char* s = std::getenv("LOCAL_LLM_SKIP_HEALTHCHECK");
       s && (std::string(s) == "1" || std::string(s) == "true")) {

@@ -18,6 +18,14 @@ struct ExporterOptions {
   // (or --llm-skip) turns the probe off.
   std::string llm_url;
   bool llm_skip = false;
+  // SCENEFARM_LLM_MODEL, else seed 000's LOCAL_LLM_MODEL: with a model named, a generation
+  // probe (a one-token chat completion, POST /v1/chat/completions) runs on its own thread
+  // every llm_generation_interval_seconds (SCENEFARM_LLM_GENERATION_INTERVAL_SECONDS), each
+  // allowed llm_generation_timeout_seconds (SCENEFARM_LLM_GENERATION_TIMEOUT_SECONDS): longer
+  // than the 120 s the latency alert looks for, so that a slow model is measured, not cut off.
+  std::string llm_model;
+  double llm_generation_interval_seconds = 60;
+  double llm_generation_timeout_seconds = 300;
   std::string web_config;           // SCENEFARM_WEB_CONFIG: exporter-toolkit web config (TLS, auth)
   double timeout_seconds = 5;       // SCENEFARM_EXPORTER_TIMEOUT_SECONDS: per source
   double live_window_seconds = 30;  // SCENEFARM_EXPORTER_LIVE_WINDOW_SECONDS: heartbeat age
@@ -27,6 +35,12 @@ struct ExporterOptions {
 
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  }
+  std::chrono::milliseconds llm_generation_interval() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(llm_generation_interval_seconds * 1000));
+  }
+  std::chrono::milliseconds llm_generation_timeout() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(llm_generation_timeout_seconds * 1000));
   }
   std::chrono::milliseconds live_window() const {
     return std::chrono::milliseconds(static_cast<int64_t>(live_window_seconds * 1000));

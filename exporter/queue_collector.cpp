@@ -42,11 +42,11 @@ class QueueCollector : public Collector {
     const double now_ms = v[0].elements.size() == 2 ? v[0].elements[0].AsInt() * 1000.0 +
                                                           v[0].elements[1].AsInt() / 1000.0
                                                     : 0;
-    Family depth = Gauge("scenefarm_queue_depth", "Scenes in the queue by state.");
-    Family oldest = Gauge("scenefarm_queue_oldest_pending_age_seconds",
+    Family depth = Gauge(names::kQueueDepth, "Scenes in the queue by state.");
+    Family oldest = Gauge(names::kQueueOldestPendingAge,
                           "Age of the oldest pending scene (0 when none is pending).");
-    Family runs = Gauge("scenefarm_queue_runs_in_progress", "Runs with scenes not yet finished.");
-    Family leased_age = Gauge("scenefarm_queue_oldest_leased_age_seconds",
+    Family runs = Gauge(names::kQueueRunsInProgress, "Runs with scenes not yet finished.");
+    Family leased_age = Gauge(names::kQueueOldestLeasedAge,
                               "How long the longest-held lease has been held (0 when none).");
     // Second round trip: when each leased scene was leased (bounded by workers x depth).
     std::vector<std::vector<std::string>> since_cmds;

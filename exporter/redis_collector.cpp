@@ -20,12 +20,11 @@ class RedisCollector : public Collector {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const bool up = r.ok() && !r->is_error();
     Families out;
-    out.push_back(Gauge("scenefarm_redis_up", "1 when Redis answered PING.").Add({}, up).Take());
+    out.push_back(Gauge(names::kRedisUp, "1 when Redis answered PING.").Add({}, up).Take());
     if (up) {
-      out.push_back(
-          Gauge("scenefarm_redis_command_duration_seconds", "Round trip of one PING to Redis.")
-              .Add({}, secs)
-              .Take());
+      out.push_back(Gauge(names::kRedisCommandDuration, "Round trip of one PING to Redis.")
+                        .Add({}, secs)
+                        .Take());
     }
     // redis_up 0 is itself the answer: the collector succeeded in finding Redis down; the
     // collectors that need Redis report their own failure.

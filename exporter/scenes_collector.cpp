@@ -4,6 +4,7 @@
 #include "families.h"
 #include "scenefarm/metrics.h"
 #include "scenefarm/queue.h"
+#include "scenefarm/readings.h"
 #include "scenefarm/telemetry.h"
 
 namespace scenefarm::exporter {
@@ -35,21 +36,21 @@ struct HistogramSpec {
 
 const std::vector<HistogramSpec>& Histograms() {
   static const std::vector<HistogramSpec> specs = {
-      {"duration", "scenefarm_scene_duration_seconds",
+      {"duration", names::kSceneDuration,
        "Render time of succeeded scenes (telemetry DurationSeconds).", &metrics::kDurationBuckets},
-      {"end_to_end", "scenefarm_scene_end_to_end_seconds",
-       "Enqueue to acknowledgement of succeeded scenes.", &metrics::kDurationBuckets},
-      {"queue_wait", "scenefarm_scene_queue_wait_seconds",
-       "Time from available to leased, per lease.", &metrics::kWaitBuckets},
-      {"done_marker_wait", "scenefarm_scene_done_marker_wait_seconds",
+      {"end_to_end", names::kSceneEndToEnd, "Enqueue to acknowledgement of succeeded scenes.",
+       &metrics::kDurationBuckets},
+      {"queue_wait", names::kSceneQueueWait, "Time from available to leased, per lease.",
+       &metrics::kWaitBuckets},
+      {"done_marker_wait", names::kSceneDoneMarkerWait,
        "Wait for the producer's done marker, scenes whose marker came.", &metrics::kWaitBuckets},
-      {"frames", "scenefarm_scene_frames", "Frames collected per succeeded scene.",
+      {"frames", names::kSceneFrames, "Frames collected per succeeded scene.",
        &metrics::kFrameBuckets}};
   return specs;
 }
 
-const std::vector<std::string> kOutcomes = {"succeeded", "failed",    "retried", "dead_lettered",
-                                            "cancelled", "reclaimed", "released"};
+const std::vector<std::string> kOutcomes = {"succeeded", "failed",    "retried",  "dead_lettered",
+                                            "cancelled", "reclaimed", "released", "rerun"};
 
 class ScenesCollector : public Collector {
  public:
@@ -67,28 +68,29 @@ class ScenesCollector : public Collector {
       for (const auto& h : Histograms())
         cmds.push_back({"HGETALL", p + "h:" + h.key});
     }
+    cmds.push_back({"HGET", readings::kFarmStatsKey, readings::kContractViolations});
     std::vector<redis::Value> replies;
     if (!cmds.empty()) {
       auto r = redis_->client.Pipeline(cmds);
       if (!r.ok()) return r.status();
       replies = std::move(r).value();
     }
-    Family scenes = Counter("scenefarm_scenes_total",
+    Family scenes = Counter(names::kScenesTotal,
                             "Scene outcomes: succeeded, failed (attempts), retried, dead_lettered, "
-                            "cancelled, reclaimed, released.");
-    Family enqueued = Counter("scenefarm_scenes_enqueued_total", "Scenes enqueued.");
-    Family runs = Counter("scenefarm_runs_completed_total",
+                            "cancelled, reclaimed, released, rerun.");
+    Family enqueued = Counter(names::kScenesEnqueued, "Scenes enqueued.");
+    Family runs = Counter(names::kRunsCompleted,
                           "Runs whose every scene reached succeeded, dead or cancelled.");
-    Family completions = Counter("scenefarm_scene_completions_total",
+    Family completions = Counter(names::kSceneCompletions,
                                  "Succeeded scenes by how their frames were taken: done_marker or "
                                  "forced_copy.");
-    Family exits = Counter("scenefarm_scene_history_exits_total",
+    Family exits = Counter(names::kSceneHistoryExits,
                            "Attempts by HistoryExitReason (success, maxWait, attemptLimit, "
                            "postExecution, unknown).");
-    Family short_frames = Counter("scenefarm_scene_frames_short_total",
+    Family short_frames = Counter(names::kSceneFramesShort,
                                   "Succeeded scenes with fewer frames than their expected_frames.");
-    Family frames_total = Counter("scenefarm_scene_frames_collected_total", "Frames collected.");
-    Family fallbacks = Counter("scenefarm_scene_fallbacks_total",
+    Family frames_total = Counter(names::kSceneFramesCollected, "Frames collected.");
+    Family fallbacks = Counter(names::kSceneFallbacks,
                                "Attempts with a telemetry fallback note, by bounded reason.");
     std::vector<Family> hists;
     for (const auto& h : Histograms())
@@ -118,9 +120,13 @@ class ScenesCollector : public Collector {
         hists[h].AddHistogram({{"queue", q}}, buckets, sum, count);
       }
     }
+    Family violations = Counter(names::kTelemetryContractViolations,
+                                "Telemetry-contract violations workers found in the runs they "
+                                "assembled (scenefarm validate's checks).");
+    violations.Add({}, replies[i].is_nil() ? 0.0 : static_cast<double>(replies[i].AsInt(0)));
     Families out;
-    for (Family* f : {&scenes, &enqueued, &runs, &completions, &exits, &short_frames, &frames_total,
-                      &fallbacks}) {
+    for (Family* f : {&violations, &scenes, &enqueued, &runs, &completions, &exits, &short_frames,
+                      &frames_total, &fallbacks}) {
       if (!f->empty()) out.push_back(f->Take());
     }
     for (auto& h : hists) {

@@ -36,9 +36,9 @@ class WorkersCollector : public Collector {
       busy = std::move(r).value();
     }
     int64_t n_busy = 0;
-    Family per_busy = Gauge("scenefarm_worker_busy", "1 while the worker renders a scene.");
-    Family per_age = Gauge("scenefarm_worker_heartbeat_age_seconds",
-                           "Seconds since the worker's last heartbeat.");
+    Family per_busy = Gauge(names::kWorkerBusy, "1 while the worker renders a scene.");
+    Family per_age =
+        Gauge(names::kWorkerHeartbeatAge, "Seconds since the worker's last heartbeat.");
     for (size_t i = 0; i < workers.size(); ++i) {
       const bool b = i < busy.size() && busy[i].AsString() == "1";
       n_busy += b;
@@ -48,13 +48,13 @@ class WorkersCollector : public Collector {
       }
     }
     Families out;
-    out.push_back(Gauge("scenefarm_workers_live", "Workers whose heartbeat is within the window.")
+    out.push_back(Gauge(names::kWorkersLive, "Workers whose heartbeat is within the window.")
                       .Add({}, static_cast<double>(workers.size()))
                       .Take());
-    out.push_back(Gauge("scenefarm_workers_busy", "Live workers rendering a scene.")
+    out.push_back(Gauge(names::kWorkersBusy, "Live workers rendering a scene.")
                       .Add({}, static_cast<double>(n_busy))
                       .Take());
-    out.push_back(Gauge("scenefarm_workers_idle", "Live workers waiting for a scene.")
+    out.push_back(Gauge(names::kWorkersIdle, "Live workers waiting for a scene.")
                       .Add({}, static_cast<double>(workers.size() - n_busy))
                       .Take());
     if (per_worker_ && !per_busy.empty()) {

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "comfyui_renderer.h"
+#include "host_readings.h"
 #include "scenefarm/log.h"
 #include "scenefarm/telemetry.h"
 
@@ -274,6 +275,9 @@ void Worker::AssembleRun(const std::string& run) {
                               {"contract_violations", violations.size()}});
   for (const auto& v : violations)
     log::Warn("telemetry_contract_violation", {{"run", run}, {"violation", v}});
+  if (!violations.empty())  // scenefarm_telemetry_contract_violations_total
+    (void)redis_.Command({"HINCRBY", readings::kFarmStatsKey, readings::kContractViolations,
+                          std::to_string(violations.size())});
 }
 
 void Worker::ReleaseJob(Job& job, const std::string& reason) {
@@ -312,8 +316,10 @@ void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool
                         std::to_string(getpid()), "queues", json(options_.queues).dump(),
                         "started_at", std::to_string(clock_.NowMs())});
   std::optional<std::chrono::steady_clock::time_point> drain_deadline;
+  auto readings = StartHostReadings(options_, clock_);  // GPU and disk, published each beat
   while (!done) {
     HeartbeatOnce(client, queues);
+    (void)readings->Publish(client, options_.worker_id);
     if (stop && !drain_deadline)
       drain_deadline = std::chrono::steady_clock::now() + options_.drain();
     if (drain_deadline && std::chrono::steady_clock::now() >= *drain_deadline) AbandonInHand();

@@ -21,6 +21,7 @@ const redis::Script kRetry{"retry", scripts::k_retry};
 const redis::Script kPurge{"purge", scripts::k_purge};
 const redis::Script kExpireGone{"expire_gone", scripts::k_expire_gone};
 const redis::Script kResume{"resume", scripts::k_resume};
+const redis::Script kRerun{"rerun", scripts::k_rerun};
 
 Status ScriptError(const char* what, const redis::Value& v) {
   return Status::Internal(std::string(what) + ": " + v.str);
@@ -215,6 +216,15 @@ Status Queue::Retry(const std::string& id) {
   if (r->type == redis::Value::Type::kInteger && r->integer == 1) return Status::Ok();
   if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
   return Status::FailedPrecondition("scene '" + id + "' is " + r->AsString() + ", not dead");
+}
+
+Status Queue::Rerun(const std::string& id, const std::string& reason) {
+  auto r = redis_.Eval(kRerun, Args({id, reason}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("rerun", *r);
+  if (r->type == redis::Value::Type::kInteger && r->integer == 1) return Status::Ok();
+  if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
+  return Status::FailedPrecondition("scene '" + id + "' is " + r->AsString() + ", not succeeded");
 }
 
 int64_t Queue::NowMs() const {

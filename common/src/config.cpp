@@ -84,6 +84,19 @@ void AddPolicyOptions(CLI::App& app, WorkerOptions& o) {
       ->check(CLI::NonNegativeNumber);
 }
 
+// What the worker reads of its host each heartbeat (worker/host_readings.h).
+void AddReadingsOptions(CLI::App& app, WorkerOptions& o) {
+  app.add_option("--gpu-source", o.gpu_source,
+                 "where the worker reads its ComfyUI's GPUs: auto (NVML, then /system_stats, then "
+                 "nvidia-smi), nvml, system_stats, nvidia-smi, none")
+      ->envname("SCENEFARM_GPU_SOURCE")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "nvml", "system_stats", "nvidia-smi", "none"}));
+  app.add_option("--comfyui-gpus", o.comfyui_gpus,
+                 "the host GPUs (index or UUID, comma-separated) its ComfyUI uses; default all")
+      ->envname("SCENEFARM_COMFYUI_GPUS");
+}
+
 }  // namespace
 
 Result<WorkerOptions> ParseWorkerOptions(int argc, const char* const* argv) {
@@ -129,6 +142,7 @@ Result<WorkerOptions> ParseWorkerOptions(int argc, const char* const* argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   AddPolicyOptions(app, o);
+  AddReadingsOptions(app, o);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -1,11 +1,18 @@
 #include "scenefarm/gpu.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,68 +62,138 @@ struct nvmlMemory_t {
 struct nvmlUtilization_t {
   unsigned int gpu, memory;
 };
+
+// A dlopen handle, closed on destruction.
+struct DlCloser {
+  void operator()(void* h) const {
+    if (h != nullptr) dlclose(h);
+  }
+};
+using DlHandle = std::unique_ptr<void, DlCloser>;
+
 struct Nvml {
-  int (*init)();
-  int (*count)(unsigned int*);
-  int (*handle)(unsigned int, nvmlDevice_t*);
-  int (*name)(nvmlDevice_t, char*, unsigned int);
-  int (*memory)(nvmlDevice_t, nvmlMemory_t*);
-  int (*temperature)(nvmlDevice_t, int, unsigned int*);
-  int (*utilization)(nvmlDevice_t, nvmlUtilization_t*);
-  int (*power)(nvmlDevice_t, unsigned int*);
-  int (*uuid)(nvmlDevice_t, char*, unsigned int);
-  int (*driver)(char*, unsigned int);
-  bool ok = false;
-  std::string error;
+  DlHandle lib;
+  int (*init)() = nullptr;
+  int (*count)(unsigned int*) = nullptr;
+  int (*handle)(unsigned int, nvmlDevice_t*) = nullptr;
+  int (*name)(nvmlDevice_t, char*, unsigned int) = nullptr;
+  int (*memory)(nvmlDevice_t, nvmlMemory_t*) = nullptr;
+  int (*temperature)(nvmlDevice_t, int, unsigned int*) = nullptr;
+  int (*utilization)(nvmlDevice_t, nvmlUtilization_t*) = nullptr;
+  int (*power)(nvmlDevice_t, unsigned int*) = nullptr;
+  int (*uuid)(nvmlDevice_t, char*, unsigned int) = nullptr;
+  int (*driver)(char*, unsigned int) = nullptr;
 };
 
-// Loaded once per library path for the life of the process (NVML is reference counted and
-// cheap to keep initialised).
-const Nvml& LoadNvml(const std::string& path) {
+template <typename F>
+void Bind(void* lib, const char* symbol, F* fn) {
+  *fn = reinterpret_cast<F>(dlsym(lib, symbol));
+}
+
+// Opens and initialises NVML from `path`; the error says why not.
+Result<std::unique_ptr<Nvml>> OpenNvml(const std::string& path) {
+  auto nvml = std::make_unique<Nvml>();
+  nvml->lib.reset(dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL));
+  if (!nvml->lib) {
+    const char* e = dlerror();
+    return Status::Unavailable(path + " not loadable: " + (e ? e : "unknown"));
+  }
+  void* lib = nvml->lib.get();
+  Bind(lib, "nvmlInit_v2", &nvml->init);
+  Bind(lib, "nvmlDeviceGetCount_v2", &nvml->count);
+  Bind(lib, "nvmlDeviceGetHandleByIndex_v2", &nvml->handle);
+  Bind(lib, "nvmlDeviceGetName", &nvml->name);
+  Bind(lib, "nvmlDeviceGetMemoryInfo", &nvml->memory);
+  Bind(lib, "nvmlDeviceGetTemperature", &nvml->temperature);
+  Bind(lib, "nvmlDeviceGetUtilizationRates", &nvml->utilization);
+  Bind(lib, "nvmlDeviceGetPowerUsage", &nvml->power);
+  Bind(lib, "nvmlDeviceGetUUID", &nvml->uuid);
+  Bind(lib, "nvmlSystemGetDriverVersion", &nvml->driver);
+  if (!nvml->init || !nvml->count || !nvml->handle || !nvml->name || !nvml->memory)
+    return Status::Unavailable(path + " lacks the NVML v2 entry points");
+  if (const int rc = nvml->init(); rc != 0)
+    return Status::Unavailable("nvmlInit_v2 failed with NVML error " + std::to_string(rc));
+  return nvml;
+}
+
+// An initialised NVML per library path, kept for the life of the process (NVML is reference
+// counted and cheap to keep initialised). Failures are not kept: the next call tries again.
+Result<const Nvml*> LoadNvml(const std::string& path) {
   static std::mutex mu;
   static std::map<std::string, std::unique_ptr<Nvml>> loaded;
   std::lock_guard<std::mutex> lock(mu);
-  auto& slot = loaded[path];
-  if (slot) return *slot;
-  slot = std::make_unique<Nvml>();
-  Nvml& nvml = *slot;
-  {
-    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-      const char* e = dlerror();
-      nvml.error = path + " not loadable: " + (e ? e : "unknown");
-      return nvml;
-    }
-    auto sym = [&](const char* n) { return dlsym(lib, n); };
-    nvml.init = reinterpret_cast<int (*)()>(sym("nvmlInit_v2"));
-    nvml.count = reinterpret_cast<int (*)(unsigned int*)>(sym("nvmlDeviceGetCount_v2"));
-    nvml.handle = reinterpret_cast<int (*)(unsigned int, nvmlDevice_t*)>(
-        sym("nvmlDeviceGetHandleByIndex_v2"));
-    nvml.name =
-        reinterpret_cast<int (*)(nvmlDevice_t, char*, unsigned int)>(sym("nvmlDeviceGetName"));
-    nvml.memory =
-        reinterpret_cast<int (*)(nvmlDevice_t, nvmlMemory_t*)>(sym("nvmlDeviceGetMemoryInfo"));
-    nvml.temperature = reinterpret_cast<int (*)(nvmlDevice_t, int, unsigned int*)>(
-        sym("nvmlDeviceGetTemperature"));
-    nvml.utilization = reinterpret_cast<int (*)(nvmlDevice_t, nvmlUtilization_t*)>(
-        sym("nvmlDeviceGetUtilizationRates"));
-    nvml.power =
-        reinterpret_cast<int (*)(nvmlDevice_t, unsigned int*)>(sym("nvmlDeviceGetPowerUsage"));
-    nvml.uuid =
-        reinterpret_cast<int (*)(nvmlDevice_t, char*, unsigned int)>(sym("nvmlDeviceGetUUID"));
-    nvml.driver = reinterpret_cast<int (*)(char*, unsigned int)>(sym("nvmlSystemGetDriverVersion"));
-    if (!nvml.init || !nvml.count || !nvml.handle || !nvml.name || !nvml.memory) {
-      nvml.error = path + " lacks the NVML v2 entry points";
-      return nvml;
-    }
-    const int rc = nvml.init();
-    if (rc != 0) {
-      nvml.error = "nvmlInit_v2 failed with NVML error " + std::to_string(rc);
-      return nvml;
-    }
-    nvml.ok = true;
-  }
+  auto it = loaded.find(path);
+  if (it != loaded.end()) return static_cast<const Nvml*>(it->second.get());
+  auto opened = OpenNvml(path);
+  if (!opened.ok()) return opened.status();
+  const Nvml* nvml = opened->get();
+  loaded.emplace(path, std::move(opened).value());
   return nvml;
+}
+
+// Reads `fd` until EOF, `deadline` or `limit` bytes; false on timeout.
+bool ReadUntil(int fd, std::chrono::steady_clock::time_point deadline, size_t limit,
+               std::string* out) {
+  std::array<char, 4096> buf{};
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    const int rc = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) continue;  // re-check the deadline
+    const ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return true;
+    if (out->size() < limit) out->append(buf.data(), std::min<size_t>(n, limit - out->size()));
+  }
+}
+
+// Runs argv (PATH searched, no shell) in its own process group with stdout captured; the whole
+// group is killed when it outlives `timeout`.
+Result<std::string> RunCaptured(const std::vector<std::string>& argv,
+                                std::chrono::milliseconds timeout) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return Status::Unavailable("pipe failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int err = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(fds[1]);
+  if (err != 0) {
+    close(fds[0]);
+    return Status::Unavailable("cannot run " + argv[0] + ": " + std::strerror(err));
+  }
+  std::string out;
+  const bool finished =
+      ReadUntil(fds[0], std::chrono::steady_clock::now() + timeout, 64 * 1024, &out);
+  close(fds[0]);
+  if (!finished) kill(-pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!finished) {
+    return Status::DeadlineExceeded(argv[0] + " ran longer than " +
+                                    std::to_string(timeout.count()) + " ms and was killed");
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Status::Unavailable(argv[0] + " failed (exit " +
+                               std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")");
+  }
+  return out;
 }
 
 }  // namespace
@@ -172,22 +249,11 @@ std::vector<Reading> ParseNvidiaSmiCsv(const std::string& csv) {
   return out;
 }
 
-Result<std::vector<Reading>> ReadNvidiaSmi(const std::string& binary) {
-  const std::string cmd =
-      binary + " " + kNvidiaSmiQuery + " --format=csv,noheader,nounits 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return Status::Unavailable("cannot run " + binary);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0)
-    out.append(buf.data(), n);
-  const int rc = pclose(p);
-  if (rc != 0) {
-    return Status::Unavailable(binary + " failed (exit " +
-                               std::to_string(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1) + ")");
-  }
-  auto readings = ParseNvidiaSmiCsv(out);
+Result<std::vector<Reading>> ReadNvidiaSmi(const std::string& binary,
+                                           std::chrono::milliseconds timeout) {
+  auto out = RunCaptured({binary, kNvidiaSmiQuery, "--format=csv,noheader,nounits"}, timeout);
+  if (!out.ok()) return out.status();
+  auto readings = ParseNvidiaSmiCsv(*out);
   if (readings.empty()) return Status::Unavailable(binary + " listed no GPU");
   return readings;
 }
@@ -198,8 +264,9 @@ Result<std::vector<Reading>> ReadNvml(const std::string& library) {
     const char* env = std::getenv("SCENEFARM_NVML_LIBRARY");
     path = env && *env ? env : "libnvidia-ml.so.1";
   }
-  const Nvml& nvml = LoadNvml(path);
-  if (!nvml.ok) return Status::Unavailable(nvml.error);
+  auto loaded = LoadNvml(path);
+  if (!loaded.ok()) return loaded.status();
+  const Nvml& nvml = **loaded;
   unsigned int count = 0;
   if (nvml.count(&count) != 0 || count == 0) return Status::Unavailable("NVML lists no GPU");
   std::vector<Reading> out;

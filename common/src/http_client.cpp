@@ -12,6 +12,11 @@ void GlobalInitOnce() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// Non-zero stops the transfer (CURLE_ABORTED_BY_CALLBACK).
+int StopWhenCancelled(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
+}
+
 size_t AppendBody(char* data, size_t size, size_t n, void* user) {
   static_cast<std::string*>(user)->append(data, size * n);
   return size * n;
@@ -62,6 +67,11 @@ Result<Response> Client::Request(std::string_view method, std::string_view path,
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &response.body);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+  if (options_.cancel != nullptr) {
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &StopWhenCancelled);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options_.cancel));
+  }
   if (method == "GET") {
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
   } else {
@@ -75,6 +85,7 @@ Result<Response> Client::Request(std::string_view method, std::string_view path,
   if (rc != CURLE_OK) {
     std::string what = std::string(method) + " " + url + ": " + curl_easy_strerror(rc);
     if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(what);
+    if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Aborted(what);
     return Status::Unavailable(what);
   }
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);

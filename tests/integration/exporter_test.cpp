@@ -8,9 +8,14 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "scenefarm/http_client.h"
+#include "scenefarm/metric_names.h"
 #include "scenefarm/queue.h"
+#include "scenefarm/readings.h"
+#include "scenefarm/telemetry.h"
 #include "support/llm_stub.h"
 #include "support/net.h"
 #include "support/process.h"
@@ -32,6 +37,17 @@ double Metric(const std::string& text, const std::string& series) {
 }
 bool Has(const std::string& text, const std::string& prefix) {
   return ("\n" + text).find("\n" + prefix) != std::string::npos;
+}
+
+// The families a scrape declares ("# TYPE name type" lines).
+std::set<std::string> DeclaredFamilies(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) out.insert(line.substr(7, line.find(' ', 7) - 7));
+  }
+  return out;
 }
 
 int Shell(const std::string& cmd) {
@@ -83,6 +99,26 @@ class ExporterTest : public ::testing::Test {
     s.workflow = {{"1", {{"class_type", "EmptyImage"}, {"inputs", json::object()}}}};
     if (expected_frames > 0) s.expected_frames = expected_frames;
     return s;
+  }
+
+  // scenefarm-test-worker (the worker loop with the FakeRenderer) on queue `queue`.
+  std::unique_ptr<Process> StartWorker(const std::string& id, const std::string& queue,
+                                       std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {SCENEFARM_TEST_WORKER_BIN,
+                                     "--redis-url",
+                                     redis_.url(),
+                                     "--worker-id",
+                                     id,
+                                     "--queue",
+                                     queue,
+                                     "--lease-seconds",
+                                     "2",
+                                     "--heartbeat-seconds",
+                                     "0.2",
+                                     "--idle-poll-seconds",
+                                     "0.05"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>(argv, dir_.path() / (id + ".log"));
   }
 
   RedisServer redis_;
@@ -330,6 +366,179 @@ TEST_F(ExporterTest, ABadWebConfigIsAClearErrorAtStart) {
             dir_.path() / "bad.log");
   ASSERT_TRUE(WaitFor([&] { return !p.running(); }));
   EXPECT_NE(p.Log().find("needs a bcrypt hash"), std::string::npos) << p.Log();
+}
+
+// Issue #16: every worker reads the GPUs of the ComfyUI it drives and its disks at each
+// heartbeat; the exporter publishes them per instance and worker, and they vanish with it.
+TEST_F(ExporterTest, WorkerReadingsArePublishedPerInstanceAndDisappearWithTheWorker) {
+  const fs::path artifacts = dir_.path() / "artifacts";
+  fs::create_directories(artifacts);
+  // The fake NVML lists two GPUs; this worker's ComfyUI uses the second.
+  auto worker = StartWorker(
+      "wr1", "idle",
+      {"--comfyui-url", "http://comfy-a:8188", "--artifacts-dir", artifacts.string(),
+       "--comfyui-output-dir", (dir_.path() / "missing").string(), "--comfyui-gpus", "1"});
+  StartExporter({"--comfyui-url", "", "--live-window-seconds", "1"});
+  const std::string gpu1 =
+      R"({instance="http://comfy-a:8188",gpu="1",uuid="GPU-fake-0001",worker="wr1"})";
+  std::string m;
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape();
+    return !std::isnan(Metric(m, std::string("scenefarm_gpu_memory_free_bytes") + gpu1));
+  })) << m
+      << worker->Log();
+  EXPECT_EQ(Metric(m, std::string("scenefarm_gpu_memory_free_bytes") + gpu1), 50.0 * (1ULL << 30));
+  EXPECT_EQ(Metric(m, std::string("scenefarm_gpu_memory_total_bytes") + gpu1), 80.0 * (1ULL << 30));
+  EXPECT_EQ(Metric(m, std::string("scenefarm_gpu_temperature_celsius") + gpu1), 51);
+  EXPECT_DOUBLE_EQ(Metric(m, std::string("scenefarm_gpu_utilization_ratio") + gpu1), 0.41);
+  EXPECT_FALSE(Has(m, R"(scenefarm_gpu_memory_free_bytes{instance="http://comfy-a:8188",gpu="0")"))
+      << "GPU 0 is not this ComfyUI's";
+  const std::string disk = "{worker=\"wr1\",path=\"" + artifacts.string() + "\"}";
+  const double ratio = Metric(m, "scenefarm_worker_disk_free_ratio" + disk);
+  EXPECT_GT(ratio, 0);
+  EXPECT_LE(ratio, 1);
+  EXPECT_GT(Metric(m, "scenefarm_worker_disk_free_bytes" + disk), 0);
+  EXPECT_FALSE(Has(m, "scenefarm_worker_disk_free_ratio{worker=\"wr1\",path=\"" +
+                          (dir_.path() / "missing").string()))
+      << "an unreadable path has no figures";
+  EXPECT_GE(Metric(m, R"(scenefarm_worker_readings_age_seconds{worker="wr1"})"), 0);
+  // The exporter's own GPUs (the fake NVML) and the worker's share one family each.
+  EXPECT_EQ(Metric(m, R"(scenefarm_gpu_memory_free_bytes{gpu="0",uuid="GPU-fake-0000"})"),
+            60.0 * (1ULL << 30));
+  EXPECT_EQ(m.find("# TYPE scenefarm_gpu_memory_free_bytes gauge"),
+            m.rfind("# TYPE scenefarm_gpu_memory_free_bytes gauge"));
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="worker_readings"})"), 1);
+  const fs::path f = dir_.path() / "metrics.txt";
+  std::ofstream(f) << m;
+  EXPECT_EQ(Shell("promtool check metrics < " + f.string() + " > /dev/null 2>&1"), 0);
+  // The worker goes: its readings go with it.
+  worker->Stop();
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape();
+    return !Has(m, "scenefarm_worker_disk_free_bytes{") &&
+           m.find("worker=\"wr1\"") == std::string::npos;
+  })) << m;
+  EXPECT_EQ(Metric(m, R"(scenefarm_gpu_memory_free_bytes{gpu="0",uuid="GPU-fake-0000"})"),
+            60.0 * (1ULL << 30));
+}
+
+TEST_F(ExporterTest, AForeignOrBrokenReadingsDocumentIsSkippedNotAFailedScrape) {
+  ASSERT_TRUE(
+      client_->Command({"ZADD", queue::kWorkersKey, std::to_string(clock_.NowMs()), "wx"}).ok());
+  ASSERT_TRUE(
+      client_->Command({"HSET", queue::WorkerKey("wx"), readings::kField, "{not json"}).ok());
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none"});
+  const std::string m = Scrape();
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="worker_readings"})"), 1);
+  EXPECT_FALSE(Has(m, "scenefarm_worker_disk_free_bytes"));
+}
+
+// Issue #16: contract violations a worker found were only logged.
+TEST_F(ExporterTest, ContractViolationsAWorkerFindsAreCounted) {
+  const fs::path artifacts = dir_.path() / "artifacts";
+  // A run whose earlier scene left telemetry that breaks the contract.
+  fs::create_directories(artifacts / "broken" / "s0");
+  std::ofstream(artifacts / "broken" / "s0" / "telemetry.json")
+      << R"({"SceneId": "s0", "Status": "succeeded", "Telemetry": {}})";
+  Scene s = MakeScene("s1");
+  s.run = "broken";
+  ASSERT_TRUE(queue_->Enqueue({s}).ok());
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none"});
+  EXPECT_EQ(Metric(Scrape(), "scenefarm_telemetry_contract_violations_total"), 0);
+  auto worker = StartWorker("wv", "scenes", {"--artifacts-dir", artifacts.string()});
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(artifacts / "broken" / "artifact-metadata.json"); }))
+      << worker->Log();
+  double n = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    n = Metric(Scrape(), "scenefarm_telemetry_contract_violations_total");
+    return n > 0;
+  })) << worker->Log();
+  EXPECT_EQ(n, static_cast<double>(telemetry::ValidateRun(artifacts / "broken").size()));
+}
+
+TEST_F(ExporterTest, LlmGenerationProbeMeasuresPastTheScrapeTimeoutAndCountsFailures) {
+  LlmStub llm;
+  llm.set_chat_delay_ms(2500);  // slower than the scrape's 2 s timeout (StartExporter)
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none", "--llm-url", llm.url(), "--llm-model",
+                 "qwen2.5-7b-instruct", "--llm-generation-interval-seconds", "0.1",
+                 "--llm-generation-timeout-seconds", "30"});
+  std::string m;
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape();
+    return Metric(m, "scenefarm_llm_generation_duration_seconds_count") >= 1;
+  })) << m;
+  EXPECT_EQ(Metric(m, R"(scenefarm_llm_generation_up{model="qwen2.5-7b-instruct"})"), 1);
+  EXPECT_EQ(Metric(m, "scenefarm_llm_generation_errors_total"), 0);
+  EXPECT_GE(Metric(m, "scenefarm_llm_generation_duration_seconds_sum"), 2.5);
+  EXPECT_EQ(Metric(m, R"(scenefarm_llm_generation_duration_seconds_bucket{le="2.5"})"), 0);
+  EXPECT_EQ(Metric(m, R"(scenefarm_llm_model_info{model="qwen2.5-7b-instruct"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_llm_model_info{model="llama-3.1-8b"})"), 1);
+  const json req = json::parse(llm.last_chat_body(), nullptr, false);
+  EXPECT_EQ(req["model"], "qwen2.5-7b-instruct");
+  EXPECT_EQ(req["max_tokens"], 1);
+  llm.set_chat_delay_ms(0);
+  llm.set_chat_status(503);
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape();
+    return Metric(m, "scenefarm_llm_generation_errors_total") >= 1 &&
+           Metric(m, R"(scenefarm_llm_generation_up{model="qwen2.5-7b-instruct"})") == 0;
+  })) << m;
+  EXPECT_EQ(Metric(m, "scenefarm_llm_up"), 1);  // GET /v1/models still answers
+}
+
+TEST_F(ExporterTest, ALlmGenerationPastItsTimeoutIsAnError) {
+  LlmStub llm;
+  llm.set_chat_delay_ms(60000);
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none", "--llm-url", llm.url(), "--llm-model",
+                 "m", "--llm-generation-timeout-seconds", "0.3"});
+  std::string m;
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape();
+    return Metric(m, "scenefarm_llm_generation_errors_total") >= 1;
+  })) << m;
+  EXPECT_EQ(Metric(m, R"(scenefarm_llm_generation_up{model="m"})"), 0);
+  EXPECT_GE(Metric(m, "scenefarm_llm_generation_duration_seconds_sum"), 0.3);
+  // The exporter stops at once although a completion is in flight.
+  EXPECT_EQ(exporter_->Stop(), 0);
+}
+
+// docs/metrics.md lists exactly the families of scenefarm/metric_names.h, and a scrape with
+// every source on serves no other.
+TEST_F(ExporterTest, DocsListEveryFamilyAndTheExporterServesNoOther) {
+  std::set<std::string> documented;
+  std::istringstream doc(ReadFile(fs::path(SCENEFARM_SOURCE_DIR) / "docs" / "metrics.md"));
+  std::string line;
+  while (std::getline(doc, line)) {
+    if (line.rfind("| `scenefarm_", 0) == 0)
+      documented.insert(line.substr(3, line.find('`', 3) - 3));
+  }
+  std::set<std::string> named;
+  for (auto n : metric_names::kAllFamilies)
+    named.insert(std::string(n));
+  EXPECT_EQ(documented, named);
+
+  TempDir comfy;
+  Process server({SCENEFARM_TEST_SERVER_BIN, "--port", "0", "--port-file",
+                  (comfy.path() / "port").string(), "--base-dir", comfy.path().string()},
+                 comfy.path() / "log");
+  ASSERT_TRUE(WaitFor([&] { return !ReadFile(comfy.path() / "port").empty(); }));
+  std::string port = ReadFile(comfy.path() / "port");
+  port.erase(port.find_last_not_of(" \n") + 1);
+  LlmStub llm;
+  auto worker = StartWorker("wd", "idle", {"--artifacts-dir", dir_.path().string()});
+  ASSERT_TRUE(queue_->Enqueue({MakeScene("a")}).ok());
+  StartExporter({"--comfyui-url", "http://127.0.0.1:" + port, "--llm-url", llm.url(), "--llm-model",
+                 "m", "--worker-labels"});
+  std::string m;
+  ASSERT_TRUE(WaitFor([&] {
+    m = Scrape();
+    return Has(m, "scenefarm_worker_disk_free_bytes") &&
+           Has(m, "scenefarm_llm_generation_duration_seconds_count");
+  })) << m;
+  for (const auto& f : DeclaredFamilies(m)) {
+    if (f.rfind("exposer_", 0) == 0) continue;  // prometheus-cpp's own
+    EXPECT_TRUE(named.count(f)) << f << " is served but not in metric_names.h / docs/metrics.md";
+  }
 }
 
 }  // namespace

@@ -1,14 +1,19 @@
-// Monitoring end to end on loopback: scenefarm-exporter over a Redis populated through the queue
-// protocol (plus the ComfyUI test server, the fake NVML library and an LLM stand-in), a real
-// prometheus (1 s scrape and evaluation) loading alerts/scenefarm.rules.yml, a real alertmanager
-// (clustering off) loading alerts/alertmanager.yml, and a webhook receiver run by this test.
-// The copies given to prometheus and alertmanager differ from the repository's files only in
-// time (every `for:` 0s, group waits 1 s) and in the receiver's URL.
-// The farm is driven into four alert conditions; the notifications must arrive with the right
-// labels, one must resolve; then every dashboard panel's expressions must return series.
+// Monitoring end to end on loopback: two scenefarm-exporter replicas over a Redis populated
+// through the queue protocol and by a live worker's heartbeat readings (plus the ComfyUI test
+// server, the fake NVML library and an LLM stand-in with a generation probe), a real prometheus
+// (1 s scrape and evaluation) scraping both and loading alerts/scenefarm.rules.yml, a real
+// alertmanager (clustering off) loading alerts/alertmanager.yml, and a webhook receiver run by
+// this test. The copies given to prometheus and alertmanager differ from the repository's files
+// only in time (every `for:` 0s, group waits 1 s) and in the receiver's URL.
+// The farm is driven into five alert conditions; the notifications must arrive with the right
+// labels, one must resolve; the second replica must change no figure; every dashboard panel's
+// expressions must return series; and `scenefarm report` must apply seed 000's criteria with the
+// thresholds the rules record.
 #include <civetweb.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <ctime>
 #include <fstream>
 #include <mutex>
 #include <regex>
@@ -109,7 +114,15 @@ class MonitoringE2E : public ::testing::Test {
   TempDir dir_;
   RedisServer redis_;
   SystemClock clock_;
-  std::unique_ptr<Process> comfy_, exporter_, alertmanager_, prometheus_;
+  // The scalar value of an instant query (NaN when it has no result).
+  double Value(const std::string& expr) {
+    json r = Query(expr);
+    if (r.value("status", "") != "success" || r["data"]["result"].empty()) return std::nan("");
+    return std::stod(r["data"]["result"][0]["value"][1].get<std::string>());
+  }
+
+  std::unique_ptr<Process> comfy_, exporter_, alertmanager_, prometheus_, worker_;
+  std::vector<std::unique_ptr<Process>> exporters_;
   int prom_port_ = 0;
 };
 
@@ -122,7 +135,7 @@ TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
   base.run = "e2e";
   base.workflow = {{"1", {{"class_type", "EmptyImage"}, {"inputs", json::object()}}}};
   std::vector<Scene> scenes;
-  for (const char* id : {"x1", "x2", "x3", "x4"}) {
+  for (const char* id : {"x0", "x1", "x2", "x3", "x4", "x5"}) {
     base.id = id;
     scenes.push_back(base);
   }
@@ -134,16 +147,29 @@ TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
   LlmStub llm;
   WebhookReceiver hook;
 
-  const int exporter_port = FreePort();
+  // Two replicas of the exporter, as a farm runs them for availability, and a worker whose
+  // heartbeat publishes its host's readings (the fake NVML's GPUs, its artifacts disk).
+  const int exporter_port = FreePort(), replica_port = FreePort();
   setenv("SCENEFARM_NVML_LIBRARY", SCENEFARM_FAKE_NVML_LIB, 1);
-  exporter_ = std::make_unique<Process>(
-      std::vector<std::string>{SCENEFARM_EXPORTER_BIN, "--listen",
-                               "127.0.0.1:" + std::to_string(exporter_port), "--redis-url",
-                               redis_.url(), "--comfyui-url", comfy_url, "--llm-url", llm.url(),
-                               "--timeout-seconds", "1"},
-      d / "exporter.log");
+  for (int port : {exporter_port, replica_port}) {
+    exporters_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{SCENEFARM_EXPORTER_BIN, "--listen",
+                                 "127.0.0.1:" + std::to_string(port), "--redis-url", redis_.url(),
+                                 "--comfyui-url", comfy_url, "--llm-url", llm.url(), "--llm-model",
+                                 "qwen2.5-7b-instruct", "--llm-generation-interval-seconds", "1",
+                                 "--timeout-seconds", "1"},
+        d / ("exporter-" + std::to_string(port) + ".log")));
+  }
+  worker_ = std::make_unique<Process>(
+      std::vector<std::string>{SCENEFARM_TEST_WORKER_BIN, "--redis-url", redis_.url(), "--queue",
+                               "idle", "--worker-id", "w-readings", "--comfyui-url", comfy_url,
+                               "--artifacts-dir", d.string(), "--lease-seconds", "2",
+                               "--heartbeat-seconds", "0.5"},
+      d / "worker.log");
   unsetenv("SCENEFARM_NVML_LIBRARY");
-  ASSERT_TRUE(WaitFor([&] { return PortOpen(exporter_port); })) << exporter_->Log();
+  exporter_ = std::move(exporters_.front());
+  ASSERT_TRUE(WaitFor([&] { return PortOpen(exporter_port) && PortOpen(replica_port); }))
+      << exporter_->Log();
 
   // The repository's rules and Alertmanager config, with time compressed and our receiver.
   std::string rules = Slurp(src / "alerts" / "scenefarm.rules.yml");
@@ -171,7 +197,8 @@ TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
       << "alerting:\n  alertmanagers:\n    - static_configs: [{targets: ['127.0.0.1:" << am_port
       << "']}]\n"
       << "scrape_configs:\n  - job_name: scenefarm\n    honor_labels: true\n"
-      << "    static_configs: [{targets: ['127.0.0.1:" << exporter_port << "']}]\n";
+      << "    static_configs: [{targets: ['127.0.0.1:" << exporter_port
+      << "', '127.0.0.1:" << replica_port << "']}]\n";
   prometheus_ = std::make_unique<Process>(
       std::vector<std::string>{"/usr/bin/prometheus",
                                "--config.file=" + (d / "prometheus.yml").string(),
@@ -189,8 +216,23 @@ TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
       60s))
       << prometheus_->Log() << exporter_->Log();
 
+  // The week before, for the report: one scene of 30 frames, seen by Prometheus before the
+  // boundary between the report's two windows.
+  auto x0 = q.Lease("w1", 60s);
+  ASSERT_TRUE(q.Ack(**x0, "w1",
+                    {{"telemetry",
+                      {{"DurationSeconds", 20.0},
+                       {"HistoryExitReason", "success"},
+                       {"DoneMarkerDetected", true},
+                       {"DoneMarkerWaitSeconds", 0.3},
+                       {"FrameCount", 30}}}})
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return Value("max(scenefarm_scene_frames_count)") == 1; }, 30s));
+  const auto boundary = static_cast<int64_t>(std::time(nullptr)) + 1;
+  ASSERT_TRUE(WaitFor([&] { return std::time(nullptr) > boundary; }, 5s));
+
   // Drive the farm: a workflow refused (dead letter), a short clip (10 frames), an attempt that
-  // ran out of GPU memory.
+  // ran out of GPU memory, an attempt that ran out of SceneMaxWaitSeconds.
   auto x1 = q.Lease("w1", 60s);
   ASSERT_TRUE(q.Fail(**x1, "w1", "ComfyUI refused the workflow (400)", true, 0ms, "unknown",
                      nullptr, {"workflow_refused"})
@@ -208,10 +250,12 @@ TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
   ASSERT_TRUE(q.Fail(**x3, "w1", "torch.OutOfMemoryError: Allocation on device", false, 60000ms,
                      "success", nullptr, {"gpu_memory_pressure"})
                   .ok());
+  auto x4 = q.Lease("w1", 60s);  // x5 stays pending
+  ASSERT_TRUE(q.Fail(**x4, "w1", "SceneMaxWaitSeconds reached", false, 600000ms, "maxWait").ok());
 
   const json queue_labels = {{"queue", "scenes"}, {"severity", "warning"}};
-  for (const char* alert :
-       {"ScenefarmDeadLetterGrowing", "ScenefarmFrameCountLow", "ScenefarmGpuOutOfMemoryErrors"}) {
+  for (const char* alert : {"ScenefarmDeadLetterGrowing", "ScenefarmFrameCountLow",
+                            "ScenefarmGpuOutOfMemoryErrors", "ScenefarmHistoryTimeouts"}) {
     ASSERT_TRUE(WaitFor([&] { return hook.Find(alert, "firing", queue_labels).has_value(); }, 60s))
         << alert << " never arrived; got " << hook.received().size() << " notifications\n"
         << prometheus_->Log();
@@ -257,24 +301,66 @@ TEST_F(MonitoringE2E, AlertsReachTheWebhookAndEveryDashboardPanelHasData) {
   }
   EXPECT_GE(queried, 20);
 
-  // The weekly sweep over the last minute against the minute before: a scene of 10 frames this
-  // window and none before is a FrameCountRegression, so the report exits 1.
+  // Two exporters are scraped, and the second changes no figure: the rules and panels count
+  // what both read from Redis once.
+  ASSERT_EQ(Value(R"(count(up{job="scenefarm"} == 1))"), 2);
+  EXPECT_EQ(Value(R"(sum(scenefarm_queue_depth{queue="scenes",state="pending"}))"), 2)
+      << "a naive sum sees both replicas";
+  EXPECT_EQ(Value(R"(queue:scenefarm_queue_pending:sum{queue="scenes"})"), 1);
+  EXPECT_EQ(Value("scenefarm_workers_live:max"), 1);
+  const double dead = Value(
+      R"(max by (queue) (increase(scenefarm_scenes_total{queue="scenes",outcome="dead_lettered"}[15m])))");
+  EXPECT_GT(dead, 0.5);
+  EXPECT_LT(dead, 1.5);
+  // The worker's readings, per ComfyUI instance and worker, once however many exporters.
+  const std::string gpu0 = "scenefarm_gpu_memory_free_bytes{instance=\"" + comfy_url +
+                           "\",gpu=\"0\",worker=\"w-readings\"}";
+  EXPECT_EQ(Value("count(" + gpu0 + ")"), 1);
+  EXPECT_EQ(Value(gpu0), 60.0 * (1ULL << 30));
+
+  // The weekly sweep: this window (since the boundary) against the one before it. The week
+  // before had one scene of 30 frames; this one a scene of 10: seed 000's FrameCountRegression
+  // ("Min < 24 (was >= 25 previous week)"), with the thresholds the rules record.
+  const auto end = static_cast<int64_t>(std::time(nullptr)) + 1;
   const fs::path rep = d / "report";
   const std::string cli = std::string(SCENEFARM_CLI_BIN) +
                           " report --prometheus http://127.0.0.1:" + std::to_string(prom_port_) +
-                          " --range 2m --out " + rep.string();
+                          " --window-end " + std::to_string(end) + " --range " +
+                          std::to_string(end - boundary) + "s --weeks 3 --out " + rep.string();
   int rc = std::system((cli + " > " + (d / "report.out").string() + " 2>&1").c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 1) << ReadFile(d / "report.out");
   json report = json::parse(ReadFile(rep / "report.json"), nullptr, false);
   ASSERT_TRUE(report.is_object()) << ReadFile(d / "report.out");
   EXPECT_EQ(report["regression"], true);
-  EXPECT_EQ(report["criteria"][0]["criterion"], "FrameCountRegression");
-  EXPECT_EQ(report["criteria"][0]["holds"], true);
-  EXPECT_GT(report["this_window"]["succeeded"].get<double>(), 0.5);
-  EXPECT_GT(report["this_window"]["dead_lettered"].get<double>(), 0.5);
-  EXPECT_EQ(report["this_window"]["frames_min_at_most"], 10.0);
-  EXPECT_GT(report["this_window"]["fallback_notes"].value("gpu_memory_pressure", 0.0), 0.5);
-  EXPECT_NE(ReadFile(rep / "report.md").find("FrameCountRegression: **HOLDS**"), std::string::npos);
+  const json& frames = report["criteria"][0];
+  EXPECT_EQ(frames["criterion"], "FrameCountRegression");
+  EXPECT_EQ(frames["holds"], true) << report.dump(2);
+  EXPECT_EQ(frames["rule"], "Min < 24 (was >= 25 previous week)");
+  EXPECT_EQ(report["criteria"][1]["rule"], "Rate > 15% (was < 10% previous week)");
+  EXPECT_EQ(report["criteria"][2]["rule"], "P95 > 140s (was <= 120s previous week)");
+  EXPECT_TRUE(report["criteria"][3]["holds"].is_null());  // coherence: not measured
+  const json& cur = report["this_window"];
+  const json& prev = report["previous_window"];
+  EXPECT_NEAR(cur["succeeded"].get<double>(), 1, 0.5);  // x2 (not doubled by the replica)
+  EXPECT_GT(cur["dead_lettered"].get<double>(), 0.5);
+  EXPECT_EQ(cur["frames_min_at_most"], 10.0);
+  EXPECT_EQ(prev["frames_min_at_most"], 30.0);
+  EXPECT_GT(cur["history_exits_maxWait"].get<double>(), 0.5);
+  EXPECT_GT(cur["fallback_notes"].value("gpu_memory_pressure", 0.0), 0.5);
+  EXPECT_GT(cur["llm_up_ratio"].get<double>(), 0.5);
+  EXPECT_FALSE(cur["llm_latency_seconds_avg"].is_null());
+  EXPECT_EQ(report["trend"].size(), 3u);
+  bool max_wait_escalated = false;
+  for (const auto& e : report["escalations"])
+    max_wait_escalated =
+        max_wait_escalated || e.get<std::string>().find("maxWait") != std::string::npos;
+  EXPECT_TRUE(max_wait_escalated) << report["escalations"].dump();
+  const std::string md = ReadFile(rep / "report.md");
+  EXPECT_NE(md.find("FrameCountRegression: **HOLDS** (Min < 24 (was >= 25 previous week))"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("## Trend, oldest window first"), std::string::npos) << md;
+  // No Prometheus, or one without the rules' thresholds: a failure that says why.
   rc = std::system((std::string(SCENEFARM_CLI_BIN) + " report --prometheus http://127.0.0.1:" +
                     std::to_string(FreePort()) + " --out " + rep.string() + " > /dev/null 2>&1")
                        .c_str());

@@ -3,6 +3,7 @@
 // ComfyUI's /system_stats, and `nvidia-smi --query-gpu ... --format=csv`.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,11 +39,19 @@ std::vector<Reading> ParseNvidiaSmiCsv(const std::string& csv);
 inline constexpr char kNvidiaSmiQuery[] =
     "--query-gpu=index,name,memory.free,memory.total,temperature.gpu,utilization.gpu,power.draw,"
     "uuid,driver_version";
-// Runs nvidia-smi (found on PATH unless `binary` names it); kUnavailable when it cannot.
-Result<std::vector<Reading>> ReadNvidiaSmi(const std::string& binary = "nvidia-smi");
+// Runs nvidia-smi (found on PATH unless `binary` names it, no shell) for at most `timeout`:
+// kUnavailable when it cannot run, exits non-zero or lists no GPU; kDeadlineExceeded when it
+// runs longer, after its whole process group has been killed. At most 64 KiB of its output is
+// read. Thread-safe.
+inline constexpr std::chrono::milliseconds kNvidiaSmiTimeout{5000};
+Result<std::vector<Reading>> ReadNvidiaSmi(const std::string& binary = "nvidia-smi",
+                                           std::chrono::milliseconds timeout = kNvidiaSmiTimeout);
 
 // NVML through dlopen(library); kUnavailable when the library or a GPU is missing. The default
 // is the driver's libnvidia-ml.so.1; SCENEFARM_NVML_LIBRARY names another (tests load a fake).
+// A library that loaded and initialised stays loaded for the life of the process; one that
+// failed to load or initialise is closed again and tried afresh at the next call (a driver
+// installed or recovered later is found without a restart). Thread-safe.
 Result<std::vector<Reading>> ReadNvml(const std::string& library = "");
 
 }  // namespace scenefarm::gpu

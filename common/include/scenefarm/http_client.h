@@ -5,6 +5,7 @@
 // connection between calls; a Client is not thread-safe: use one per thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <string>
@@ -20,6 +21,9 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{2000};
   // Time allowed for the whole request, response body included.
   std::chrono::milliseconds timeout{10000};
+  // When set, a request in flight stops (kAborted) within about a second of *cancel turning
+  // true: a long request (the LLM generation probe) never holds up a shutdown.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct Response {
@@ -40,7 +44,8 @@ class Client {
 
   // path starts with '/', and may carry a query string built with UrlEncode.
   // Any HTTP status is a Response; only transport failures are errors:
-  // kDeadlineExceeded for a timeout, kUnavailable for everything else (refused, reset, DNS).
+  // kDeadlineExceeded for a timeout, kAborted when options.cancel stopped it, kUnavailable
+  // for everything else (refused, reset, DNS).
   Result<Response> Get(std::string_view path);
   Result<Response> Post(std::string_view path, std::string_view body,
                         std::string_view content_type = "application/json");

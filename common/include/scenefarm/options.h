@@ -54,6 +54,13 @@ struct WorkerOptions {
   double idle_poll_seconds = 0.5;
   // SCENEFARM_LOG_LEVEL: debug, info, warn, error.
   std::string log_level = "info";
+  // SCENEFARM_GPU_SOURCE: where the worker reads the GPUs of its ComfyUI at each heartbeat:
+  // auto (NVML, then that ComfyUI's /system_stats, then nvidia-smi), nvml, system_stats,
+  // nvidia-smi, none.
+  std::string gpu_source = "auto";
+  // SCENEFARM_COMFYUI_GPUS: which of the host's GPUs its ComfyUI uses, as NVML/nvidia-smi
+  // indices or UUIDs, comma-separated (like the ComfyUI's CUDA_VISIBLE_DEVICES); empty = all.
+  std::string comfyui_gpus;
 
   std::chrono::milliseconds lease() const { return Ms(lease_seconds); }
   std::chrono::milliseconds heartbeat() const { return Ms(heartbeat_seconds); }

@@ -122,6 +122,10 @@ class Queue {
   Result<std::string> Cancel(const std::string& id);
   // Dead -> pending; kFailedPrecondition when the scene is not dead, kNotFound when unknown.
   Status Retry(const std::string& id);
+  // Succeeded -> pending, to be rendered again on purpose (rerun.lua): a new attempt, no
+  // earlier attempt adopted, the event "rerun" with `reason` in its history.
+  // kFailedPrecondition when the scene is not succeeded, kNotFound when unknown or expired.
+  Status Rerun(const std::string& id, const std::string& reason);
 
   Result<SceneInfo> Show(const std::string& id);
   // Scenes in a state (pending in lease order, delayed by due time, leased by deadline, dead by

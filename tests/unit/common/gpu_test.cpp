@@ -1,8 +1,14 @@
-// GPU readings: /system_stats device names and units, nvidia-smi's CSV, and NVML's absence.
+// GPU readings: /system_stats device names and units, nvidia-smi's CSV, nvidia-smi run under a
+// timeout, and NVML's absence, its fake, and a failed initialisation that is tried again.
 #include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "scenefarm/comfyui.h"
 #include "scenefarm/gpu.h"
+#include "support/process.h"
 
 namespace scenefarm::testing {
 namespace {
@@ -64,6 +70,81 @@ TEST(Gpu, NvmlIsUnavailableWithoutTheDriverLibrary) {
   } else {
     EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
   }
+}
+
+// A fake nvidia-smi: a shell script with `body` (tests never need the real one).
+std::string FakeSmi(const TempDir& dir, const std::string& body) {
+  const auto path = dir.path() / "nvidia-smi";
+  std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
+  std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+  return path.string();
+}
+
+TEST(Gpu, NvidiaSmiIsRunWithTheQueryAndParsed) {
+  TempDir dir;
+  const auto args = dir.path() / "args";
+  const std::string smi = FakeSmi(dir, "echo \"$@\" > " + args.string() +
+                                           "\necho '0, NVIDIA L40S, 40000, 46068, 61, 87, 210.25, "
+                                           "GPU-1234, 550.54.15'");
+  auto r = gpu::ReadNvidiaSmi(smi);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].name, "NVIDIA L40S");
+  EXPECT_EQ((*r)[0].uuid, "GPU-1234");
+  EXPECT_EQ((*r)[0].driver, "550.54.15");
+  EXPECT_DOUBLE_EQ(*(*r)[0].power_watts, 210.25);
+  EXPECT_DOUBLE_EQ(*(*r)[0].utilization_ratio, 0.87);
+  EXPECT_EQ(ReadFile(args), std::string(gpu::kNvidiaSmiQuery) + " --format=csv,noheader,nounits\n");
+}
+
+TEST(Gpu, AFailingNvidiaSmiIsUnavailableWithItsExitCode) {
+  TempDir dir;
+  auto r = gpu::ReadNvidiaSmi(FakeSmi(dir, "echo 'NVIDIA-SMI has failed' >&2; exit 9"));
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("exit 9"), std::string::npos) << r.status().ToString();
+  r = gpu::ReadNvidiaSmi(FakeSmi(dir, "echo"));
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);  // no GPU listed
+}
+
+// Issue #12: nvidia-smi ran through popen with no timeout, so a hung driver stalled the scrape.
+TEST(Gpu, AHungNvidiaSmiIsKilledAtItsTimeout) {
+  TempDir dir;
+  const auto pidfile = dir.path() / "child.pid";
+  const std::string smi =
+      FakeSmi(dir, "sleep 600 &\necho $! > " + pidfile.string() + "\nwait\necho '0, X, 1, 2'");
+  auto r = gpu::ReadNvidiaSmi(smi, std::chrono::milliseconds(300));
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  // The script's own child is killed with it (the whole process group).
+  std::string pid = ReadFile(pidfile);
+  ASSERT_FALSE(pid.empty());
+  const pid_t child = std::stoi(pid);
+  EXPECT_TRUE(WaitFor([&] {
+    const std::string stat = ReadFile("/proc/" + std::to_string(child) + "/stat");
+    return stat.empty() || stat.find(") Z ") != std::string::npos;
+  }));
+}
+
+// Issue #12: a failed nvmlInit was kept for the process's life, so a driver that came up later
+// (or recovered) was never read until a restart.
+TEST(Gpu, AFailedNvmlInitIsTriedAgainAtTheNextRead) {
+  TempDir dir;
+  // A path of its own, so no earlier test's loaded library answers for it.
+  const auto lib = dir.path() / "libnvidia-ml-retry.so";
+  std::filesystem::copy_file(SCENEFARM_FAKE_NVML_LIB, lib);
+  setenv("FAKE_NVML_INIT_ERROR", "12", 1);  // NVML_ERROR_LIBRARY_NOT_FOUND
+  auto r = gpu::ReadNvml(lib.string());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("error 12"), std::string::npos) << r.status().ToString();
+  unsetenv("FAKE_NVML_INIT_ERROR");
+  r = gpu::ReadNvml(lib.string());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[1].uuid, "GPU-fake-0001");
+  EXPECT_EQ((*r)[0].source, "nvml");
+  // Once initialised it stays: a later init error of the library changes nothing.
+  setenv("FAKE_NVML_INIT_ERROR", "12", 1);
+  EXPECT_TRUE(gpu::ReadNvml(lib.string()).ok());
+  unsetenv("FAKE_NVML_INIT_ERROR");
 }
 
 TEST(ComfyHistory, ParsesOutputsInNodeOrderAndTheErrorMessages) {

@@ -1,0 +1,19 @@
+-- ARGV[3] id, [4] reason (who asked and why: recorded in the scene's history)
+-- A succeeded scene goes back to pending to be rendered again, on purpose. It gets a new
+-- attempt number (so a new prompt_id), its earlier attempts are never adopted (failed_attempt
+-- is set to the last one), its retry budget is fresh, and it queues behind the scenes already
+-- pending at its priority. Its hash no longer expires; the previous result stays until the new
+-- one replaces it, and the run is open again until the scene finishes.
+-- Returns 1, or the state it is in when that is not 'succeeded' ('' when unknown or expired).
+local id = ARGV[3]
+local h = redis.call('HMGET', skey(id), 'state', 'run', 'priority', 'attempts')
+if h[1] ~= 'succeeded' then return h[1] or '' end
+local seq = redis.call('INCR', P .. 'seq')
+redis.call('PERSIST', skey(id))
+redis.call('HSET', skey(id), 'seq', seq, 'failures', 0, 'reclaims', 0, 'failed_attempt', h[4])
+redis.call('HDEL', skey(id), 'reason', 'finished_at', 'cancel_requested')
+to_pending(id, h[3], seq)
+run_finished(h[2], 'succeeded', -1)
+count('rerun')
+event(id, h[2], 'rerun', h[4], '', ARGV[4])
+return 1

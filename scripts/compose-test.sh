@@ -21,7 +21,8 @@ PROJECT=sfct$$
 WORK=$BUILD/compose-test
 SOCK=$PODMAN_ROOT/compose-test-$$.sock
 export DOCKER_HOST=unix://$SOCK COMPOSE_HTTP_TIMEOUT=300
-COMPOSE=(docker-compose --ansi never -p "$PROJECT" -f deploy/docker-compose.yml
+# Each compose command is bounded too, should the API hang.
+COMPOSE=(timeout 300 docker-compose --ansi never -p "$PROJECT" -f deploy/docker-compose.yml
          -f deploy/docker-compose.test.yml)
 LIMIT=$((SECONDS + ${COMPOSE_TEST_SECONDS:-900}))
 T0=$SECONDS
@@ -58,6 +59,7 @@ cleanup() {
   rm -f "$SOCK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 not_exercised() {
   echo "compose-test: not exercised here (docs/deploy.md):"
@@ -75,7 +77,7 @@ start_podman_service() {
   podman system service --time=0 "unix://$SOCK" >"$WORK/podman-service.log" 2>&1 &
   pids+=($!)
   wait_until "podman system service" 60 test -S "$SOCK"
-  wait_until "the podman API" 60 docker-compose version
+  wait_until "the podman API" 60 curl -sf --unix-socket "$SOCK" http://podman/_ping
   scripts/podman-healthchecks.sh "$PROJECT" 2 "${COMPOSE_TEST_SECONDS:-900}" &
   pids+=($!)
 }

@@ -85,13 +85,14 @@ check_comfyui_restart() {
 # (finishes or releases its scene) and exits 0 within stop_grace_period; every scene succeeds.
 check_drain() {
   step "a worker stopped by compose (--scale worker=2) mid-render drains; nothing is lost"
-  # 6 scenes of 8 s each through one ComfyUI (it renders one prompt at a time): every worker
-  # holds a scene for about 30 s, long enough to be seen busy and then stopped mid-render.
-  write_scenes compose-b 6 8 1000
-  enqueue compose-b
-  wait_until "3 busy workers" 60 status_is '.workers.busy == 3'
+  # 6 scenes of 16 s each through one ComfyUI (it renders one prompt at a time): each worker
+  # holds a scene for a minute or more, long enough to be seen busy and stopped mid-render.
   local c=${PROJECT}_worker_3 in_hand id host
   host=$(podman inspect --format '{{.Config.Hostname}}' "$c")
+  write_scenes compose-b 6 8 2000
+  enqueue compose-b
+  wait_until "$c to render a scene" 90 \
+    status_is ".workers.list[] | select(.host == \"$host\") | .busy"
   in_hand=$(status_json | jq -r --arg h "$host" '.workers.list[] | select(.host == $h and .busy) | .scene')
   [ -n "$in_hand" ] || fail "$c holds no scene before it is stopped"
   podman logs -f "$c" >"$WORK/worker-3.log" 2>&1 &

@@ -100,7 +100,8 @@ enqueue() {
     fail "enqueue $1 printed $(cat "$WORK/enqueue-$1.txt")"
 }
 
-status_json() { "${COMPOSE[@]}" exec -T exporter scenefarm status --json; }
+# Polled often, so through podman exec: a docker-compose process per poll is seconds of CPU.
+status_json() { timeout 60 podman exec "${PROJECT}_exporter_1" scenefarm status --json; }
 # status_is JQ_EXPR: the queue's status satisfies the expression.
 status_is() { status_json | jq -e "$1" >/dev/null; }
 

@@ -4,12 +4,13 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: demo test deps build build-asan test-release test-asan format format-check clean
+.PHONY: demo test deps build build-asan test-release test-asan format format-check clean images \
+        compose-test
 
 demo: deps build
 	bash scripts/demo.sh $(BUILD)
 
-test: deps format-check test-release test-asan
+test: deps format-check test-release test-asan compose-test
 
 deps:
 	bash scripts/install-deps.sh
@@ -27,6 +28,14 @@ test-release: build
 
 test-asan: build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Container images with podman: no daemon, no registry; storage in $(BUILD)/podman.
+images: deps
+	bash scripts/images.sh
+
+# The compose stack end to end, on images around this build's binaries (scripts/compose-test.sh).
+compose-test: deps build
+	bash scripts/compose-test.sh $(BUILD)
 
 format:
 	git ls-files '*.cpp' '*.h' | xargs clang-format -i

@@ -10,6 +10,11 @@ packages=(
   libyaml-cpp-dev libcrypt-dev libssl-dev openssl
   redis-server redis-tools prometheus prometheus-alertmanager
   curl jq procps tmux python3 python3-yaml docker-compose systemd
+  # make images / make compose-test: podman without a daemon (runc: see
+  # deploy/docker/podman/containers.conf.in), the base image from debootstrap, docker-compose
+  # through podman's API, podman-compose and the Kubernetes client's schemas for the offline checks.
+  podman runc netavark aardvark-dns iptables debootstrap debian-archive-keyring podman-compose
+  python3-kubernetes
 )
 
 missing=()

@@ -38,6 +38,10 @@ class EventCollector {
         });
     if (!ws.ok()) return nullptr;
     c->ws_ = std::move(ws).value();
+    // ComfyUI registers the socket under its clientId before it sends the first `status`
+    // message; events of a prompt submitted before that reach no one (a real client has the
+    // same race). Waiting for it makes every later event of this client arrive here.
+    if (!c->WaitForEvent("status")) return nullptr;
     return c;
   }
 

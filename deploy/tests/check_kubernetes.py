@@ -135,6 +135,10 @@ if so:
     need(so["spec"]["scaleTargetRef"]["name"] == "scenefarm-worker", "ScaledObject targets another Deployment")
     q = so["spec"]["triggers"][0]["metadata"].get("query", "")
     need("scenefarm_queue_depth" in q and "pending" in q, "KEDA trigger does not read the queue depth")
+    # Only a lease promotes a delayed scene whose backoff ended: a farm at zero must wake for it.
+    m = re.search(r'state=~"([^"]*)"', q)
+    need(m is not None and {"pending", "delayed", "leased"} <= set(m.group(1).split("|")),
+         "KEDA trigger must count pending, delayed and leased scenes")
     need(re.fullmatch(r"\d+", str(so["spec"]["triggers"][0]["metadata"].get("threshold", ""))) is not None,
          "KEDA threshold is not a whole number")
 need(("PodDisruptionBudget", "scenefarm-worker") in by, "no PodDisruptionBudget for workers")

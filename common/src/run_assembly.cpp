@@ -4,6 +4,7 @@
 
 #include "scenefarm/keys.h"
 #include "scenefarm/log.h"
+#include "scenefarm/readings.h"
 
 namespace scenefarm::telemetry {
 namespace fs = std::filesystem;
@@ -30,8 +31,9 @@ AssembledRun AssembleFinishedRun(redis::Client& redis, const fs::path& artifacts
   for (const auto& v : violations)
     log::Warn("telemetry_contract_violation", {{"run", run}, {"violation", v}});
   if (!violations.empty()) {  // scenefarm_telemetry_contract_violations_total
-    (void)redis.Command(
-        {"HINCRBY", keys::kFarmStats, "contract_violations", std::to_string(violations.size())});
+    // HINCRBY sf:farm:stats contract_violations N
+    (void)redis.Command({"HINCRBY", keys::kFarmStats, readings::kContractViolations,
+                         std::to_string(violations.size())});
   }
   return out;
 }

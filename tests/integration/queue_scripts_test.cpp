@@ -200,13 +200,22 @@ TEST_F(QueueScripts, BadArgumentsAreRefusedBeforeAnyWrite) {
 TEST_F(QueueScripts, AckWithOddTelemetryRecordsTheSceneInOnePlace) {
   ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
   auto a = MustLease("w1");
-  // A FrameCount HINCRBY cannot add, and a duration far past the buckets.
-  json result = {{"telemetry", {{"FrameCount", 2.5}, {"DurationSeconds", 1e300}}}};
+  // A FrameCount HINCRBY cannot add, a duration whose sum HINCRBYFLOAT would refuse, and a
+  // negative wait.
+  json result = {{"telemetry",
+                  {{"FrameCount", 2.5},
+                   {"DurationSeconds", 1e308},
+                   {"DoneMarkerDetected", true},
+                   {"DoneMarkerWaitSeconds", -1}}}};
   Status s = queue_.Ack(a, "w1", result);
   ASSERT_TRUE(s.ok()) << s.ToString();
   ExpectInOnePlace("a", "succeeded");
   EXPECT_EQ(Stat("succeeded"), 1);
   EXPECT_EQ(Stat("frames"), 0);  // not a frame count: not counted
+  // Observed at lease-to-ack instead; the sum stays a number.
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:h:duration", "count"})->AsInt(), 1);
+  EXPECT_LT(std::stod(client_.Command({"HGET", "sf:{scenes}:h:duration", "sum"})->AsString()), 1e6);
+  EXPECT_TRUE(client_.Command({"HGET", "sf:{scenes}:h:done_marker_wait", "count"})->is_nil());
 }
 
 TEST_F(QueueScripts, CancelledScenesFinishedRunsAndGoneWorkersAreNotKeptForever) {

@@ -12,6 +12,8 @@ local h = redis.call('HMGET', skey(id), 'run', 'leased_at', 'enqueued_at')
 local leased_at, enqueued_at = tonumber(h[2]) or now, tonumber(h[3]) or now
 local duration = (now - leased_at) / 1000
 local counts, observations = {}, {}
+-- Seconds a histogram can take: finite, not negative, and far from HINCRBYFLOAT's overflow.
+local function seconds(x) return finite(x) and x >= 0 and x < 1e12 end
 local ok, res = pcall(cjson.decode, ARGV[6])
 if not ok or type(res) ~= 'table' then res = {} end
 if type(res.fallback_reasons) == 'table' then
@@ -21,13 +23,13 @@ if type(res.fallback_reasons) == 'table' then
 end
 local t = res.telemetry
 if type(t) == 'table' then
-  if finite(t.DurationSeconds) then duration = t.DurationSeconds end
+  if seconds(t.DurationSeconds) then duration = t.DurationSeconds end
   if type(t.HistoryExitReason) == 'string' and t.HistoryExitReason ~= '' then
     counts[#counts + 1] = {'exit_' .. t.HistoryExitReason, 1}
   end
   if t.DoneMarkerDetected == true then
     counts[#counts + 1] = {'completion_done_marker', 1}
-    if finite(t.DoneMarkerWaitSeconds) then
+    if seconds(t.DoneMarkerWaitSeconds) then
       observations[#observations + 1] = {'done_marker_wait', WAIT_BUCKETS, t.DoneMarkerWaitSeconds}
     end
   elseif t.ForcedCopyTriggered == true then

@@ -260,9 +260,9 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
                {"backoff_ms", backoff.count()}});
   }
   if (!s.ok()) log::Warn("scene_outcome_not_recorded", {{"scene_id", id}, {"error", s.ToString()}});
-  // This scene's run when this call finished it (run_complete), and any run a reclaim or a
-  // cancel finished meanwhile: each is claimed by exactly one worker (or scenefarm repair).
-  AssembleFinishedRuns(q);
+  // run_complete: a finished run waits (this scene's, or one a reclaim or cancel finished); each
+  // is claimed by exactly one worker (or scenefarm repair).
+  if (s.ok() && run_complete) AssembleFinishedRuns(q);
 }
 
 void Worker::AssembleFinishedRuns(queue::Queue& q) {

@@ -123,6 +123,20 @@ TEST_F(QueueScripts, RunsFinishedByReclaimOrCancelAreLeftForAssemblyAndClaimedOn
   EXPECT_TRUE(*q.ClaimFinishedRun("by-reclaim"));
   EXPECT_FALSE(*q.ClaimFinishedRun("by-reclaim"));  // exactly one claimant
   EXPECT_EQ(*q.FinishedRuns(), (std::vector<std::string>{"by-cancel"}));
+  // The next worker to finish a scene, of any run, is told that a run waits for it.
+  auto x = MakeScene("x"), y = MakeScene("y");
+  x.run = y.run = "open";
+  ASSERT_TRUE(q.Enqueue({x, y}).ok());
+  auto lx = q.Lease("w2", 30s);
+  ASSERT_TRUE(lx.ok() && lx->has_value());
+  bool awaits = false;
+  ASSERT_TRUE(q.Ack(**lx, "w2", {}, &awaits).ok());
+  EXPECT_TRUE(awaits) << "by-cancel waits to be assembled";
+  EXPECT_TRUE(*q.ClaimFinishedRun("by-cancel"));
+  auto ly = q.Fail(**q.Lease("w2", 30s), "w2", "boom", false, 1000ms, "", &awaits);
+  ASSERT_TRUE(ly.ok());
+  EXPECT_EQ(*ly, "delayed");
+  EXPECT_FALSE(awaits) << "nothing waits: no round trip to look";
 }
 
 TEST_F(QueueScripts, RunsCompletedCountsEachRunOnce) {

@@ -105,7 +105,9 @@ class Queue {
                                                  std::chrono::milliseconds lease,
                                                  const std::vector<LeasedScene>& held);
   // result["telemetry"] (seed 001's Telemetry object), when present, feeds the stats and
-  // histograms. *run_complete: this ack finished the last open scene of the run.
+  // histograms. *run_complete: a finished run waits to be assembled (FinishedRuns): this
+  // scene's, when this ack finished its last open scene, or one a reclaim or cancel finished.
+  // The same worker acking the same attempt again (after a lost reply) gets the same answer.
   Status Ack(const LeasedScene& s, const std::string& worker, const nlohmann::json& result,
              bool* run_complete = nullptr);
   // Spends one of the retry budget: "delayed" (retried after backoff) or "dead". permanent:

@@ -1,6 +1,7 @@
 -- ARGV[3] worker, [4] id, [5] attempt, [6] result (JSON, stored as is), [7] retention seconds
--- Returns 1, 2 when this ack finished the scene's run, or 0 when the lease is no longer this
--- worker's (fenced: nothing changes). The same worker acking the same attempt again (a retry
+-- Returns 1, 2 when a finished run waits to be assembled (this scene's, when this ack finished
+-- it, or one a reclaim or cancel finished), or 0 when the lease is no longer this worker's
+-- (fenced: nothing changes). The same worker acking the same attempt again (a retry
 -- after a lost reply) gets the first call's answer.
 -- The result's seed-001 telemetry feeds the counters and histograms the exporter publishes.
 local worker, id = str_arg(3, 'worker'), str_arg(4, 'scene id')
@@ -53,9 +54,9 @@ redis.call('HDEL', skey(id), 'reason', 'cancel_requested')
 count('succeeded')
 for _, c in ipairs(counts) do count(c[1], c[2]) end
 for _, o in ipairs(observations) do observe(o[1], o[2], o[3]) end
-local run_done = run_moved(h[1], nil, 'succeeded', retention)
+run_moved(h[1], nil, 'succeeded', retention)
 event(id, h[1], 'succeeded', attempt, worker)
-local reply = run_done and 2 or 1
+local reply = runs_to_assemble() and 2 or 1
 answered(id, worker, attempt, reply)
 redis.call('EXPIRE', skey(id), retention)
 return reply

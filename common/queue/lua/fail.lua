@@ -3,8 +3,8 @@
 -- [10] HistoryExitReason of the attempt ('' when none), counted as exit_<reason>
 -- [11] the attempt's fallback reasons, comma-separated, each counted as fallback_<reason>
 -- [12] retention seconds of a cancelled scene's record and of a finished run's (default 7 days)
--- Returns 'delayed', 'dead', 'cancelled' (with ':run_complete' appended when that finished the
--- scene's run), or 0 when fenced. The same worker failing the same attempt again (a retry after
+-- Returns 'delayed', 'dead', 'cancelled' (with ':run_complete' appended when a finished run waits
+-- to be assembled: this scene's, or one a reclaim or cancel finished), or 0 when fenced. The same worker failing the same attempt again (a retry after
 -- a lost reply) gets the first call's answer.
 local worker, id = str_arg(3, 'worker'), str_arg(4, 'scene id')
 local attempt = int_arg(5, 'attempt', 1)
@@ -32,9 +32,9 @@ local reply
 if outcome == 'cancelled' then
   redis.call('HSET', skey(id), 'state', 'cancelled', 'finished_at', now, 'reason', reason)
   count('cancelled')
-  local run_done = run_moved(run, nil, 'cancelled', retention)
+  run_moved(run, nil, 'cancelled', retention)
   event(id, run, 'cancelled', attempt, worker, reason)
-  reply = run_done and 'cancelled:run_complete' or 'cancelled'
+  reply = 'cancelled'
   redis.call('EXPIRE', skey(id), retention)
 elseif ARGV[7] == '1' or failures > budget then
   redis.call('HSET', skey(id), 'failed_attempt', attempt, 'failures', failures)
@@ -42,9 +42,9 @@ elseif ARGV[7] == '1' or failures > budget then
   redis.call('HSET', skey(id), 'state', 'dead', 'reason', reason, 'finished_at', now)
   redis.call('ZADD', P .. 'dead', now, id)
   count('dead_lettered')
-  local run_done = run_moved(run, nil, 'dead', retention)
+  run_moved(run, nil, 'dead', retention)
   event(id, run, 'dead_lettered', attempt, worker, reason)
-  reply = run_done and 'dead:run_complete' or 'dead'
+  reply = 'dead'
 else
   redis.call('HSET', skey(id), 'failed_attempt', attempt, 'failures', failures)
   count('failed')
@@ -54,5 +54,6 @@ else
   event(id, run, 'retried', attempt, worker, reason)
   reply = 'delayed'
 end
+if runs_to_assemble() then reply = reply .. ':run_complete' end
 answered(id, worker, attempt, reply)
 return reply

@@ -104,6 +104,10 @@ local function run_moved(run, from, to, retention)
   return false
 end
 
+-- True when a finished run waits for a worker to claim and assemble it (this call's run, or one
+-- a reclaim or a cancel finished): ack and fail then tell their worker to look.
+local function runs_to_assemble() return redis.call('SCARD', P .. 'runs_finished') > 0 end
+
 -- Fencing: only the worker holding the current attempt may change a leased scene.
 local function owned(id, worker, attempt)
   local s = redis.call('HMGET', skey(id), 'state', 'worker', 'attempts')

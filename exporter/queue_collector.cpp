@@ -1,13 +1,14 @@
 // queue: depth per state, oldest pending age and runs in progress, per queue, in one round trip.
 #include "collector.h"
 #include "families.h"
+#include "scenefarm/keys.h"
 #include "scenefarm/queue.h"
 
 namespace scenefarm::exporter {
 
 Result<std::vector<std::string>> QueuesToReport(redis::Client& client,
                                                 const std::vector<std::string>& configured) {
-  auto r = client.Command({"SMEMBERS", queue::kQueuesKey});
+  auto r = client.Command({"SMEMBERS", keys::kQueues});
   if (!r.ok()) return r.status();
   std::vector<std::string> out = configured;
   for (const auto& v : r->elements) {
@@ -29,12 +30,12 @@ class QueueCollector : public Collector {
     if (!queues.ok()) return queues.status();
     std::vector<std::vector<std::string>> cmds = {{"TIME"}};
     for (const auto& q : *queues) {
-      const std::string p = queue::KeyPrefix(q);
+      const keys::QueueKeys k(q);
       for (const char* state : {"pending", "delayed", "leased", "dead"})
-        cmds.push_back({"ZCARD", p + state});
-      cmds.push_back({"ZRANGE", p + "pending_since", "0", "0", "WITHSCORES"});
-      cmds.push_back({"SCARD", p + "runs"});
-      cmds.push_back({"ZRANGE", p + "leased", "0", "-1"});
+        cmds.push_back({"ZCARD", k.State(state)});
+      cmds.push_back({"ZRANGE", k.PendingSince(), "0", "0", "WITHSCORES"});
+      cmds.push_back({"SCARD", k.Runs()});
+      cmds.push_back({"ZRANGE", k.Leased(), "0", "-1"});
     }
     auto r = redis_->client.Pipeline(cmds);
     if (!r.ok()) return r.status();
@@ -55,7 +56,7 @@ class QueueCollector : public Collector {
       for (const auto& q : *queues) {
         k += 6;
         for (const auto& id : v[k++].elements)
-          since_cmds.push_back({"HGET", queue::KeyPrefix(q) + "scene:" + id.str, "leased_at"});
+          since_cmds.push_back({"HGET", keys::QueueKeys(q).Scene(id.str), "leased_at"});
       }
     }
     std::vector<redis::Value> since_replies;

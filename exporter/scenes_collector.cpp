@@ -2,6 +2,7 @@
 // published as Prometheus counters and cumulative histograms, per queue.
 #include "collector.h"
 #include "families.h"
+#include "scenefarm/keys.h"
 #include "scenefarm/metrics.h"
 #include "scenefarm/queue.h"
 #include "scenefarm/readings.h"
@@ -63,10 +64,10 @@ class ScenesCollector : public Collector {
     if (!queues.ok()) return queues.status();
     std::vector<std::vector<std::string>> cmds;
     for (const auto& q : *queues) {
-      const std::string p = queue::KeyPrefix(q);
-      cmds.push_back({"HGETALL", p + "stats"});
+      const keys::QueueKeys k(q);
+      cmds.push_back({"HGETALL", k.Stats()});
       for (const auto& h : Histograms())
-        cmds.push_back({"HGETALL", p + "h:" + h.key});
+        cmds.push_back({"HGETALL", k.Histogram(h.key)});
     }
     cmds.push_back({"HGET", readings::kFarmStatsKey, readings::kContractViolations});
     std::vector<redis::Value> replies;

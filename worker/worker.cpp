@@ -7,6 +7,7 @@
 #include "comfyui_renderer.h"
 #include "host_readings.h"
 #include "scenefarm/log.h"
+#include "scenefarm/run_assembly.h"
 #include "scenefarm/telemetry.h"
 
 namespace scenefarm::worker {
@@ -259,25 +260,17 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
                {"backoff_ms", backoff.count()}});
   }
   if (!s.ok()) log::Warn("scene_outcome_not_recorded", {{"scene_id", id}, {"error", s.ToString()}});
-  if (s.ok() && run_complete) AssembleRun(job.lease.run);
+  // run_complete: a finished run waits (this scene's, or one a reclaim or cancel finished); each
+  // is claimed by exactly one worker (or scenefarm repair).
+  if (s.ok() && run_complete) AssembleFinishedRuns(q);
 }
 
-void Worker::AssembleRun(const std::string& run) {
-  // This worker finished the run's last open scene: it writes the run's metadata and summary.
-  const auto dir = std::filesystem::path(options_.artifacts_dir) / run;
-  if (!std::filesystem::is_directory(dir)) return;  // a renderer that writes no artifacts
-  Status s = telemetry::AssembleRun(dir, PolicyOf(options_));
-  const auto violations = s.ok() ? telemetry::ValidateRun(dir) : std::vector<std::string>{};
-  log::Info("run_completed", {{"run", run},
-                              {"dir", dir.string()},
-                              {"assembled", s.ok()},
-                              {"error", s.ok() ? "" : s.ToString()},
-                              {"contract_violations", violations.size()}});
-  for (const auto& v : violations)
-    log::Warn("telemetry_contract_violation", {{"run", run}, {"violation", v}});
-  if (!violations.empty())  // scenefarm_telemetry_contract_violations_total
-    (void)redis_.Command({"HINCRBY", readings::kFarmStatsKey, readings::kContractViolations,
-                          std::to_string(violations.size())});
+void Worker::AssembleFinishedRuns(queue::Queue& q) {
+  // Writes each claimed run's metadata and summary (common/src/run_assembly.cpp).
+  const telemetry::Policy policy = PolicyOf(options_);
+  auto r = telemetry::AssembleFinishedRuns(q, redis_, options_.artifacts_dir, &policy);
+  if (!r.ok())
+    log::Warn("finished_runs_unread", {{"queue", q.name()}, {"error", r.status().ToString()}});
 }
 
 void Worker::ReleaseJob(Job& job, const std::string& reason) {

@@ -41,7 +41,7 @@ class Worker {
   void SleepIdle(const std::atomic<bool>& stop);
   queue::Queue& QueueFor(const Job& job);
   void SetBusy(bool busy, const std::string& scene);
-  void AssembleRun(const std::string& run);
+  void AssembleFinishedRuns(queue::Queue& q);
 
   const WorkerOptions options_;
   Renderer& renderer_;

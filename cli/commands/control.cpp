@@ -117,7 +117,12 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
       return;
     }
     QueueHandle h(g);
-    const int64_t cutoff = h.queue.NowMs() - d->count();
+    auto now = h.queue.TimeMs();  // dead-letter times are the Redis server's
+    if (!now.ok()) {
+      *exit_code = Fail("purge: " + now.status().message());
+      return;
+    }
+    const int64_t cutoff = *now - d->count();
     auto ids = h.queue.DeadBefore(cutoff, 1000000);
     if (!ids.ok()) {
       *exit_code = Fail("purge: " + ids.status().message());
@@ -136,7 +141,8 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
     }
     std::vector<std::string> done = *ids;
     if (!*dry) {
-      auto r = h.queue.PurgeDead(cutoff, 1000000);
+      // What was listed (and confirmed), a few hundred per script call.
+      auto r = h.queue.PurgeDead(cutoff, ids->size());
       if (!r.ok()) {
         *exit_code = Fail("purge: " + r.status().message());
         return;

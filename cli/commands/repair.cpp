@@ -1,11 +1,14 @@
 // scenefarm repair [--dry-run]: reclaims expired leases, requeues scenes whose worker is gone,
-// deletes orphaned .done.tmp files, reports disk pressure. --dry-run changes nothing.
+// assembles finished runs no worker has assembled yet, deletes orphaned .done.tmp files, reports
+// disk pressure. --dry-run changes nothing. Lease deadlines are judged by the Redis server's
+// clock, and the writes go in batches (QueueOptions::script_batch per script call).
 #include <sys/statvfs.h>
 
 #include <filesystem>
 #include <iostream>
 
 #include "commands.h"
+#include "scenefarm/run_assembly.h"
 
 namespace scenefarm::cli {
 namespace fs = std::filesystem;
@@ -53,9 +56,7 @@ void RegisterRepair(CLI::App& app, Global& g, int* exit_code) {
       return;
     }
     QueueHandle h(g);
-    const int64_t now = h.queue.NowMs();
-    auto expired = h.client.Command(
-        {"ZRANGEBYSCORE", queue::KeyPrefix(g.queue) + "leased", "-inf", std::to_string(now)});
+    auto expired = h.queue.ExpiredLeases();
     if (!expired.ok()) {
       *exit_code = Fail("repair: " + expired.status().message());
       return;
@@ -68,11 +69,21 @@ void RegisterRepair(CLI::App& app, Global& g, int* exit_code) {
     }
     json report = {{"dry_run", o->dry}, {"queue", g.queue}};
     json exp = json::array();
-    for (const auto& v : expired->elements)
-      exp.push_back(v.str);
+    for (const auto& id : *expired)
+      exp.push_back(id);
     json gw = json::array();
     for (const auto& [id, worker] : *gone)
       gw.push_back({{"id", id}, {"worker", worker}});
+    json assembled = json::array();
+    if (o->dry) {
+      auto runs = h.queue.FinishedRuns();
+      if (!runs.ok()) {
+        *exit_code = Fail("repair: " + runs.status().message());
+        return;
+      }
+      for (const auto& r : *runs)
+        assembled.push_back({{"run", r}});
+    }
     json tmps = json::array();
     if (!o->output_dir.empty()) {
       std::error_code ec;
@@ -94,6 +105,20 @@ void RegisterRepair(CLI::App& app, Global& g, int* exit_code) {
         return;
       }
       report["reclaimed"] = *moved;
+      auto runs =
+          telemetry::AssembleFinishedRuns(h.queue, h.client, o->artifacts_dir, /*policy=*/nullptr);
+      if (!runs.ok()) {
+        *exit_code = Fail("repair: " + runs.status().message());
+        return;
+      }
+      for (const auto& r : *runs) {
+        json a = {{"run", r.run},
+                  {"assembled", r.assembled},
+                  {"contract_violations", r.contract_violations}};
+        if (!r.has_artifacts) a["error"] = "no artifacts directory";
+        if (!r.error.empty()) a["error"] = r.error;
+        assembled.push_back(a);
+      }
       for (const auto& t : tmps) {
         std::error_code ec;
         fs::remove(t.get<std::string>(), ec);
@@ -102,6 +127,7 @@ void RegisterRepair(CLI::App& app, Global& g, int* exit_code) {
     report["expired_leases"] = exp;
     report["gone_worker_leases"] = gw;
     report["orphaned_done_tmp"] = tmps;
+    report["finished_runs"] = assembled;
     report["disk"] = json::array({DiskReport(o->artifacts_dir)});
     if (!o->output_dir.empty()) report["disk"].push_back(DiskReport(o->output_dir));
     if (g.json) {
@@ -115,6 +141,11 @@ void RegisterRepair(CLI::App& app, Global& g, int* exit_code) {
                   << l["worker"].get<std::string>() << " is gone)\n";
       for (const auto& t : tmps)
         std::cout << will << "delete " << t.get<std::string>() << " (orphaned marker)\n";
+      for (const auto& r : assembled) {
+        std::cout << will << "assemble run " << r["run"].get<std::string>();
+        if (r.contains("error")) std::cout << ": " << r["error"].get<std::string>();
+        std::cout << "\n";
+      }
       for (const auto& d : report["disk"]) {
         if (d.contains("error")) {
           std::cout << "disk " << d["path"].get<std::string>() << ": not found\n";
@@ -125,7 +156,8 @@ void RegisterRepair(CLI::App& app, Global& g, int* exit_code) {
                     << " %)" << (d["pressure"].get<bool>() ? " PRESSURE" : "") << "\n";
         }
       }
-      if (exp.empty() && gw.empty() && tmps.empty()) std::cout << "nothing to repair\n";
+      if (exp.empty() && gw.empty() && tmps.empty() && assembled.empty())
+        std::cout << "nothing to repair\n";
     }
     *exit_code = kExitOk;
   });

@@ -33,15 +33,14 @@ void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
 
 nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit) {
   nlohmann::json list = nlohmann::json::array();
-  auto w =
-      c.Command({"ZREVRANGE", queue::kWorkersKey, "0", std::to_string(limit - 1), "WITHSCORES"});
+  auto w = c.Command({"ZREVRANGE", keys::kWorkers, "0", std::to_string(limit - 1), "WITHSCORES"});
   if (!w.ok()) return list;
   std::vector<std::vector<std::string>> cmds;
   std::vector<std::pair<std::string, double>> ids;
   for (size_t i = 0; i + 1 < w->elements.size(); i += 2) {
     ids.emplace_back(w->elements[i].str,
                      (now_ms - std::stod(w->elements[i + 1].AsString())) / 1000.0);
-    cmds.push_back({"HMGET", queue::WorkerKey(w->elements[i].str), "busy", "scene", "host"});
+    cmds.push_back({"HMGET", keys::Worker(w->elements[i].str), "busy", "scene", "host"});
   }
   if (cmds.empty()) return list;
   auto h = c.Pipeline(cmds);
@@ -71,7 +70,12 @@ void RegisterStatus(CLI::App& app, Global& g, int* exit_code) {
       *exit_code = Fail("status: " + s.status().message());
       return;
     }
-    const nlohmann::json workers = WorkerList(h.client, h.queue.NowMs(), 50);
+    auto now = h.queue.TimeMs();  // heartbeats are Redis times: ages by the same clock
+    if (!now.ok()) {
+      *exit_code = Fail("status: " + now.status().message());
+      return;
+    }
+    const nlohmann::json workers = WorkerList(h.client, *now, 50);
     if (g.json) {
       nlohmann::json j = s->ToJson();
       j["workers"]["idle"] = s->workers_live - s->workers_busy;

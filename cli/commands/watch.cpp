@@ -77,9 +77,10 @@ std::string Age(double seconds) {
 
 std::string Frame(QueueHandle& h, const std::string& exporter) {
   std::ostringstream f;
-  const int64_t now = h.queue.NowMs();
   f << "scenefarm watch   queue " << h.queue.name() << "   (q quits)\n\n";
-  auto st = h.queue.GetStatus(std::chrono::seconds(30));
+  auto now = h.queue.TimeMs();  // the Redis server's clock, the one heartbeats are recorded by
+  auto st = now.ok() ? h.queue.GetStatus(std::chrono::seconds(30))
+                     : Result<queue::QueueStatus>(now.status());
   if (!st.ok()) {
     f << "Redis: " << st.status().message() << "\n";
     return f.str();
@@ -93,7 +94,7 @@ std::string Frame(QueueHandle& h, const std::string& exporter) {
     << st->outcomes["dead_lettered"] << "   cancelled " << st->outcomes["cancelled"] << "\n\n";
   // Workers: the freshest 10 heartbeats.
   f << "workers  live " << st->workers_live << "  busy " << st->workers_busy << "\n";
-  for (const auto& w : WorkerList(h.client, now, 10)) {
+  for (const auto& w : WorkerList(h.client, *now, 10)) {
     const double age = w["heartbeat_age_seconds"];
     f << "  " << w["id"].get<std::string>() << "  "
       << (w["busy"].get<bool>() ? "busy " + w["scene"].get<std::string>() : "idle")
@@ -101,7 +102,7 @@ std::string Frame(QueueHandle& h, const std::string& exporter) {
   }
   f << "\nrecent\n";
   auto ev = h.client.Command(
-      {"XREVRANGE", queue::KeyPrefix(h.queue.name()) + "events", "+", "-", "COUNT", "8"});
+      {"XREVRANGE", keys::QueueKeys(h.queue.name()).Events(), "+", "-", "COUNT", "8"});
   if (ev.ok()) {
     for (const auto& e : ev->elements) {
       if (e.elements.size() < 2) continue;
@@ -109,7 +110,7 @@ std::string Frame(QueueHandle& h, const std::string& exporter) {
       for (size_t i = 0; i + 1 < e.elements[1].elements.size(); i += 2)
         kv[e.elements[1].elements[i].str] = e.elements[1].elements[i + 1].str;
       const double age =
-          (now - std::stod(e.elements[0].str.substr(0, e.elements[0].str.find('-')))) / 1000.0;
+          (*now - std::stod(e.elements[0].str.substr(0, e.elements[0].str.find('-')))) / 1000.0;
       f << "  " << Age(age) << " ago  " << kv["scene"] << "  " << kv["event"]
         << (kv["worker"].empty() ? "" : "  by " + kv["worker"])
         << (kv["reason"].empty() ? "" : "  " + kv["reason"].substr(0, 60)) << "\n";

@@ -41,16 +41,19 @@ json SceneInfo::ToJson() const {
 }
 
 Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
-  const int64_t now = clock_.QueueTimeMs() > 0 ? clock_.QueueTimeMs() : clock_.NowMs();
+  // The Redis server's time (the time scripts record), not this host's.
+  auto now_ms = TimeMs();
+  if (!now_ms.ok()) return now_ms.status();
+  const int64_t now = *now_ms;
   auto replies = redis_.Pipeline({
-      {"ZCARD", prefix_ + "pending"},
-      {"ZCARD", prefix_ + "delayed"},
-      {"ZCARD", prefix_ + "leased"},
-      {"ZCARD", prefix_ + "dead"},
-      {"HGETALL", prefix_ + "stats"},
-      {"ZRANGEBYSCORE", kWorkersKey, std::to_string(now - live_window.count()), "+inf"},
-      {"SMEMBERS", prefix_ + "runs"},
-      {"ZRANGE", prefix_ + "pending_since", "0", "0", "WITHSCORES"},
+      {"ZCARD", keys_.Pending()},
+      {"ZCARD", keys_.Delayed()},
+      {"ZCARD", keys_.Leased()},
+      {"ZCARD", keys_.Dead()},
+      {"HGETALL", keys_.Stats()},
+      {"ZRANGEBYSCORE", keys::kWorkers, std::to_string(now - live_window.count()), "+inf"},
+      {"SMEMBERS", keys_.Runs()},
+      {"ZRANGE", keys_.PendingSince(), "0", "0", "WITHSCORES"},
   });
   if (!replies.ok()) return replies.status();
   const auto& r = *replies;
@@ -70,7 +73,7 @@ Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
   }
   std::vector<std::vector<std::string>> busy;
   for (const auto& w : r[5].elements)
-    busy.push_back({"HGET", WorkerKey(w.str), "busy"});
+    busy.push_back({"HGET", keys::Worker(w.str), "busy"});
   auto details = redis_.Pipeline(busy);
   if (!details.ok()) return details.status();
   for (const auto& b : *details)
@@ -79,8 +82,8 @@ Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
 }
 
 Result<SceneInfo> Queue::Show(const std::string& id) {
-  auto replies = redis_.Pipeline({{"HGETALL", prefix_ + "scene:" + id},
-                                  {"XREVRANGE", prefix_ + "events", "+", "-", "COUNT", "2000"}});
+  auto replies = redis_.Pipeline(
+      {{"HGETALL", keys_.Scene(id)}, {"XREVRANGE", keys_.Events(), "+", "-", "COUNT", "2000"}});
   if (!replies.ok()) return replies.status();
   const auto& h = (*replies)[0].elements;
   if (h.empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
@@ -122,7 +125,7 @@ Result<std::vector<SceneInfo>> Queue::List(const std::string& state, const std::
   const size_t scan = run.empty() ? limit : std::max<size_t>(limit * 20, 10000);
   std::vector<std::string> ids;
   if (state == "done") {
-    auto r = redis_.Command({"XREVRANGE", prefix_ + "events", "+", "-", "COUNT",
+    auto r = redis_.Command({"XREVRANGE", keys_.Events(), "+", "-", "COUNT",
                              std::to_string(std::max<size_t>(scan * 4, 2000))});
     if (!r.ok()) return r.status();
     std::set<std::string> seen;
@@ -139,15 +142,15 @@ Result<std::vector<SceneInfo>> Queue::List(const std::string& state, const std::
     }
   } else {
     auto r = redis_.Command(
-        {"ZRANGE", prefix_ + state, "0", std::to_string(static_cast<int64_t>(scan) - 1)});
+        {"ZRANGE", keys_.State(state), "0", std::to_string(static_cast<int64_t>(scan) - 1)});
     if (!r.ok()) return r.status();
     for (const auto& v : r->elements)
       ids.push_back(v.str);
   }
   std::vector<std::vector<std::string>> cmds;
   for (const auto& id : ids)
-    cmds.push_back({"HMGET", prefix_ + "scene:" + id, "run", "state", "attempts", "failures",
-                    "reason", "worker"});
+    cmds.push_back(
+        {"HMGET", keys_.Scene(id), "run", "state", "attempts", "failures", "reason", "worker"});
   std::vector<SceneInfo> out;
   if (cmds.empty()) return out;
   auto r = redis_.Pipeline(cmds);

@@ -37,18 +37,12 @@ std::chrono::milliseconds RetryBackoff(int failures, std::chrono::milliseconds b
   return std::chrono::milliseconds(dist(rng));
 }
 
-std::string KeyPrefix(const std::string& queue) {
-  return "sf:{" + queue + "}:";
-}
-std::string WorkerKey(const std::string& worker_id) {
-  return "sf:worker:" + worker_id;
-}
-
 Queue::Queue(redis::Client& redis, QueueOptions options, const Clock& clock)
     : redis_(redis),
       options_(std::move(options)),
       clock_(clock),
-      prefix_(KeyPrefix(options_.name)) {}
+      prefix_(keys::Prefix(options_.name)),
+      keys_(options_.name) {}
 
 std::vector<std::string> Queue::Args(std::initializer_list<std::string> rest) const {
   std::vector<std::string> a = {prefix_, std::to_string(clock_.QueueTimeMs())};
@@ -163,14 +157,15 @@ Result<std::string> Queue::Fail(const LeasedScene& s, const std::string& worker,
   for (const auto& r : fallback_reasons)
     reasons += (reasons.empty() ? "" : ",") + r;
   auto r = Fenced(kFail, {worker, s.id, std::to_string(s.attempt), reason, permanent ? "1" : "0",
-                          std::to_string(backoff.count()), "failed", exit_reason, reasons});
+                          std::to_string(backoff.count()), "failed", exit_reason, reasons,
+                          std::to_string(options_.retention_seconds)});
   if (!r.ok()) return r.status();
   return SplitRunComplete(r->AsString(), run_complete);
 }
 
 Status Queue::AckCancelled(const LeasedScene& s, const std::string& worker, bool* run_complete) {
   auto r = Fenced(kFail, {worker, s.id, std::to_string(s.attempt), "cancelled by request", "0", "0",
-                          "cancelled", "", ""});
+                          "cancelled", "", "", std::to_string(options_.retention_seconds)});
   if (r.ok()) SplitRunComplete(r->AsString(), run_complete);
   return r.status();
 }
@@ -180,11 +175,18 @@ Status Queue::Release(const LeasedScene& s, const std::string& worker, const std
 }
 
 Result<int64_t> Queue::Reclaim(int limit) {
-  auto r =
-      redis_.Eval(kReclaim, Args({std::to_string(limit), std::to_string(options_.max_reclaims)}));
-  if (!r.ok()) return r.status();
-  if (r->is_error()) return ScriptError("reclaim", *r);
-  return r->integer;
+  int64_t moved = 0;
+  while (moved < limit) {
+    const int64_t batch = std::min<int64_t>(limit - moved, static_cast<int64_t>(Batch()));
+    auto r =
+        redis_.Eval(kReclaim, Args({std::to_string(batch), std::to_string(options_.max_reclaims),
+                                    std::to_string(options_.retention_seconds)}));
+    if (!r.ok()) return r.status();
+    if (r->is_error()) return ScriptError("reclaim", *r);
+    moved += r->integer;
+    if (r->integer < batch) break;  // no more expired leases
+  }
+  return moved;
 }
 
 Result<std::vector<LeasedScene>> Queue::Resume(const std::string& worker,
@@ -202,7 +204,7 @@ Result<std::vector<LeasedScene>> Queue::Resume(const std::string& worker,
 }
 
 Result<std::string> Queue::Cancel(const std::string& id) {
-  auto r = redis_.Eval(kCancel, Args({id}));
+  auto r = redis_.Eval(kCancel, Args({id, std::to_string(options_.retention_seconds)}));
   if (!r.ok()) return r.status();
   if (r->is_error()) return ScriptError("cancel", *r);
   if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
@@ -227,13 +229,18 @@ Status Queue::Rerun(const std::string& id, const std::string& reason) {
   return Status::FailedPrecondition("scene '" + id + "' is " + r->AsString() + ", not succeeded");
 }
 
-int64_t Queue::NowMs() const {
-  return clock_.QueueTimeMs() > 0 ? clock_.QueueTimeMs() : clock_.NowMs();
+Result<int64_t> Queue::TimeMs() {
+  if (clock_.QueueTimeMs() > 0) return clock_.QueueTimeMs();
+  auto r = redis_.Command({"TIME"});
+  if (!r.ok()) return r.status();
+  if (r->elements.size() != 2) return Status::Internal("TIME: unexpected reply");
+  return r->elements[0].AsInt() * 1000 + r->elements[1].AsInt() / 1000;
 }
 
-Result<std::vector<std::string>> Queue::DeadBefore(int64_t cutoff_ms, size_t limit) {
-  auto r = redis_.Command({"ZRANGEBYSCORE", prefix_ + "dead", "-inf", std::to_string(cutoff_ms),
-                           "LIMIT", "0", std::to_string(limit)});
+Result<std::vector<std::string>> Queue::ExpiredLeases() {
+  auto now = TimeMs();
+  if (!now.ok()) return now.status();
+  auto r = redis_.Command({"ZRANGEBYSCORE", keys_.Leased(), "-inf", std::to_string(*now)});
   if (!r.ok()) return r.status();
   std::vector<std::string> ids;
   for (const auto& v : r->elements)
@@ -241,22 +248,71 @@ Result<std::vector<std::string>> Queue::DeadBefore(int64_t cutoff_ms, size_t lim
   return ids;
 }
 
-Result<std::vector<std::string>> Queue::PurgeDead(int64_t cutoff_ms, size_t limit) {
-  auto r = redis_.Eval(kPurge, Args({std::to_string(cutoff_ms), std::to_string(limit)}));
+Result<std::vector<std::string>> Queue::FinishedRuns() {
+  auto r = redis_.Command({"SMEMBERS", keys_.RunsFinished()});
   if (!r.ok()) return r.status();
-  if (r->is_error()) return ScriptError("purge", *r);
-  std::vector<std::string> ids;
+  std::vector<std::string> runs;
   for (const auto& v : r->elements)
-    ids.push_back(v.str);
+    runs.push_back(v.str);
+  std::sort(runs.begin(), runs.end());
+  return runs;
+}
+
+Result<bool> Queue::ClaimFinishedRun(const std::string& run) {
+  auto r = redis_.Command({"SREM", keys_.RunsFinished(), run});
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return Status::Internal("SREM: " + r->str);
+  return r->integer == 1;
+}
+
+Result<std::vector<std::string>> Queue::DeadBefore(int64_t cutoff_ms, size_t limit) {
+  // Paged by score (each page starts at the last score seen, past the ids already read there),
+  // so no single command walks a million entries.
+  const size_t page = std::max<size_t>(Batch(), 1000);
+  std::vector<std::string> ids;
+  std::string min = "-inf";
+  size_t skip = 0;
+  while (ids.size() < limit) {
+    const size_t n = std::min(page, limit - ids.size());
+    auto r = redis_.Command({"ZRANGEBYSCORE", keys_.Dead(), min, std::to_string(cutoff_ms),
+                             "WITHSCORES", "LIMIT", std::to_string(skip), std::to_string(n)});
+    if (!r.ok()) return r.status();
+    if (r->is_error()) return Status::Internal("ZRANGEBYSCORE: " + r->str);
+    const auto& e = r->elements;
+    for (size_t i = 0; i + 1 < e.size(); i += 2)
+      ids.push_back(e[i].str);
+    if (e.size() / 2 < n) break;
+    const std::string last = e[e.size() - 1].str;
+    size_t same = 0;  // entries of this page at its last score
+    for (size_t i = e.size(); i >= 2 && e[i - 1].str == last; i -= 2)
+      ++same;
+    skip = last == min ? skip + same : same;
+    min = last;
+  }
+  return ids;
+}
+
+Result<std::vector<std::string>> Queue::PurgeDead(int64_t cutoff_ms, size_t limit) {
+  std::vector<std::string> ids;
+  while (ids.size() < limit) {
+    const size_t batch = std::min(limit - ids.size(), Batch());
+    auto r = redis_.Eval(kPurge, Args({std::to_string(cutoff_ms), std::to_string(batch)}));
+    if (!r.ok()) return r.status();
+    if (r->is_error()) return ScriptError("purge", *r);
+    for (const auto& v : r->elements)
+      ids.push_back(v.str);
+    if (r->elements.size() < batch) break;  // none older than the cutoff is left
+  }
   return ids;
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> Queue::LeasesOfGoneWorkers(
     std::chrono::milliseconds live_window) {
-  const int64_t now = NowMs();
+  auto now = TimeMs();
+  if (!now.ok()) return now.status();
   auto r = redis_.Pipeline(
-      {{"ZRANGE", prefix_ + "leased", "0", "-1"},
-       {"ZRANGEBYSCORE", kWorkersKey, std::to_string(now - live_window.count()), "+inf"}});
+      {{"ZRANGE", keys_.Leased(), "0", "-1"},
+       {"ZRANGEBYSCORE", keys::kWorkers, std::to_string(*now - live_window.count()), "+inf"}});
   if (!r.ok()) return r.status();
   std::set<std::string> live;
   for (const auto& v : (*r)[1].elements)
@@ -265,7 +321,7 @@ Result<std::vector<std::pair<std::string, std::string>>> Queue::LeasesOfGoneWork
   std::vector<std::string> ids;
   for (const auto& v : (*r)[0].elements) {
     ids.push_back(v.str);
-    cmds.push_back({"HGET", prefix_ + "scene:" + v.str, "worker"});
+    cmds.push_back({"HGET", keys_.Scene(v.str), "worker"});
   }
   std::vector<std::pair<std::string, std::string>> gone;
   if (cmds.empty()) return gone;
@@ -280,16 +336,20 @@ Result<std::vector<std::pair<std::string, std::string>>> Queue::LeasesOfGoneWork
 
 Result<int64_t> Queue::ExpireLeases(
     const std::vector<std::pair<std::string, std::string>>& leases) {
-  if (leases.empty()) return int64_t{0};
-  std::vector<std::string> args = Args({});
-  for (const auto& [id, worker] : leases) {
-    args.push_back(id);
-    args.push_back(worker);
+  int64_t expired = 0;
+  for (size_t start = 0; start < leases.size(); start += Batch()) {
+    const size_t end = std::min(leases.size(), start + Batch());
+    std::vector<std::string> args = Args({});
+    for (size_t i = start; i < end; ++i) {
+      args.push_back(leases[i].first);
+      args.push_back(leases[i].second);
+    }
+    auto r = redis_.Eval(kExpireGone, args);
+    if (!r.ok()) return r.status();
+    if (r->is_error()) return ScriptError("expire_gone", *r);
+    expired += r->integer;
   }
-  auto r = redis_.Eval(kExpireGone, args);
-  if (!r.ok()) return r.status();
-  if (r->is_error()) return ScriptError("expire_gone", *r);
-  return r->integer;
+  return expired;
 }
 
 }  // namespace scenefarm::queue

@@ -5,13 +5,16 @@ Schema: every object of the core API groups is read into the Kubernetes Python c
 in the wrong place) is lost on the way and reported, a missing required field or a value of the
 wrong type fails the read. KEDA's ScaledObject (a custom resource) is checked by hand.
 Then what scenefarm relies on: the images `make images` produces (scripts/images.sh --list),
-the drain grace period, the KEDA trigger, the PDB, scrape annotations, ComfyUI's probes, no
+the drain grace period, the KEDA trigger (its query evaluated by promtool on sample depths), the PDB, scrape annotations, ComfyUI's probes, no
 empty argument in an exec probe, and the artifacts claim declared ReadWriteMany.
 Usage: python3 check_kubernetes.py IMAGE_LIST_FILE"""
 import glob
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import yaml
 from kubernetes import client
@@ -135,8 +138,46 @@ if so:
     need(so["spec"]["scaleTargetRef"]["name"] == "scenefarm-worker", "ScaledObject targets another Deployment")
     q = so["spec"]["triggers"][0]["metadata"].get("query", "")
     need("scenefarm_queue_depth" in q and "pending" in q, "KEDA trigger does not read the queue depth")
+    # Only a lease promotes a delayed scene whose backoff ended: a farm at zero must wake for it.
+    need(re.search(r'state=~"[^"]*\bleased\b', q) is not None and
+         re.search(r'state(=|=~)"[^"]*\bdelayed\b', q) is not None,
+         "KEDA trigger must count pending and leased scenes and wake for delayed ones")
     need(re.fullmatch(r"\d+", str(so["spec"]["triggers"][0]["metadata"].get("threshold", ""))) is not None,
          "KEDA threshold is not a whole number")
+
+
+def keda_query_values(query):
+    """The query's value on sample depths, by promtool (None when promtool is not installed)."""
+    if not shutil.which("promtool"):
+        return None
+    cases = [  # (pending, delayed, leased) -> workers' worth of scenes
+        ((0, 3, 0), 1),   # a farm at zero with scenes in backoff wakes one worker
+        ((0, 0, 0), 0),   # nothing to do: scales to zero
+        ((4, 30, 1), 6),  # backoffs add one, not thirty
+    ]
+    series, tests = [], []
+    for i, ((p, d, l), want) in enumerate(cases):
+        q = "q%d" % i
+        for state, v in (("pending", p), ("delayed", d), ("leased", l)):
+            series.append({"series": 'scenefarm_queue_depth{queue="%s",state="%s"}' % (q, state),
+                           "values": str(v)})
+        tests.append({"expr": query.replace('queue="scenes"', 'queue="%s"' % q), "eval_time": "0m",
+                      "exp_samples": [{"labels": "{}", "value": want}]})
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = os.path.join(tmp, "rules.yml")
+        with open(rules, "w") as f:
+            yaml.safe_dump({"groups": []}, f)
+        spec = os.path.join(tmp, "test.yml")
+        with open(spec, "w") as f:
+            yaml.safe_dump({"rule_files": [rules], "evaluation_interval": "1m", "tests": [
+                {"interval": "1m", "input_series": series, "promql_expr_test": tests}]}, f)
+        r = subprocess.run(["promtool", "test", "rules", spec], capture_output=True, text=True)
+        return r.returncode == 0, r.stdout + r.stderr
+
+
+if so:
+    ok = keda_query_values(so["spec"]["triggers"][0]["metadata"].get("query", ""))
+    need(ok is None or ok[0], "KEDA query gives the wrong worker counts: %s" % (ok and ok[1]))
 need(("PodDisruptionBudget", "scenefarm-worker") in by, "no PodDisruptionBudget for workers")
 e = by.get(("Deployment", "scenefarm-exporter"))
 need(e is not None, "no exporter Deployment")

@@ -274,6 +274,65 @@ TEST_F(CliTest, RepairDryRunChangesNothingThenRepairs) {
   EXPECT_EQ(Cli(with({})).out.find("requeue"), std::string::npos);
 }
 
+TEST_F(CliTest, RepairAssemblesARunFinishedByAReclaimOnce) {
+  redis::Client client(redis_.options());
+  SystemClock clock;
+  queue::Queue q(client, queue::QueueOptions{}, clock);
+  Scene a = MakeScene("a");
+  a.run = "story";
+  ASSERT_TRUE(q.Enqueue({a}).ok());
+  ASSERT_TRUE(q.Lease("gone-worker", std::chrono::hours(1)).ok());  // never heartbeats
+  ASSERT_EQ(*q.Cancel("a"), "leased");  // its worker never stops it: repair's reclaim does
+  // The scene's telemetry, as its attempt wrote it, under the policy it ran with.
+  const fs::path run = dir_.path() / "artifacts" / "story";
+  telemetry::SceneTelemetry t;
+  t.scene_id = "a";
+  t.run = "story";
+  t.status = "cancelled";
+  t.policy.retry_budget = 3;
+  fs::create_directories(run / "a");
+  std::ofstream(run / "a" / "telemetry.json") << t.ToJson().dump();
+  const std::vector<std::string> repair = {"repair", "--artifacts-dir",
+                                           (dir_.path() / "artifacts").string()};
+  auto with = [&](std::vector<std::string> extra) {
+    auto v = repair;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return With(v);
+  };
+  CliRun first = Cli(with({"--json"}));
+  ASSERT_EQ(first.code, 0) << first.err;
+  auto j = nlohmann::json::parse(first.out);
+  EXPECT_EQ(q.Show("a")->state, "cancelled");
+  ASSERT_EQ(j["finished_runs"].size(), 1u) << first.out;
+  EXPECT_EQ(j["finished_runs"][0]["run"], "story");
+  EXPECT_EQ(j["finished_runs"][0]["assembled"], true) << first.out;
+  ASSERT_TRUE(fs::exists(run / "run-summary.txt"));
+  auto meta = nlohmann::json::parse(ReadFile(run / "artifact-metadata.json"));
+  EXPECT_EQ(meta["QueuePolicy"]["SceneRetryBudget"], 3);  // the policy the scene ran under
+  EXPECT_EQ(meta["Scenes"].size(), 1u);
+  // Claimed once: the next repair has nothing to assemble.
+  fs::remove(run / "run-summary.txt");
+  CliRun second = Cli(with({"--json"}));
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_TRUE(nlohmann::json::parse(second.out)["finished_runs"].empty()) << second.out;
+  EXPECT_FALSE(fs::exists(run / "run-summary.txt"));
+}
+
+TEST_F(CliTest, PurgeDeletesMoreThanOneBatch) {
+  redis::Client client(redis_.options());
+  std::vector<std::vector<std::string>> cmds;
+  for (int i = 0; i < 450; ++i) {  // more than two script calls' worth (200 each)
+    const std::string id = "d" + std::to_string(i);
+    cmds.push_back({"HSET", "sf:{scenes}:scene:" + id, "state", "dead", "run", "r"});
+    cmds.push_back({"ZADD", "sf:{scenes}:dead", "1000", id});
+  }
+  ASSERT_TRUE(client.Pipeline(cmds).ok());
+  CliRun purge = Cli(With({"purge", "--dead", "--older-than", "1d", "--json"}));
+  ASSERT_EQ(purge.code, 0) << purge.err;
+  EXPECT_EQ(nlohmann::json::parse(purge.out)["purged"].size(), 450u);
+  EXPECT_EQ(client.Command({"ZCARD", "sf:{scenes}:dead"})->integer, 0);
+}
+
 TEST_F(CliTest, HealthOneLinePerCheckAndExitCodes) {
   const std::string dead = "http://127.0.0.1:" + std::to_string(FreePort());
   CliRun bad = Cli(With({"health", "--comfyui-url", dead, "--artifacts-dir", dir_.path().string(),

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "scenefarm/clock.h"
+#include "scenefarm/keys.h"
 #include "scenefarm/redis.h"
 #include "scenefarm/scene.h"
 #include "scenefarm/status.h"
@@ -24,11 +25,16 @@
 namespace scenefarm::queue {
 
 struct QueueOptions {
-  std::string name = "scenes";            // SCENEFARM_QUEUE (one queue per Queue object)
-  int default_retry_budget = 1;           // SceneRetryBudget, for scenes that set none
-  int max_reclaims = 10;                  // expired leases before a scene is dead-lettered
-  int64_t retention_seconds = 7 * 86400;  // how long a succeeded scene's record is kept
-  size_t enqueue_batch = 1000;            // scenes per pipelined round trip
+  std::string name = "scenes";   // SCENEFARM_QUEUE (one queue per Queue object)
+  int default_retry_budget = 1;  // SceneRetryBudget, for scenes that set none
+  int max_reclaims = 10;         // expired leases before a scene is dead-lettered
+  // How long a finished scene's record (succeeded or cancelled) and a finished run's record
+  // are kept, and how long a worker without a heartbeat stays in sf:workers.
+  int64_t retention_seconds = 7 * 86400;
+  size_t enqueue_batch = 1000;  // scenes per pipelined round trip
+  // Scenes per script call in long operations (purge, reclaim, expiring gone workers' leases):
+  // each call holds Redis, heartbeats included, only that long.
+  size_t script_batch = 200;
 };
 
 struct LeasedScene {
@@ -73,13 +79,15 @@ struct SceneInfo {
 std::chrono::milliseconds RetryBackoff(int failures, std::chrono::milliseconds base,
                                        std::chrono::milliseconds max, std::mt19937_64& rng);
 
-// "sf:{NAME}:"; the hash tag keeps a queue's keys in one Redis Cluster slot.
-std::string KeyPrefix(const std::string& queue);
-
-// Workers: a sorted set of last heartbeats (ms) and a hash per worker.
-inline constexpr char kWorkersKey[] = "sf:workers";
-std::string WorkerKey(const std::string& worker_id);
-inline constexpr char kQueuesKey[] = "sf:queues";
+// Key names live in scenefarm/keys.h; these are its names under this namespace.
+inline std::string KeyPrefix(const std::string& queue) {
+  return keys::Prefix(queue);
+}
+inline constexpr const char* kWorkersKey = keys::kWorkers;
+inline std::string WorkerKey(const std::string& worker_id) {
+  return keys::Worker(worker_id);
+}
+inline constexpr const char* kQueuesKey = keys::kQueues;
 
 class Queue {
  public:
@@ -97,7 +105,9 @@ class Queue {
                                                  std::chrono::milliseconds lease,
                                                  const std::vector<LeasedScene>& held);
   // result["telemetry"] (seed 001's Telemetry object), when present, feeds the stats and
-  // histograms. *run_complete: this ack finished the last open scene of the run.
+  // histograms. *run_complete: a finished run waits to be assembled (FinishedRuns): this
+  // scene's, when this ack finished its last open scene, or one a reclaim or cancel finished.
+  // The same worker acking the same attempt again (after a lost reply) gets the same answer.
   Status Ack(const LeasedScene& s, const std::string& worker, const nlohmann::json& result,
              bool* run_complete = nullptr);
   // Spends one of the retry budget: "delayed" (retried after backoff) or "dead". permanent:
@@ -113,7 +123,7 @@ class Queue {
                       bool* run_complete = nullptr);
   // Back to the front of pending without spending the retry budget.
   Status Release(const LeasedScene& s, const std::string& worker, const std::string& reason);
-  // Returns how many expired leases were moved.
+  // Returns how many expired leases were moved (at most `limit`, script_batch per call).
   Result<int64_t> Reclaim(int limit = 100);
   // The scenes this worker id still holds (after a restart), each with a new attempt.
   Result<std::vector<LeasedScene>> Resume(const std::string& worker,
@@ -133,26 +143,41 @@ class Queue {
   // one run; at most `limit`. History is not filled.
   Result<std::vector<SceneInfo>> List(const std::string& state, const std::string& run,
                                       size_t limit);
-  // Dead-lettered at or before cutoff_ms (read only), and their deletion.
+  // Dead-lettered at or before cutoff_ms (read only), and their deletion (script_batch per
+  // script call, so Redis keeps answering heartbeats between calls).
   Result<std::vector<std::string>> DeadBefore(int64_t cutoff_ms, size_t limit);
   Result<std::vector<std::string>> PurgeDead(int64_t cutoff_ms, size_t limit);
+  // Leased scenes whose deadline has passed by the queue's time (Redis TIME).
+  Result<std::vector<std::string>> ExpiredLeases();
   // Leased scenes whose worker has no heartbeat within live_window: (id, worker).
   Result<std::vector<std::pair<std::string, std::string>>> LeasesOfGoneWorkers(
       std::chrono::milliseconds live_window);
-  // Expires those leases now (still held by that worker); the next Reclaim requeues them.
+  // Expires those leases now (still held by that worker), script_batch per script call; the
+  // next Reclaim requeues them.
   Result<int64_t> ExpireLeases(const std::vector<std::pair<std::string, std::string>>& leases);
-  int64_t NowMs() const;
+  // The time the scripts run at: the clock's queue time when it has one (tests), otherwise the
+  // Redis server's TIME, never this host's clock (it may run ahead of the workers').
+  Result<int64_t> TimeMs();
+
+  // Runs that finished (every scene succeeded, dead or cancelled) and are not yet assembled,
+  // whichever transition finished them (ack, fail, reclaim, cancel).
+  Result<std::vector<std::string>> FinishedRuns();
+  // Takes a finished run for assembly: true for exactly one caller (SREM), false when another
+  // worker or `scenefarm repair` took it first.
+  Result<bool> ClaimFinishedRun(const std::string& run);
   Result<QueueStatus> GetStatus(std::chrono::milliseconds live_window);
 
  private:
   std::vector<std::string> Args(std::initializer_list<std::string> rest) const;
   Result<LeasedScene> ParseLeased(const redis::Value& v) const;
+  size_t Batch() const { return options_.script_batch > 0 ? options_.script_batch : 1; }
   Result<redis::Value> Fenced(const redis::Script& script, std::initializer_list<std::string> rest);
 
   redis::Client& redis_;
   const QueueOptions options_;
   const Clock& clock_;
   const std::string prefix_;
+  const keys::QueueKeys keys_;
 };
 
 }  // namespace scenefarm::queue

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "scenefarm/gpu.h"
+#include "scenefarm/keys.h"
 #include "scenefarm/status.h"
 
 namespace scenefarm::readings {
@@ -22,7 +23,7 @@ namespace scenefarm::readings {
 inline constexpr char kField[] = "readings";
 // Farm-wide counters that belong to no queue: a hash; field kContractViolations counts the
 // telemetry-contract violations workers found when they assembled a run.
-inline constexpr char kFarmStatsKey[] = "sf:farm:stats";
+inline constexpr const char* kFarmStatsKey = keys::kFarmStats;
 inline constexpr char kContractViolations[] = "contract_violations";
 
 inline constexpr size_t kMaxGpus = 16;

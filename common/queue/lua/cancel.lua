@@ -1,8 +1,11 @@
--- ARGV[3] id
+-- ARGV[3] id, [4] retention seconds of the cancelled scene's record and of a run it finishes
+-- (default 7 days)
 -- Pending, delayed or dead: cancelled now. Leased: the cancel is requested and its worker
 -- stops it (heartbeat answers 2). Returns the state it was in ('' when unknown); a finished
 -- scene is left as it is.
-local id = ARGV[3]
+local id = str_arg(3, 'scene id')
+local retention = 7 * 86400
+if ARGV[4] and ARGV[4] ~= '' then retention = int_arg(4, 'retention seconds', 1) end
 local h = redis.call('HMGET', skey(id), 'state', 'run', 'attempts')
 local state = h[1]
 if not state then return '' end
@@ -11,11 +14,10 @@ if state == 'pending' or state == 'delayed' or state == 'dead' then
   redis.call('ZREM', P .. 'pending_since', id)
   redis.call('HSET', skey(id), 'state', 'cancelled', 'finished_at', now)
   count('cancelled')
-  if state == 'dead' then
-    run_finished(h[2], 'dead', -1)
-  end
-  run_finished(h[2], 'cancelled', 1)
+  -- A dead scene was already finished for its run: it only changes which count holds it.
+  run_moved(h[2], state == 'dead' and 'dead' or nil, 'cancelled', retention)
   event(id, h[2], 'cancelled', h[3], '', 'cancelled while ' .. state)
+  redis.call('EXPIRE', skey(id), retention)
 elseif state == 'leased' then
   redis.call('HSET', skey(id), 'cancel_requested', '1')
   event(id, h[2], 'cancel_requested', h[3], '', '')

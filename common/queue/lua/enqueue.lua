@@ -1,6 +1,10 @@
 -- ARGV[3] id, [4] run, [5] priority, [6] retry_budget, [7] scene document (JSON)
 -- Returns 1, or 0 when a scene with this id exists and has not been purged.
-local id, run = ARGV[3], ARGV[4]
+local id, run = str_arg(3, 'scene id'), str_arg(4, 'run')
+local priority = int_arg(5, 'priority', -999)
+if priority > 999 then bad('priority (argument 5) must be within -999..999') end
+local budget = int_arg(6, 'retry_budget', 0)
+str_arg(7, 'scene document')
 if redis.call('EXISTS', skey(id)) == 1 then return 0 end
 local seq = redis.call('INCR', P .. 'seq')
 redis.call('HSET', skey(id), 'doc', ARGV[7], 'run', run, 'priority', ARGV[5], 'seq', seq,
@@ -8,6 +12,7 @@ redis.call('HSET', skey(id), 'doc', ARGV[7], 'run', run, 'priority', ARGV[5], 's
            'enqueued_at', now)
 to_pending(id, ARGV[5], seq)
 redis.call('HINCRBY', P .. 'run:' .. run, 'total', 1)
+redis.call('PERSIST', P .. 'run:' .. run)
 redis.call('SADD', P .. 'runs', run)
 redis.call('SADD', 'sf:queues', string.sub(P, 5, -3))
 count('enqueued')

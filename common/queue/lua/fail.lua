@@ -2,37 +2,58 @@
 -- [9] outcome: 'failed' (spends the retry budget) or 'cancelled' (the worker stopped it on request)
 -- [10] HistoryExitReason of the attempt ('' when none), counted as exit_<reason>
 -- [11] the attempt's fallback reasons, comma-separated, each counted as fallback_<reason>
--- Returns 'delayed', 'dead', 'cancelled' (with ':run_complete' appended when that finished the
--- scene's run), or 0 when fenced.
-local worker, id, attempt, reason = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if not owned(id, worker, attempt) then return 0 end
+-- [12] retention seconds of a cancelled scene's record and of a finished run's (default 7 days)
+-- Returns 'delayed', 'dead', 'cancelled' (with ':run_complete' appended when a finished run waits
+-- to be assembled: this scene's, or one a reclaim or cancel finished), or 0 when fenced. The same worker failing the same attempt again (a retry after
+-- a lost reply) gets the first call's answer.
+local worker, id = str_arg(3, 'worker'), str_arg(4, 'scene id')
+local attempt = int_arg(5, 'attempt', 1)
+local reason = ARGV[6] or ''
+if ARGV[7] ~= '0' and ARGV[7] ~= '1' then bad('permanent (argument 7) must be 0 or 1') end
+local backoff_ms = int_arg(8, 'backoff_ms', 0)
+local outcome = ARGV[9]
+if outcome ~= 'failed' and outcome ~= 'cancelled' then
+  bad("outcome (argument 9) must be 'failed' or 'cancelled'")
+end
+local retention = 7 * 86400
+if ARGV[12] and ARGV[12] ~= '' then retention = int_arg(12, 'retention seconds', 1) end
+if not owned(id, worker, attempt) then return replay(id, worker, attempt) end
+local h = redis.call('HMGET', skey(id), 'run', 'retry_budget', 'failures')
+local run = h[1]
+local budget, failures = tonumber(h[2]), (tonumber(h[3]) or 0) + 1
+if outcome == 'failed' and ARGV[7] ~= '1' and not budget then
+  bad('scene ' .. id .. ' has no retry_budget: nothing changed')
+end
+
 unlease(id, worker)
-local run = redis.call('HGET', skey(id), 'run')
-if ARGV[9] ~= 'cancelled' then redis.call('HSET', skey(id), 'failed_attempt', attempt) end
 if ARGV[10] and ARGV[10] ~= '' then count('exit_' .. ARGV[10]) end
 for r in string.gmatch(ARGV[11] or '', '[^,]+') do count('fallback_' .. r) end
-if ARGV[9] == 'cancelled' then
+local reply
+if outcome == 'cancelled' then
   redis.call('HSET', skey(id), 'state', 'cancelled', 'finished_at', now, 'reason', reason)
   count('cancelled')
-  local run_done = run_finished(run, 'cancelled', 1)
+  run_moved(run, nil, 'cancelled', retention)
   event(id, run, 'cancelled', attempt, worker, reason)
-  if run_done then return 'cancelled:run_complete' end
-  return 'cancelled'
-end
-local failures = redis.call('HINCRBY', skey(id), 'failures', 1)
-local budget = tonumber(redis.call('HGET', skey(id), 'retry_budget'))
-count('failed')
-if ARGV[7] == '1' or failures > budget then
+  reply = 'cancelled'
+  redis.call('EXPIRE', skey(id), retention)
+elseif ARGV[7] == '1' or failures > budget then
+  redis.call('HSET', skey(id), 'failed_attempt', attempt, 'failures', failures)
+  count('failed')
   redis.call('HSET', skey(id), 'state', 'dead', 'reason', reason, 'finished_at', now)
   redis.call('ZADD', P .. 'dead', now, id)
   count('dead_lettered')
-  local run_done = run_finished(run, 'dead', 1)
+  run_moved(run, nil, 'dead', retention)
   event(id, run, 'dead_lettered', attempt, worker, reason)
-  if run_done then return 'dead:run_complete' end
-  return 'dead'
+  reply = 'dead'
+else
+  redis.call('HSET', skey(id), 'failed_attempt', attempt, 'failures', failures)
+  count('failed')
+  redis.call('HSET', skey(id), 'state', 'delayed', 'reason', reason)
+  redis.call('ZADD', P .. 'delayed', now + backoff_ms, id)
+  count('retried')
+  event(id, run, 'retried', attempt, worker, reason)
+  reply = 'delayed'
 end
-redis.call('HSET', skey(id), 'state', 'delayed', 'reason', reason)
-redis.call('ZADD', P .. 'delayed', now + tonumber(ARGV[8]), id)
-count('retried')
-event(id, run, 'retried', attempt, worker, reason)
-return 'delayed'
+if runs_to_assemble() then reply = reply .. ':run_complete' end
+answered(id, worker, attempt, reply)
+return reply

@@ -3,12 +3,16 @@
 -- Returns {id, attempt, doc, run, retry_budget, failures, enqueued_at, failed_attempt} or nil when
 -- none is pending. failed_attempt: the last attempt that failed (0: none); later ones were cut
 -- short (reclaimed, released), so their render may be adopted.
-local worker, lease_ms = ARGV[3], tonumber(ARGV[4])
+local worker, lease_ms = str_arg(3, 'worker'), int_arg(4, 'lease_ms', 1)
 local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(due) do
   redis.call('ZREM', P .. 'delayed', id)
   local h = redis.call('HMGET', skey(id), 'priority', 'seq')
-  to_pending(id, h[1], h[2])
+  if tonumber(h[1]) and tonumber(h[2]) then
+    to_pending(id, h[1], h[2])
+  elseif h[1] or h[2] then  -- a damaged record: kept aside an hour for an operator, not lost
+    redis.call('ZADD', P .. 'delayed', now + 3600000, id)
+  end  -- no record at all: nothing to promote
 end
 local first = redis.call('ZRANGE', P .. 'pending', 0, 0)
 if #first == 0 then return nil end

@@ -1,7 +1,13 @@
 -- Prepended to every queue script at build time. The persistent format is documented in
 -- docs/queue-protocol.md; never change the meaning of a key or field in place.
 -- ARGV[1]: key prefix "sf:{QUEUE}:"; ARGV[2]: now in ms, 0 = the Redis server's clock.
+-- A script reads and checks everything before its first write: Redis does not roll back a
+-- script that fails halfway, so a late error would leave a scene in two places or in none.
+local function bad(what) error({err = 'ERR scenefarm: ' .. what}) end
 local P = ARGV[1]
+if type(P) ~= 'string' or not string.match(P, '^sf:{[^{}]+}:$') then
+  bad('key prefix must be sf:{QUEUE}:')
+end
 local now = tonumber(ARGV[2])
 if not now or now <= 0 then
   local t = redis.call('TIME')
@@ -45,26 +51,82 @@ local function to_pending(id, priority, seq)
   redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
 end
 
--- A terminal state for the run's bookkeeping: 'succeeded', 'dead' or 'cancelled'. Returns true
--- when every scene of the run has reached one (the caller assembles the run's artifacts).
-local function run_finished(run, state, n)
+-- ARGV[i] as a whole number >= min; anything else is refused before a write.
+local function int_arg(i, name, min)
+  local v = tonumber(ARGV[i])
+  if not v or v ~= math.floor(v) or v ~= v or v == math.huge or v < (min or -math.huge) then
+    bad(name .. ' (argument ' .. i .. ') must be a whole number' ..
+        (min and (' >= ' .. min) or '') .. ', got ' .. tostring(ARGV[i]))
+  end
+  return v
+end
+
+-- ARGV[i] as a non-empty string.
+local function str_arg(i, name)
+  if type(ARGV[i]) ~= 'string' or ARGV[i] == '' then
+    bad(name .. ' (argument ' .. i .. ') must not be empty')
+  end
+  return ARGV[i]
+end
+
+-- A finite number (telemetry values feed HINCRBYFLOAT, which refuses NaN and infinities).
+local function finite(x) return type(x) == 'number' and x == x and x > -math.huge and x < math.huge end
+
+-- A scene moves between the run's terminal counts: from 'succeeded', 'dead' or 'cancelled' (or
+-- nil: it was not finished) to one of them (or nil: it is open again). When the run goes from
+-- open to finished, it joins `runs_finished` (a worker or `scenefarm repair` claims it there
+-- and assembles its artifacts) and its hash expires after `retention` seconds; reopened, it
+-- persists. runs_completed counts each run once, however often it closes again.
+-- Returns true when this move finished the run.
+local function run_moved(run, from, to, retention)
   local r = P .. 'run:' .. run
-  redis.call('HINCRBY', r, state, n)
+  if from and redis.call('EXISTS', r) == 0 then
+    -- The run's record expired (its retention passed): what comes back is a run of its own.
+    redis.call('HSET', r, 'total', 1)
+    from = nil
+  end
+  if from then redis.call('HINCRBY', r, from, -1) end
+  if to then redis.call('HINCRBY', r, to, 1) end
   local h = redis.call('HMGET', r, 'total', 'succeeded', 'dead', 'cancelled')
   local done = (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) + (tonumber(h[4]) or 0)
   if done >= (tonumber(h[1]) or 0) then
-    local removed = redis.call('SREM', P .. 'runs', run)
-    if n > 0 and removed == 1 then count('runs_completed') end
-    return true
+    if redis.call('SREM', P .. 'runs', run) == 1 then
+      if redis.call('HSETNX', r, 'completed_counted', 1) == 1 then count('runs_completed') end
+      redis.call('SADD', P .. 'runs_finished', run)
+      if retention then redis.call('EXPIRE', r, retention) end
+      return true
+    end
+    if retention then redis.call('EXPIRE', r, retention) end
+    return false
   end
   redis.call('SADD', P .. 'runs', run)
+  redis.call('PERSIST', r)
   return false
 end
+
+-- True when a finished run waits for a worker to claim and assemble it (this call's run, or one
+-- a reclaim or a cancel finished): ack and fail then tell their worker to look.
+local function runs_to_assemble() return redis.call('SCARD', P .. 'runs_finished') > 0 end
 
 -- Fencing: only the worker holding the current attempt may change a leased scene.
 local function owned(id, worker, attempt)
   local s = redis.call('HMGET', skey(id), 'state', 'worker', 'attempts')
   return s[1] == 'leased' and s[2] == worker and s[3] == tostring(attempt)
+end
+
+-- The answer a fenced call (ack, fail, release) gave, kept on the scene so that the same worker
+-- retrying the same attempt (its first call committed but the reply was lost) gets it again.
+local function answered(id, worker, attempt, reply)
+  redis.call('HSET', skey(id), 'answered', worker .. '/' .. attempt, 'answer', tostring(reply))
+end
+
+-- The recorded answer to this worker's call for this attempt, or 0 (fenced: nothing changes).
+local function replay(id, worker, attempt)
+  local h = redis.call('HMGET', skey(id), 'answered', 'answer')
+  if h[1] == worker .. '/' .. attempt and h[2] then
+    return tonumber(h[2]) or h[2]
+  end
+  return 0
 end
 
 local function unlease(id, worker)

@@ -1,8 +1,8 @@
 -- ARGV[3] cutoff (ms; dead-lettered at or before it), [4] limit
 -- Deletes dead-lettered scenes for good: their record, their place in the dead set. The run's
 -- counts keep them (they ended dead). Returns the ids deleted.
-local ids = redis.call('ZRANGEBYSCORE', P .. 'dead', '-inf', tonumber(ARGV[3]), 'LIMIT', 0,
-                       tonumber(ARGV[4]))
+local cutoff, limit = int_arg(3, 'cutoff'), int_arg(4, 'limit', 1)
+local ids = redis.call('ZRANGEBYSCORE', P .. 'dead', '-inf', cutoff, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   local h = redis.call('HMGET', skey(id), 'run', 'attempts')
   redis.call('ZREM', P .. 'dead', id)

@@ -1,27 +1,36 @@
--- ARGV[3] limit, [4] max_reclaims
+-- ARGV[3] limit, [4] max_reclaims, [5] retention seconds (cancelled scenes' records, finished
+-- runs' records, and workers without a heartbeat that long leave sf:workers; default 7 days)
 -- Scenes whose lease expired (their worker died or lost Redis) go back to pending; one whose
 -- lease expired max_reclaims times is dead-lettered, and one whose cancel was requested is
 -- cancelled. Safe to run from every worker at once: each scene moves once.
 -- Returns the number of scenes moved.
-local expired = redis.call('ZRANGEBYSCORE', P .. 'leased', '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local limit = int_arg(3, 'limit', 1)
+local max_reclaims = int_arg(4, 'max_reclaims', 1)
+local retention = 7 * 86400
+if ARGV[5] and ARGV[5] ~= '' then retention = int_arg(5, 'retention seconds', 1) end
+redis.call('ZREMRANGEBYSCORE', 'sf:workers', '-inf', '(' .. (now - retention * 1000))
+local expired = redis.call('ZRANGEBYSCORE', P .. 'leased', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local h = redis.call('HMGET', skey(id), 'worker', 'attempts', 'run', 'priority', 'seq',
-                       'cancel_requested')
+                       'cancel_requested', 'reclaims')
+  local reclaims = (tonumber(h[7]) or 0) + 1
   unlease(id, h[1] or '')
-  local reclaims = redis.call('HINCRBY', skey(id), 'reclaims', 1)
+  redis.call('HSET', skey(id), 'reclaims', reclaims)
   count('reclaimed')
   if h[6] == '1' then
     redis.call('HSET', skey(id), 'state', 'cancelled', 'finished_at', now,
                'reason', 'cancelled while its worker was lost')
     count('cancelled')
-    run_finished(h[3], 'cancelled', 1)
+    run_moved(h[3], nil, 'cancelled', retention)
     event(id, h[3], 'cancelled', h[2], h[1], 'lease expired')
-  elseif reclaims >= tonumber(ARGV[4]) then
+    redis.call('EXPIRE', skey(id), retention)
+  elseif reclaims >= max_reclaims or not tonumber(h[4]) or not tonumber(h[5]) then
     local reason = 'lease expired ' .. reclaims .. ' times (worker lost each time)'
+    if reclaims < max_reclaims then reason = 'lease expired and its record has no priority or seq' end
     redis.call('HSET', skey(id), 'state', 'dead', 'reason', reason, 'finished_at', now)
     redis.call('ZADD', P .. 'dead', now, id)
     count('dead_lettered')
-    run_finished(h[3], 'dead', 1)
+    run_moved(h[3], nil, 'dead', retention)
     event(id, h[3], 'dead_lettered', h[2], h[1], reason)
   else
     to_pending(id, h[4], h[5])

@@ -2,7 +2,7 @@
 -- A restarted worker takes back the scenes its id still holds: each gets a new attempt (the old
 -- one is fenced off) and a fresh lease. Returns a list of {id, attempt, doc, run, retry_budget,
 -- failures, enqueued_at, failed_attempt}.
-local worker, lease_ms = ARGV[3], tonumber(ARGV[4])
+local worker, lease_ms = str_arg(3, 'worker'), int_arg(4, 'lease_ms', 1)
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'wl:' .. worker)) do
   local h = redis.call('HMGET', skey(id), 'state', 'worker', 'doc', 'run', 'retry_budget',

@@ -1,0 +1,49 @@
+// Every Redis key name scenefarm uses, built in one place (the Lua scripts build the same names
+// from the prefix they are given). Layout and meaning: docs/queue-protocol.md.
+#pragma once
+
+#include <string>
+
+namespace scenefarm::keys {
+
+// Global keys.
+inline constexpr char kQueues[] = "sf:queues";    // set of queue names
+inline constexpr char kWorkers[] = "sf:workers";  // zset worker id -> last heartbeat (ms)
+inline constexpr char kFarmStats[] = "sf:farm:stats";
+inline std::string Worker(const std::string& worker_id) {
+  return "sf:worker:" + worker_id;
+}
+
+// "sf:{QUEUE}:", the prefix of every key of a queue.
+inline std::string Prefix(const std::string& queue) {
+  return "sf:{" + queue + "}:";
+}
+
+// The keys of one queue.
+class QueueKeys {
+ public:
+  explicit QueueKeys(const std::string& queue) : prefix_(Prefix(queue)) {}
+  const std::string& prefix() const { return prefix_; }
+
+  std::string Scene(const std::string& id) const { return prefix_ + "scene:" + id; }
+  // The zset of scenes in a state: "pending", "delayed", "leased" or "dead".
+  std::string State(const std::string& state) const { return prefix_ + state; }
+  std::string Pending() const { return prefix_ + "pending"; }
+  std::string PendingSince() const { return prefix_ + "pending_since"; }
+  std::string Delayed() const { return prefix_ + "delayed"; }
+  std::string Leased() const { return prefix_ + "leased"; }
+  std::string Dead() const { return prefix_ + "dead"; }
+  std::string WorkerLeases(const std::string& worker) const { return prefix_ + "wl:" + worker; }
+  std::string Seq() const { return prefix_ + "seq"; }
+  std::string Stats() const { return prefix_ + "stats"; }
+  std::string Histogram(const std::string& name) const { return prefix_ + "h:" + name; }
+  std::string Events() const { return prefix_ + "events"; }
+  std::string Run(const std::string& run) const { return prefix_ + "run:" + run; }
+  std::string Runs() const { return prefix_ + "runs"; }                   // runs not finished
+  std::string RunsFinished() const { return prefix_ + "runs_finished"; }  // to assemble
+
+ private:
+  std::string prefix_;
+};
+
+}  // namespace scenefarm::keys

@@ -1,0 +1,379 @@
+// The queue scripts' guarantees beyond the happy path, against a real redis-server: fenced calls
+// retried after a lost reply, runs finished by any transition recorded for assembly once,
+// runs_completed counted once, bad arguments refused before any write, records that expire,
+// long operations in batches, and the Redis server's clock instead of the caller's.
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "queue_scripts.h"
+#include "scenefarm/metrics.h"
+#include "support/queue_fixture.h"
+
+namespace scenefarm::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+class QueueScripts : public QueueTest {
+ protected:
+  // The places a scene is in: each state set holding it, and its hash's state.
+  std::string Places(const std::string& id) {
+    std::string out;
+    for (const char* set : {"pending", "delayed", "leased", "dead"}) {
+      auto r = client_.Command({"ZSCORE", "sf:{scenes}:" + std::string(set), id});
+      if (r.ok() && !r->is_nil()) out += std::string(set) + " ";
+    }
+    return out + "state=" + Field(id, "state");
+  }
+  // In exactly one place: its state's set, or no set once finished.
+  void ExpectInOnePlace(const std::string& id, const std::string& state) {
+    if (state == "succeeded" || state == "cancelled") {
+      EXPECT_EQ(Places(id), "state=" + state);
+    } else {
+      EXPECT_EQ(Places(id), state + " state=" + state);
+    }
+  }
+  // A script run directly, with arguments as a client of another version might send them.
+  redis::Value Raw(const char* name, const char* source, std::vector<std::string> rest) {
+    std::vector<std::string> args = {"sf:{scenes}:", std::to_string(clock_.NowMs())};
+    args.insert(args.end(), rest.begin(), rest.end());
+    auto r = client_.Eval(redis::Script{name, source}, args);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : redis::Value{};
+  }
+  int64_t Stat(const std::string& field) {
+    return client_.Command({"HGET", "sf:{scenes}:stats", field})->AsInt();
+  }
+  int64_t Ttl(const std::string& key) { return client_.Command({"TTL", key})->AsInt(); }
+  // How many EVALSHA calls the server has run so far.
+  int64_t EvalCalls() {
+    auto info = client_.Command({"INFO", "commandstats"});
+    std::smatch m;
+    const std::string text = info.ok() ? info->str : "";
+    if (std::regex_search(text, m, std::regex("cmdstat_evalsha:calls=(\\d+)")))
+      return std::stoll(m[1]);
+    return 0;
+  }
+};
+
+TEST_F(QueueScripts, AckRetriedAfterALostReplyGetsTheFirstAnswerWithTheRunsCompletion) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  auto s = MustLease("w1");
+  bool done = false;
+  ASSERT_TRUE(queue_.Ack(s, "w1", {{"frames", 1}}, &done).ok());
+  EXPECT_TRUE(done);
+  // The reply was lost (a timeout): the worker retries the same ack.
+  bool again = false;
+  Status retry = queue_.Ack(s, "w1", {{"frames", 1}}, &again);
+  EXPECT_TRUE(retry.ok()) << retry.ToString();
+  EXPECT_TRUE(again) << "the retry must still say that this ack finished the run";
+  EXPECT_EQ(Stat("succeeded"), 1);  // recorded once
+  EXPECT_EQ(Events("a"), (std::vector<std::string>{"enqueued", "leased", "succeeded"}));
+  // Anyone else, or another attempt, is still fenced off.
+  EXPECT_EQ(queue_.Ack(s, "w2", {}).code(), StatusCode::kAborted);
+  auto other = s;
+  other.attempt = 7;
+  EXPECT_EQ(queue_.Ack(other, "w1", {}).code(), StatusCode::kAborted);
+}
+
+TEST_F(QueueScripts, FailAndReleaseRetriedAfterALostReplyGetTheFirstAnswer) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  auto a = MustLease("w1");
+  auto b = MustLease("w1");
+  bool done = true;
+  auto first = queue_.Fail(a, "w1", "boom", /*permanent=*/true, 0ms, "", &done);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, "dead");
+  EXPECT_FALSE(done);
+  auto retry = queue_.Fail(a, "w1", "boom", true, 0ms, "", &done);
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(*retry, "dead");
+  ASSERT_TRUE(queue_.Release(b, "w1", "draining").ok());
+  EXPECT_TRUE(queue_.Release(b, "w1", "draining").ok());
+  EXPECT_EQ(Stat("dead_lettered"), 1);
+  EXPECT_EQ(Stat("released"), 1);
+  ExpectInOnePlace("a", "dead");
+  ExpectInOnePlace("b", "pending");
+  // The last scene fails: its retried call reports the run's completion too.
+  auto b2 = MustLease("w1");
+  ASSERT_TRUE(queue_.Fail(b2, "w1", "boom", true, 0ms, "", &done).ok());
+  EXPECT_TRUE(done);
+  done = false;
+  ASSERT_TRUE(queue_.Fail(b2, "w1", "boom", true, 0ms, "", &done).ok());
+  EXPECT_TRUE(done);
+}
+
+TEST_F(QueueScripts, RunsFinishedByReclaimOrCancelAreLeftForAssemblyAndClaimedOnce) {
+  queue::QueueOptions o;
+  o.max_reclaims = 1;
+  queue::Queue q(client_, o, clock_);
+  auto lost = MakeScene("lost");
+  lost.run = "by-reclaim";
+  auto waiting = MakeScene("waiting");
+  waiting.run = "by-cancel";
+  ASSERT_TRUE(q.Enqueue({lost, waiting}).ok());
+  ASSERT_TRUE(q.Lease("w1", 10s).ok());  // "lost": its worker dies
+  clock_.AdvanceMs(11000);
+  ASSERT_EQ(*q.Reclaim(), 1);  // dead-lettered: lease expired max_reclaims times
+  EXPECT_EQ(q.Show("lost")->state, "dead");
+  ASSERT_EQ(*q.Cancel("waiting"), "pending");
+  EXPECT_EQ(*q.FinishedRuns(), (std::vector<std::string>{"by-cancel", "by-reclaim"}));
+  EXPECT_TRUE(*q.ClaimFinishedRun("by-reclaim"));
+  EXPECT_FALSE(*q.ClaimFinishedRun("by-reclaim"));  // exactly one claimant
+  EXPECT_EQ(*q.FinishedRuns(), (std::vector<std::string>{"by-cancel"}));
+  // The next worker to finish a scene, of any run, is told that a run waits for it.
+  auto x = MakeScene("x"), y = MakeScene("y");
+  x.run = y.run = "open";
+  ASSERT_TRUE(q.Enqueue({x, y}).ok());
+  auto lx = q.Lease("w2", 30s);
+  ASSERT_TRUE(lx.ok() && lx->has_value());
+  bool awaits = false;
+  ASSERT_TRUE(q.Ack(**lx, "w2", {}, &awaits).ok());
+  EXPECT_TRUE(awaits) << "by-cancel waits to be assembled";
+  EXPECT_TRUE(*q.ClaimFinishedRun("by-cancel"));
+  auto ly = q.Fail(**q.Lease("w2", 30s), "w2", "boom", false, 1000ms, "", &awaits);
+  ASSERT_TRUE(ly.ok());
+  EXPECT_EQ(*ly, "delayed");
+  EXPECT_FALSE(awaits) << "nothing waits: no round trip to look";
+}
+
+TEST_F(QueueScripts, RunsCompletedCountsEachRunOnce) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  ASSERT_TRUE(queue_.Fail(MustLease("w1"), "w1", "boom", true, 0ms).ok());
+  EXPECT_EQ(Stat("runs_completed"), 1);
+  ASSERT_EQ(*queue_.Cancel("a"), "dead");  // the run was already finished
+  EXPECT_EQ(Stat("runs_completed"), 1);
+  EXPECT_TRUE(queue_.GetStatus(30s)->runs_in_progress.empty());
+
+  auto b = MakeScene("b");
+  b.run = "run2";
+  ASSERT_TRUE(queue_.Enqueue({b}).ok());
+  ASSERT_TRUE(queue_.Fail(MustLease("w1"), "w1", "boom", true, 0ms).ok());
+  EXPECT_EQ(Stat("runs_completed"), 2);
+  ASSERT_TRUE(queue_.Retry("b").ok());  // the run is open again...
+  EXPECT_EQ(queue_.GetStatus(30s)->runs_in_progress, std::vector<std::string>{"run2"});
+  bool done = false;
+  ASSERT_TRUE(queue_.Ack(MustLease("w1"), "w1", {}, &done).ok());
+  EXPECT_TRUE(done);                     // ...finishes again (and is assembled again)...
+  EXPECT_EQ(Stat("runs_completed"), 2);  // ...but completed once
+}
+
+TEST_F(QueueScripts, BadArgumentsAreRefusedBeforeAnyWrite) {
+  using namespace queue::scripts;
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  // enqueue: a priority that is not a number creates nothing.
+  EXPECT_TRUE(Raw("enqueue", k_enqueue, {"c", "run1", "high", "1", "{}"}).is_error());
+  EXPECT_EQ(client_.Command({"EXISTS", "sf:{scenes}:scene:c"})->integer, 0);
+  // lease: a lease length that is not a number leaves "a" pending.
+  EXPECT_TRUE(Raw("lease", k_lease, {"w1", "soon"}).is_error());
+  ExpectInOnePlace("a", "pending");
+  auto a = MustLease("w1");
+  const std::string attempt = std::to_string(a.attempt);
+  // ack: a retention that is not a number; a missing result.
+  EXPECT_TRUE(Raw("ack", k_ack, {"w1", "a", attempt, "{}", "forever"}).is_error());
+  EXPECT_TRUE(Raw("ack", k_ack, {"w1", "a", attempt}).is_error());
+  ExpectInOnePlace("a", "leased");
+  // fail: bad permanent flag, bad backoff, bad outcome, and a record without its budget.
+  EXPECT_TRUE(
+      Raw("fail", k_fail, {"w1", "a", attempt, "x", "2", "0", "failed", "", ""}).is_error());
+  EXPECT_TRUE(
+      Raw("fail", k_fail, {"w1", "a", attempt, "x", "0", "later", "failed", "", ""}).is_error());
+  EXPECT_TRUE(Raw("fail", k_fail, {"w1", "a", attempt, "x", "0", "0", "oops", "", ""}).is_error());
+  ASSERT_EQ(client_.Command({"HDEL", "sf:{scenes}:scene:a", "retry_budget"})->integer, 1);
+  auto no_budget = queue_.Fail(a, "w1", "boom", false, 0ms);
+  EXPECT_EQ(no_budget.status().code(), StatusCode::kInternal);
+  EXPECT_NE(no_budget.status().message().find("no retry_budget"), std::string::npos)
+      << no_budget.status().ToString();
+  ExpectInOnePlace("a", "leased");
+  ASSERT_TRUE(client_.Command({"HSET", "sf:{scenes}:scene:a", "retry_budget", "1"}).ok());
+  // release, heartbeat, resume: bad attempt or lease length.
+  EXPECT_TRUE(Raw("release", k_release, {"w1", "a", "first", "x"}).is_error());
+  EXPECT_TRUE(Raw("heartbeat", k_heartbeat, {"w1", "long", "a", attempt}).is_error());
+  EXPECT_TRUE(Raw("resume", k_resume, {"w1", "long"}).is_error());
+  EXPECT_EQ(Field("a", "attempts"), attempt);
+  ExpectInOnePlace("a", "leased");
+  // reclaim: a bad max_reclaims with an expired lease leaves it leased.
+  clock_.AdvanceMs(31000);
+  EXPECT_TRUE(Raw("reclaim", k_reclaim, {"100", "many"}).is_error());
+  ExpectInOnePlace("a", "leased");
+  // cancel, retry, purge: bad retention, empty id, bad limit.
+  EXPECT_TRUE(Raw("cancel", k_cancel, {"b", "forever"}).is_error());
+  EXPECT_TRUE(Raw("retry", k_retry, {""}).is_error());
+  EXPECT_TRUE(Raw("purge", k_purge, {"0", "all"}).is_error());
+  ExpectInOnePlace("b", "pending");
+  // A key prefix that is not a queue's touches nothing.
+  auto wrong = client_.Eval(redis::Script{"cancel", k_cancel},
+                            {"sf:scenes:", std::to_string(clock_.NowMs()), "b"});
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_TRUE(wrong->is_error());
+  ExpectInOnePlace("b", "pending");
+}
+
+TEST_F(QueueScripts, AckWithOddTelemetryRecordsTheSceneInOnePlace) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
+  auto a = MustLease("w1");
+  // A FrameCount HINCRBY cannot add, a duration whose sum HINCRBYFLOAT would refuse, and a
+  // negative wait.
+  json result = {{"telemetry",
+                  {{"FrameCount", 2.5},
+                   {"DurationSeconds", 1e308},
+                   {"DoneMarkerDetected", true},
+                   {"DoneMarkerWaitSeconds", -1}}}};
+  Status s = queue_.Ack(a, "w1", result);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ExpectInOnePlace("a", "succeeded");
+  EXPECT_EQ(Stat("succeeded"), 1);
+  EXPECT_EQ(Stat("frames"), 0);  // not a frame count: not counted
+  // Observed at lease-to-ack instead; the sum stays a number.
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:h:duration", "count"})->AsInt(), 1);
+  EXPECT_LT(std::stod(client_.Command({"HGET", "sf:{scenes}:h:duration", "sum"})->AsString()), 1e6);
+  EXPECT_TRUE(client_.Command({"HGET", "sf:{scenes}:h:done_marker_wait", "count"})->is_nil());
+}
+
+TEST_F(QueueScripts, CancelledScenesFinishedRunsAndGoneWorkersAreNotKeptForever) {
+  queue::QueueOptions o;
+  o.retention_seconds = 3600;
+  queue::Queue q(client_, o, clock_);
+  auto other = MakeScene("other");
+  other.run = "run2";
+  ASSERT_TRUE(q.Enqueue({MakeScene("a"), MakeScene("b"), MakeScene("c"), other}).ok());
+  ASSERT_EQ(*q.Cancel("a"), "pending");
+  auto b = q.Lease("w1", 30s);
+  ASSERT_TRUE(b.ok() && b->has_value());
+  ASSERT_EQ(*q.Cancel("b"), "leased");
+  ASSERT_TRUE(q.AckCancelled(**b, "w1").ok());
+  auto c = q.Lease("w1", 30s);
+  ASSERT_TRUE(c.ok() && c->has_value());
+  ASSERT_EQ(*q.Cancel("c"), "leased");  // its worker dies: reclaim cancels it
+  clock_.AdvanceMs(31000);
+  ASSERT_EQ(*q.Reclaim(), 1);
+  for (const char* id : {"a", "b", "c"}) {
+    const int64_t ttl = Ttl("sf:{scenes}:scene:" + std::string(id));
+    EXPECT_GT(ttl, 0) << id;
+    EXPECT_LE(ttl, 3600) << id;
+  }
+  // The finished run's record expires; the open one's does not.
+  EXPECT_GT(Ttl("sf:{scenes}:run:run1"), 0);
+  EXPECT_EQ(Ttl("sf:{scenes}:run:run2"), -1);
+  // A worker silent longer than the retention leaves sf:workers at the next reclaim.
+  ASSERT_TRUE(q.Heartbeat("old", 30s, {}).ok());
+  clock_.AdvanceMs(3601 * 1000);
+  ASSERT_TRUE(q.Heartbeat("new", 30s, {}).ok());
+  ASSERT_TRUE(q.Reclaim().ok());
+  EXPECT_TRUE(client_.Command({"ZSCORE", "sf:workers", "old"})->is_nil());
+  EXPECT_FALSE(client_.Command({"ZSCORE", "sf:workers", "new"})->is_nil());
+}
+
+TEST_F(QueueScripts, ARunReopenedAfterItsRecordExpiredCountsOnlyWhatCameBack) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  ASSERT_TRUE(queue_.Fail(MustLease("w1"), "w1", "boom", true, 0ms).ok());
+  ASSERT_TRUE(queue_.Ack(MustLease("w1"), "w1", {}).ok());
+  ASSERT_EQ(client_.Command({"DEL", "sf:{scenes}:run:run1"})->integer, 1);  // retention passed
+  ASSERT_TRUE(queue_.Retry("a").ok());
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:run:run1", "total"})->AsInt(), 1);
+  EXPECT_EQ(queue_.GetStatus(30s)->runs_in_progress, std::vector<std::string>{"run1"});
+  bool done = false;
+  ASSERT_TRUE(queue_.Ack(MustLease("w1"), "w1", {}, &done).ok());
+  EXPECT_TRUE(done);
+}
+
+TEST_F(QueueScripts, LongOperationsRunAFewHundredScenesPerScriptCall) {
+  constexpr int kScenes = 450;  // script_batch is 200: three calls each
+  std::vector<std::vector<std::string>> cmds;
+  for (int i = 0; i < kScenes; ++i) {
+    const std::string id = "d" + std::to_string(i);
+    cmds.push_back(
+        {"HSET", "sf:{scenes}:scene:" + id, "state", "dead", "run", "r", "attempts", "1"});
+    cmds.push_back({"ZADD", "sf:{scenes}:dead", std::to_string(clock_.NowMs() - 1000), id});
+  }
+  ASSERT_TRUE(client_.Pipeline(cmds).ok());
+  ASSERT_TRUE(queue_.PurgeDead(0, 1).ok());  // loads the script: not counted below
+  auto listed = queue_.DeadBefore(clock_.NowMs(), 1000000);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), static_cast<size_t>(kScenes));
+  const int64_t before = EvalCalls();
+  auto purged = queue_.PurgeDead(clock_.NowMs(), 1000000);
+  ASSERT_TRUE(purged.ok()) << purged.status().ToString();
+  EXPECT_EQ(purged->size(), static_cast<size_t>(kScenes));
+  EXPECT_EQ(EvalCalls() - before, 3);
+  EXPECT_EQ(client_.Command({"ZCARD", "sf:{scenes}:dead"})->integer, 0);
+
+  // Leases of a gone worker: expired and reclaimed in batches too.
+  std::vector<Scene> scenes;
+  for (int i = 0; i < kScenes; ++i)
+    scenes.push_back(MakeScene("s" + std::to_string(i)));
+  ASSERT_TRUE(queue_.Enqueue(scenes).ok());
+  for (int i = 0; i < kScenes; ++i)
+    ASSERT_TRUE(queue_.Lease("gone", 1h).ok());
+  auto gone = queue_.LeasesOfGoneWorkers(30s);
+  ASSERT_TRUE(gone.ok());
+  ASSERT_EQ(gone->size(), static_cast<size_t>(kScenes));
+  const int64_t before_expire = EvalCalls();
+  EXPECT_EQ(*queue_.ExpireLeases(*gone), kScenes);
+  EXPECT_EQ(EvalCalls() - before_expire, 3);
+  const int64_t before_reclaim = EvalCalls();
+  EXPECT_EQ(*queue_.Reclaim(100000), kScenes);
+  EXPECT_EQ(EvalCalls() - before_reclaim, 3);
+  EXPECT_EQ(queue_.GetStatus(30s)->depth.pending, kScenes);
+}
+
+// A host clock an hour ahead of the Redis server's, queue scripts on Redis TIME (the CLI's case).
+class AheadClock : public Clock {
+ public:
+  int64_t NowMs() const override { return system_.NowMs() + 3600 * 1000; }
+
+ private:
+  SystemClock system_;
+};
+
+TEST_F(QueueScripts, AClientClockAheadOfRedisNeitherExpiresLiveLeasesNorLosesLiveWorkers) {
+  AheadClock ahead;
+  queue::Queue q(client_, queue::QueueOptions{}, ahead);
+  ASSERT_TRUE(q.Enqueue({MakeScene("a")}).ok());
+  auto a = q.Lease("w1", 30s);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  ASSERT_TRUE(q.Heartbeat("w1", 30s, {**a}).ok());
+  auto gone = q.LeasesOfGoneWorkers(30s);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->empty()) << "w1 heartbeats: its lease is not a gone worker's";
+  auto expired = q.ExpiredLeases();
+  ASSERT_TRUE(expired.ok());
+  EXPECT_TRUE(expired->empty());
+  auto st = q.GetStatus(30s);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->workers_live, 1);
+  EXPECT_LT(st->oldest_pending_age_seconds, 600);
+  auto now = q.TimeMs();
+  ASSERT_TRUE(now.ok());
+  EXPECT_LT(*now, ahead.NowMs() - 1800 * 1000);  // the server's time, not the host's
+}
+
+// lib.lua's histogram bounds and metrics.h's are the same lists (the exporter reads the
+// buckets the scripts write).
+std::vector<double> LuaBuckets(const std::string& lib, const std::string& name) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(lib, m, std::regex("local " + name + " = \\{([^}]*)\\}"))) << name;
+  std::vector<double> out;
+  const std::string list = m[1];
+  std::regex quoted("'([^']*)'");
+  for (auto it = std::sregex_iterator(list.begin(), list.end(), quoted);
+       it != std::sregex_iterator(); ++it)
+    out.push_back(std::stod((*it)[1]));
+  return out;
+}
+
+TEST(QueueBuckets, LibLuaAndMetricsHaveTheSameHistogramBounds) {
+  std::ifstream in(std::string(SCENEFARM_SOURCE_DIR) + "/common/queue/lua/lib.lua");
+  ASSERT_TRUE(in.good());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string lib = ss.str();
+  EXPECT_EQ(LuaBuckets(lib, "DURATION_BUCKETS"), metrics::kDurationBuckets);
+  EXPECT_EQ(LuaBuckets(lib, "WAIT_BUCKETS"), metrics::kWaitBuckets);
+  EXPECT_EQ(LuaBuckets(lib, "FRAME_BUCKETS"), metrics::kFrameBuckets);
+}
+
+}  // namespace
+}  // namespace scenefarm::testing

@@ -38,7 +38,13 @@ struct SceneTelemetry {
   std::string error;   // why, when not succeeded
   int expected_frames = 0;
   std::string started_at, finished_at;  // ISO 8601 UTC
-  std::vector<std::string> frames;      // file names in the scene directory
+  std::vector<std::string> frames;      // image frames' file names in the scene directory
+  // Every file collected into the scene directory (frames, videos, audio) with its kind:
+  // "image", "video" or "audio" (telemetry.json's "Files").
+  struct File {
+    std::string name, kind;
+  };
+  std::vector<File> files;
 
   // Seed 001's Telemetry fields.
   Policy policy;
@@ -54,7 +60,7 @@ struct SceneTelemetry {
   bool done_marker_detected = false;
   double done_marker_wait_seconds = 0;
   bool forced_copy_triggered = false;
-  int frame_count = 0;
+  int frame_count = 0;  // image frames only (a video or audio file is not a frame)
 
   void AddNote(const std::string& note);  // once per distinct note
   nlohmann::json ToJson() const;          // the telemetry.json document
@@ -71,6 +77,9 @@ std::string FallbackReason(const std::string& note);
 const std::vector<std::string>& FallbackReasonNames();
 // A frame file by its extension (png, jpg, jpeg, webp, exr, gif, mp4, webm).
 bool IsFrameFile(const std::filesystem::path& p);
+// A file a render may save by its extension: a frame file, or a video or audio container
+// (mkv, mov, avi, flac, mp3, wav, ogg, opus, m4a, aac).
+bool IsOutputFile(const std::filesystem::path& p);
 // The distinct reasons of a Telemetry object's System.FallbackNotes.
 std::vector<std::string> FallbackReasons(const nlohmann::json& telemetry);
 

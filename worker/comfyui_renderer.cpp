@@ -109,43 +109,6 @@ int RewriteOutputPrefixes(json& workflow, const std::string& prefix) {
   return n;
 }
 
-std::vector<std::string> AddDoneMarkers(json& workflow, const std::string& prefix) {
-  long max_id = 0;
-  std::vector<std::string> savers, videos;  // ids of SaveImage and VHS_VideoCombine nodes
-  for (auto& [id, node] : workflow.items()) {
-    try {
-      max_id = std::max(max_id, std::stol(id));
-    } catch (const std::exception&) {
-    }
-    if (!node.is_object() || !node.contains("inputs") || !node["inputs"].is_object()) continue;
-    const std::string type = node.value("class_type", "");
-    if (type == "SaveImage") savers.push_back(id);
-    if (type == "VHS_VideoCombine") videos.push_back(id);
-  }
-  const size_t count = savers.size() + videos.size();
-  auto marker_for = [&](const std::string& saver) {
-    return count == 1 ? prefix + ".done" : prefix + "." + saver + ".done";
-  };
-  std::vector<std::string> markers;
-  for (const auto& id : savers) {
-    // The same inputs and file names; the node writes its marker after its files.
-    json& node = workflow[id];
-    node["class_type"] = kSaveImageMarkerNode;
-    node["inputs"]["done_marker"] = marker_for(id);
-    markers.push_back(marker_for(id));
-  }
-  long next = max_id + 1000;
-  for (const auto& id : videos) {
-    // Fed by Video Combine's VHS_FILENAMES output: ComfyUI runs it after Video Combine.
-    workflow[std::to_string(next++)] = {
-        {"class_type", kVideoDoneMarkerNode},
-        {"inputs",
-         {{"filenames", {id, 0}}, {"filename_prefix", prefix}, {"done_marker", marker_for(id)}}}};
-    markers.push_back(marker_for(id));
-  }
-  return markers;
-}
-
 telemetry::Policy PolicyOf(const WorkerOptions& o) {
   telemetry::Policy p;
   p.max_wait_seconds = o.scene_max_wait_seconds;
@@ -531,23 +494,8 @@ RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::Hi
     t.AddNote("removed " + std::to_string(orphans) + " orphaned .done.tmp file(s)");
     log::Warn("orphaned_done_tmp_removed", {{"scene_id", job.lease.id}, {"count", orphans}});
   }
-  // What the markers list, as paths.
-  std::set<fs::path> listed;
-  std::string untrusted;
-  if (t.done_marker_detected) {
-    for (const auto& m : markers) {
-      std::ifstream in(m, std::ios::binary);
-      std::stringstream bytes;
-      bytes << in.rdbuf();
-      auto parsed = collect::ParseMarker(bytes.str());
-      if (!parsed.ok()) {
-        untrusted = m.filename().string() + ": " + parsed.status().message();
-        break;
-      }
-      for (const auto& f : parsed->files)
-        listed.insert(m.parent_path() / f);
-    }
-  }
+  const done_marker::Listing listing =
+      t.done_marker_detected ? done_marker::Read(markers) : done_marker::Listing{};
   // The candidates: every file /history reported; else (no entry: postExecution) what the
   // markers list, or the prefix's files.
   std::vector<std::pair<fs::path, collect::OutputFile>> files;
@@ -559,81 +507,44 @@ RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::Hi
       files.emplace_back(p->lexically_normal(), o);
     }
   } else {
-    std::vector<fs::path> found(listed.begin(), listed.end());
-    if (found.empty() || !untrusted.empty()) found = collect::FilesForPrefix(dir, name);
+    std::vector<fs::path> found(listing.files.begin(), listing.files.end());
+    if (found.empty() || !listing.error.empty()) found = collect::FilesForPrefix(dir, name);
     for (const auto& f : found) {
       files.push_back({f,
                        {f.filename().string(), fs::relative(f.parent_path(), out_dir).string(),
                         "output", collect::KindOf(f.filename().string())}});
     }
   }
+  std::vector<fs::path> paths;
+  for (const auto& f : files)
+    paths.push_back(f.first);
   // A marker is trusted only when it lists every file and every file it lists is there.
-  if (t.done_marker_detected && untrusted.empty()) {
-    for (const auto& l : listed) {
-      std::error_code ec;
-      if (!fs::is_regular_file(l, ec)) {
-        untrusted = "it lists " + l.filename().string() + ", which is not on disk";
-        break;
-      }
-    }
-  }
-  if (t.done_marker_detected && untrusted.empty()) {
-    for (const auto& [path, o] : files) {
-      if (!listed.count(path)) {
-        untrusted = "it does not list " + o.filename;
-        break;
-      }
-    }
-  }
-  if (t.done_marker_detected && untrusted.empty() && files.empty())
-    untrusted = "ComfyUI reported no file for it to list";
+  const std::string untrusted =
+      t.done_marker_detected ? done_marker::Untrusted(listing, paths) : "";
   if (!untrusted.empty()) {
     t.done_marker_detected = false;
     t.AddNote("done marker not trusted: " + untrusted);
     log::Warn("done_marker_untrusted", {{"scene_id", job.lease.id}, {"why", untrusted}});
   }
   if (!t.done_marker_detected) {
-    std::vector<fs::path> paths;
-    for (const auto& f : files)
-      paths.push_back(f.first);
-    int windows = 0;
-    const bool stable =
-        collect::WaitStable(paths, WorkerOptions::Ms(options_.stability_window_seconds),
-                            options_.stability_retries, job.abandon, &windows);
+    const std::string reason = !untrusted.empty() ? "done marker not trusted: " + untrusted
+                               : st.has_marker    ? "done marker not seen within the wait"
+                               : st.marker_node   ? "no save node a done marker can follow"
+                                                  : "done-marker node not installed in ComfyUI";
+    const auto fc =
+        done_marker::WaitAndDescribe({job.lease.id, job.lease.run, st.prompt_id, reason,
+                                      job.lease.attempt, dir, options_.stability_window_seconds},
+                                     paths, WorkerOptions::Ms(options_.stability_window_seconds),
+                                     options_.stability_retries, job.abandon);
     if (job.abandon) return {Status::Aborted("render abandoned")};
     t.forced_copy_triggered = true;
-    t.AddNote(stable ? "Forced copy after stability retries"
-                     : "Forced copy after stability retries; files still changing");
-    std::optional<fs::file_time_type> last;
-    for (const auto& f : paths) {
-      std::error_code ec;
-      auto m = fs::last_write_time(f, ec);
-      if (!ec && (!last || m > *last)) last = m;
-    }
-    const int64_t now_ms = telemetry::NowMs();
-    std::string last_text = "none";
-    if (last) {
-      const auto sys = std::chrono::file_clock::to_sys(*last);
-      last_text = telemetry::IsoTime(
-          std::chrono::duration_cast<std::chrono::milliseconds>(sys.time_since_epoch()).count());
-    }
-    std::ostringstream dbg;
-    dbg << "scenefarm forced copy\n"
-        << "scene: " << job.lease.id << "\nrun: " << job.lease.run
-        << "\nattempt: " << job.lease.attempt << "\nprompt_id: " << st.prompt_id << "\nreason: "
-        << (!untrusted.empty() ? "done marker not trusted: " + untrusted
-            : st.has_marker    ? std::string("done marker not seen within the wait")
-            : st.marker_node   ? std::string("no save node a done marker can follow")
-                               : std::string("done-marker node not installed in ComfyUI"))
-        << "\ncandidate dir: " << dir.string() << "\nfile count: " << files.size()
-        << "\nlast write time: " << last_text << "\nstable: " << (stable ? "yes" : "no")
-        << "\nstability windows: " << windows << " x " << options_.stability_window_seconds
-        << " s\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
-    WriteForcedCopyDebug(job, now_ms, dbg.str());
+    t.AddNote(fc.stable ? "Forced copy after stability retries"
+                        : "Forced copy after stability retries; files still changing");
+    WriteForcedCopyDebug(job, fc.written_ms, fc.debug_text);
     log::Warn("forced_copy", {{"scene_id", job.lease.id},
                               {"candidate_dir", dir.string()},
                               {"file_count", files.size()},
-                              {"stable", stable}});
+                              {"stable", fc.stable}});
   }
   const fs::path scene_dir = SceneDir(job);
   RemoveEarlierFrames(scene_dir);

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "done_marker.h"
 #include "renderer.h"
 #include "scenefarm/comfyui.h"
 #include "scenefarm/options.h"
@@ -36,16 +37,7 @@ std::string OutputPrefixFor(const std::string& run, const std::string& scene_id,
 std::string OutputPrefixFor(const queue::LeasedScene& lease);
 // Rewrites filename_prefix of every node that has one; returns how many were rewritten.
 int RewriteOutputPrefixes(nlohmann::json& workflow, const std::string& prefix);
-// scenefarm's custom nodes (deploy/comfyui/custom_nodes/scenefarm_done_marker).
-inline constexpr char kSaveImageMarkerNode[] = "ScenefarmSaveImage";
-inline constexpr char kVideoDoneMarkerNode[] = "ScenefarmVideoDoneMarker";
-// Makes the workflow write done markers that cannot come before the files (docs/rendering.md):
-// every SaveImage becomes ScenefarmSaveImage (which saves, then writes its marker) and every
-// VHS_VideoCombine gets a ScenefarmVideoDoneMarker fed by its VHS_FILENAMES output. Each marker
-// node is given its marker path: "<prefix>.done" when there is one, "<prefix>.<saver id>.done"
-// each when there are several. Returns those paths, relative to ComfyUI's output directory;
-// empty when the workflow has no node a marker can follow.
-std::vector<std::string> AddDoneMarkers(nlohmann::json& workflow, const std::string& prefix);
+// AddDoneMarkers and the markers' node names: done_marker.h.
 
 telemetry::Policy PolicyOf(const WorkerOptions& options);
 

@@ -397,6 +397,7 @@ TEST_F(ComfyApi, ADependentOutputNodeRunsAfterItsInputInEitherOrder) {
     Submit(w, "w", "p" + first);
     json e = WaitHistory("p" + first);
     ASSERT_EQ(e["status"]["status_str"], "success") << e.dump();
+    ASSERT_TRUE(ws->WaitForEnd("p" + first));  // the events may trail the history entry
     EXPECT_EQ(ExecutedNodes(*ws, "p" + first), (std::vector<std::string>{"1", "2", "3"}));
     json body = json::parse(ReadFile(out() / ("v" + first) / "a1.done"));
     EXPECT_EQ(body["files"], json({"a1_00001.png", "a1_00001.mp4"}));

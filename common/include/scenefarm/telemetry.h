@@ -69,9 +69,9 @@ struct SceneTelemetry {
 };
 
 // A fallback note's bounded reason, for counters and metric labels: gpu_memory_pressure,
-// forced_copy, done_marker_timeout, done_marker_node_missing, gpu_stats_fallback,
-// gpu_stats_unavailable, cpu_device, prompt_lost, earlier_attempt_adopted, orphaned_done_tmp,
-// frames_short, workflow_refused, or other.
+// forced_copy, done_marker_timeout, done_marker_untrusted, done_marker_node_missing,
+// gpu_stats_fallback, gpu_stats_unavailable, cpu_device, prompt_lost, earlier_attempt_adopted,
+// orphaned_done_tmp, frames_short, workflow_refused, or other.
 std::string FallbackReason(const std::string& note);
 // Every value FallbackReason can return, "other" last (the exporter's label values).
 const std::vector<std::string>& FallbackReasonNames();

@@ -181,8 +181,9 @@ void WriteMarkerAtomically(const fs::path& marker, const std::string& body) {
 // The done marker of scenefarm's nodes: `done_marker` (relative to the output directory) or
 // <filename_prefix>.done, listing `files` (names relative to the marker's directory). Written
 // after the files, by the node that wrote them or by one fed their names: never a wait.
-void WriteDoneMarker(NodeContext& ctx, const ResolvedInputs& in, const std::string& prefix,
-                     const std::vector<fs::path>& written) {
+// The marker's path: `done_marker` (relative to the output directory) or <prefix>.done;
+// ValueError when it leaves the output directory.
+fs::path MarkerPath(NodeContext& ctx, const ResolvedInputs& in, const std::string& prefix) {
   std::string rel = prefix + ".done";
   if (auto it = in.values.find("done_marker");
       it != in.values.end() && it->second.is_string() && !it->second.get<std::string>().empty()) {
@@ -193,6 +194,12 @@ void WriteDoneMarker(NodeContext& ctx, const ResolvedInputs& in, const std::stri
     throw NodeException("ValueError",
                         "done marker outside the output folder is not allowed: " + rel + "\n");
   }
+  return marker;
+}
+
+void WriteDoneMarker(NodeContext& ctx, const ResolvedInputs& in, const std::string& prefix,
+                     const std::vector<fs::path>& written) {
+  const fs::path marker = MarkerPath(ctx, in, prefix);
   std::error_code ec;
   fs::create_directories(marker.parent_path(), ec);
   json files = json::array();
@@ -214,8 +221,9 @@ void WriteDoneMarker(NodeContext& ctx, const ResolvedInputs& in, const std::stri
 // ScenefarmSaveImage: SaveImage, then the marker listing exactly the files it saved.
 NodeResult RunSaveImageWithMarker(NodeContext& ctx, const std::string& id,
                                   const ResolvedInputs& in) {
-  NodeResult r = RunSaveImage(ctx, id, in);
   const std::string prefix = in.values.at("filename_prefix").get<std::string>();
+  (void)MarkerPath(ctx, in, prefix);  // refused before anything is saved, as the python node
+  NodeResult r = RunSaveImage(ctx, id, in);
   std::vector<fs::path> written;
   for (const auto& img : r.ui["images"])
     written.push_back(ctx.output_dir() / img["subfolder"].get<std::string>() /

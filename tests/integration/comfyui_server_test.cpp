@@ -404,6 +404,24 @@ TEST_F(ComfyApi, ADependentOutputNodeRunsAfterItsInputInEitherOrder) {
   }
 }
 
+TEST_F(ComfyApi, AMarkerOutsideTheOutputDirIsRefusedBeforeAnythingIsSaved) {
+  json w = SourceWorkflow("esc/a1", 1, 0, 1, true);
+  w["2"]["inputs"]["done_marker"] = "../../evil.done";
+  Submit(w, "w", "esc");
+  json e = WaitHistory("esc");
+  EXPECT_EQ(e["status"]["status_str"], "error");
+  bool found = false;
+  for (const auto& m : e["status"]["messages"]) {
+    if (m[0] == "execution_error") {
+      found = true;
+      EXPECT_EQ(m[1]["exception_type"], "ValueError");
+    }
+  }
+  EXPECT_TRUE(found) << e.dump();
+  EXPECT_FALSE(fs::exists(out() / "esc"));
+  EXPECT_FALSE(fs::exists(dir_.path().parent_path() / "evil.done"));
+}
+
 TEST_F(ComfyApi, VideoCombineReportsGifsAndItsFilenames) {
   Submit(VideoWorkflow("vid/a1", 3, "image/gif"), "w", "v");
   json e = WaitHistory("v");

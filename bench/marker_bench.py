@@ -76,8 +76,10 @@ def server_prompt(saver, seed, frames, prefix):
         "1": {"class_type": "ScenefarmTestSource",
               "inputs": {"frames": frames, "width": 16, "height": 16,
                          "render_ms_per_frame": 0, "seed": seed}},
-        "2": {"class_type": saver, "inputs": {"images": ["1", 0], "filename_prefix": prefix + "/a"}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix + "/b"}},
+        "2": {"class_type": saver,
+              "inputs": {"images": ["1", 0], "filename_prefix": prefix + "/a"}},
+        "3": {"class_type": "SaveImage",
+              "inputs": {"images": ["1", 0], "filename_prefix": prefix + "/b"}},
     }
 
 
@@ -153,8 +155,8 @@ def main():
         mappings["ScenefarmSaveImage"] = timer(mappings["ScenefarmSaveImage"])
         mappings["SaveImage"] = timer(mappings["SaveImage"])
         fs_type = os.popen("stat -f -c %T " + out).read().strip() or "?"
-        print("machine: %d cores; output dir on %s; %d scenes of %d frames (%d bytes each) per order"
-              % (os.cpu_count(), fs_type, scenes, frames, 16 * 16 * 3 + 20))
+        print("machine: %d cores; output dir on %s; %d scenes of %d frames (%d bytes each) "
+              "per order" % (os.cpu_count(), fs_type, scenes, frames, 16 * 16 * 3 + 20))
         print("| marker node | scenes | added p50 ms | added p99 ms | save without marker p50 ms "
               "| prompt p50 ms |")
         print("|---|---|---|---|---|---|")

@@ -11,7 +11,8 @@ VIDEO_MARKER_NODE = "ScenefarmVideoDoneMarker"
 
 _DONE_MARKER_INPUT = ("STRING", {
     "default": "",
-    "tooltip": "Where the marker goes, relative to the output folder; empty: <filename_prefix>.done",
+    "tooltip": ("Where the marker goes, relative to the output folder; "
+                "empty: <filename_prefix>.done"),
 })
 
 

@@ -140,6 +140,33 @@ class NodesTest(unittest.TestCase):
 
         self.assertEqual(self.run_every_order(prompt, check), 6)
 
+    def test_a_separate_marker_node_runs_before_the_saver_in_one_order(self):
+        # Why the old ScenefarmDoneMarker (fed the images, not the saver) could not work: in
+        # one of the two orders ComfyUI runs it before SaveImage has written anything.
+        out = self.out
+        seen = {}
+
+        class SeparateMarker:
+            OUTPUT_NODE = True
+            FUNCTION = "write"
+            RETURN_TYPES = ()
+
+            def write(self, images, filename_prefix):
+                first_frame = os.path.join(out, filename_prefix + "_00001_.png")
+                seen[filename_prefix] = os.path.exists(first_frame)
+                return {}
+
+        self.mappings["SeparateMarker"] = SeparateMarker
+        prompt = {
+            "1": {"class_type": "ImageSource", "inputs": {"batch_size": 1}},
+            "2": {"class_type": "SaveImage",
+                  "inputs": {"images": ["1", 0], "filename_prefix": "{SUB}/a1"}},
+            "3": {"class_type": "SeparateMarker",
+                  "inputs": {"images": ["1", 0], "filename_prefix": "{SUB}/a1"}},
+        }
+        self.run_every_order(prompt, lambda *a: None)
+        self.assertEqual(seen, {"o23/a1": True, "o32/a1": False})
+
     def test_a_video_kept_in_temp_lists_no_files(self):
         node = self.pkg.NODE_CLASS_MAPPINGS["ScenefarmVideoDoneMarker"]()
         node.write((False, [os.path.join(self.out, "t", "a_00001.mp4")]), "t/a")

@@ -120,11 +120,11 @@ TEST(Collect, EveryReportedFileWhateverTheOutputKey) {
   std::vector<std::string> got;
   for (const auto& o : collect::ReportedOutputs(entry))
     got.push_back(o.filename + " " + o.type + " " + o.kind);
-  EXPECT_EQ(got, (std::vector<std::string>{
-                     "a_00001_.png output image", "a_00002_.png output image",
-                     "a_00001.mp4 output video", "b_00001_001.png output image",
-                     "p_00001_.png temp image", "v_00001_.mp4 output video",
-                     "a_00001_.flac output audio"}));
+  EXPECT_EQ(got,
+            (std::vector<std::string>{"a_00001_.png output image", "a_00002_.png output image",
+                                      "a_00001.mp4 output video", "b_00001_001.png output image",
+                                      "p_00001_.png temp image", "v_00001_.mp4 output video",
+                                      "a_00001_.flac output audio"}));
   EXPECT_TRUE(collect::ReportedOutputs(nlohmann::json::object()).empty());
   EXPECT_EQ(collect::KindOf("x.webm"), "video");
   EXPECT_EQ(collect::KindOf("x.wav"), "audio");

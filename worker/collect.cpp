@@ -171,4 +171,82 @@ int RemoveOrphanedMarkerTemps(const fs::path& dir, const std::string& name) {
   return n;
 }
 
+namespace {
+
+std::string KindByExtension(const std::string& filename, const std::string& otherwise) {
+  std::string ext = fs::path(filename).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  for (const char* v : {".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif"}) {
+    if (ext == v) return "video";
+  }
+  for (const char* a : {".flac", ".mp3", ".wav", ".ogg", ".opus", ".m4a", ".aac"}) {
+    if (ext == a) return "audio";
+  }
+  return otherwise;
+}
+
+}  // namespace
+
+std::string KindOf(const std::string& filename) {
+  return KindByExtension(filename, "image");
+}
+
+std::vector<OutputFile> ReportedOutputs(const nlohmann::json& entry) {
+  using json = nlohmann::json;
+  std::vector<OutputFile> out;
+  if (!entry.is_object() || !entry.contains("outputs") || !entry["outputs"].is_object()) return out;
+  // Node ids are strings of numbers: numeric order keeps the graph's order.
+  std::vector<std::pair<std::string, const json*>> nodes;
+  for (const auto& [id, o] : entry["outputs"].items())
+    nodes.emplace_back(id, &o);
+  std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) {
+    return a.first.size() != b.first.size() ? a.first.size() < b.first.size() : a.first < b.first;
+  });
+  std::set<std::string> seen;
+  auto add = [&](const json& f, const std::string& kind) {
+    if (!f.is_object() || !f.contains("filename") || !f["filename"].is_string()) return;
+    OutputFile o{f["filename"].get<std::string>(), f.value("subfolder", ""),
+                 f.value("type", "output"), kind};
+    if (seen.insert(o.type + "/" + o.subfolder + "/" + o.filename).second)
+      out.push_back(std::move(o));
+  };
+  for (const auto& [id, o] : nodes) {
+    if (!o->is_object()) continue;
+    const json images = o->value("images", json::array());
+    const json animated = o->value("animated", json::array());
+    for (size_t i = 0; images.is_array() && i < images.size(); ++i) {
+      // "animated": one flag for the list (ComfyUI's SavedImages), or one per file.
+      bool anim = false;
+      if (animated.is_array() && !animated.empty()) {
+        const json& a = animated.size() == images.size() ? animated[i] : animated[0];
+        anim = a.is_boolean() && a.get<bool>();
+      }
+      add(images[i], anim ? "video" : KindByExtension(images[i].value("filename", ""), "image"));
+    }
+    for (const auto& g : o->value("gifs", json::array())) {
+      // VHS reports a single PNG frame as format image/png: an image, not a video.
+      const bool still = g.is_object() && g.value("format", "") == "image/png";
+      add(g, still ? "image" : "video");
+    }
+    for (const auto& a : o->value("audio", json::array()))
+      add(a, "audio");
+  }
+  return out;
+}
+
+Result<Marker> ParseMarker(const std::string& bytes) {
+  const auto j = nlohmann::json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("files") || !j["files"].is_array())
+    return Status::InvalidArgument("the done marker is not a JSON object with a \"files\" list");
+  Marker m;
+  for (const auto& f : j["files"]) {
+    if (!f.is_string() || f.get<std::string>().empty() ||
+        f.get<std::string>().find('/') != std::string::npos || f == "." || f == "..")
+      return Status::InvalidArgument("the done marker lists " + f.dump() +
+                                     ", not a plain file name");
+    m.files.insert(f.get<std::string>());
+  }
+  return m;
+}
+
 }  // namespace scenefarm::worker::collect

@@ -5,8 +5,11 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "scenefarm/status.h"
 
@@ -42,5 +45,29 @@ std::vector<fs::path> FilesForPrefix(const fs::path& dir, const std::string& nam
 
 // Removes "<name>*.done.tmp" files in dir: a producer that died between write and rename.
 int RemoveOrphanedMarkerTemps(const fs::path& dir, const std::string& name);
+
+// One file ComfyUI reported for a prompt, and what it is.
+struct OutputFile {
+  std::string filename, subfolder, type;  // type: output | temp | input
+  std::string kind;                       // image | video | audio
+};
+// A file's kind by its extension: "video" (mp4, webm, mkv, mov, avi, gif), "audio" (flac, mp3,
+// wav, ogg, opus, m4a, aac), else "image".
+std::string KindOf(const std::string& filename);
+// Every file a /history entry's outputs report, in node-id order, whatever the output key:
+// `images` (a video or animation when the node reports "animated": [true], as SaveVideo,
+// SaveWEBM and SaveAnimatedWEBP do), `gifs` (VideoHelperSuite's videos: filename, subfolder,
+// type, format) and `audio`. The same file reported twice counts once; other keys are not
+// guessed at.
+std::vector<OutputFile> ReportedOutputs(const nlohmann::json& history_entry);
+
+// A done marker as scenefarm's nodes write it: {"filename_prefix", "files": [names relative to
+// the marker's folder], "written_at"}.
+struct Marker {
+  std::set<std::string> files;  // the listed names
+};
+// Parses a marker's bytes; kInvalidArgument when it is not such a document or a name is not a
+// plain file name.
+Result<Marker> ParseMarker(const std::string& bytes);
 
 }  // namespace scenefarm::worker::collect

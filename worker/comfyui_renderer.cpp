@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -33,12 +34,24 @@ std::pair<std::string, std::string> SplitPrefix(const std::string& prefix) {
   return {prefix.substr(0, slash), prefix.substr(slash + 1)};
 }
 
-// An earlier attempt's frames in the scene directory: replaced by this attempt's.
+// An earlier attempt's files in the scene directory: replaced by this attempt's.
 void RemoveEarlierFrames(const fs::path& scene_dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(scene_dir, ec)) {
-    if (e.is_regular_file() && telemetry::IsFrameFile(e.path())) fs::remove(e.path(), ec);
+    if (e.is_regular_file() && telemetry::IsOutputFile(e.path())) fs::remove(e.path(), ec);
   }
+}
+
+// Records one collected file in the telemetry and the scene's result.
+void RecordFile(telemetry::SceneTelemetry& t, json& outputs, const collect::OutputFile& f) {
+  if (f.kind == "image") t.frames.push_back(f.filename);
+  t.files.push_back({f.filename, f.kind});
+  outputs.push_back(
+      {{"filename", f.filename}, {"subfolder", f.subfolder}, {"type", f.type}, {"kind", f.kind}});
+}
+
+std::string NoFilesError() {
+  return "the prompt finished but produced no frames (no image, video or audio file reported)";
 }
 
 }  // namespace
@@ -48,7 +61,9 @@ struct ComfyUiRenderer::JobState {
   std::string prefix;
   json workflow;
   bool adopted = false;
-  bool has_marker = false;
+  bool marker_node = false;          // ComfyUI has scenefarm's marker nodes
+  bool has_marker = false;           // the workflow writes done markers (markers not empty)
+  std::vector<std::string> markers;  // their paths relative to ComfyUI's output directory
   int resubmits = 0;
   std::vector<std::string> notes;
   // VRAM read before submission when ComfyUI was idle (nothing of ours in flight), so the
@@ -94,28 +109,6 @@ int RewriteOutputPrefixes(json& workflow, const std::string& prefix) {
   return n;
 }
 
-bool AppendDoneMarker(json& workflow, const std::string& prefix) {
-  long max_id = 0;
-  const json* images = nullptr;
-  for (auto& [id, node] : workflow.items()) {
-    try {
-      max_id = std::max(max_id, std::stol(id));
-    } catch (const std::exception&) {
-    }
-    if (images == nullptr && node.is_object() && node.contains("inputs") &&
-        node["inputs"].is_object() && node["inputs"].contains("filename_prefix") &&
-        node["inputs"].contains("images") && node["inputs"]["images"].is_array()) {
-      images = &node["inputs"]["images"];
-    }
-  }
-  if (images == nullptr) return false;
-  // A higher id than every node: ComfyUI runs independent output nodes after the save nodes.
-  workflow[std::to_string(max_id + 1000)] = {
-      {"class_type", comfyui::kDoneMarkerNode},
-      {"inputs", {{"images", *images}, {"filename_prefix", prefix}}}};
-  return true;
-}
-
 telemetry::Policy PolicyOf(const WorkerOptions& o) {
   telemetry::Policy p;
   p.max_wait_seconds = o.scene_max_wait_seconds;
@@ -151,7 +144,7 @@ fs::path ComfyUiRenderer::SceneDir(const Job& job) const {
 bool ComfyUiRenderer::DoneMarkerAvailable() {
   // Asked again every minute: ComfyUI may restart with the custom node installed or removed.
   if (has_marker_ && Clock::now() - marker_checked_ < 60s) return *has_marker_;
-  auto r = client_.HasNode(comfyui::kDoneMarkerNode);
+  auto r = client_.HasNode(kSaveImageMarkerNode);
   if (r.ok()) {
     if (!has_marker_ || *has_marker_ != *r)
       log::Info("done_marker_node", {{"available", *r}, {"comfyui", client_.base_url()}});
@@ -159,6 +152,15 @@ bool ComfyUiRenderer::DoneMarkerAvailable() {
     marker_checked_ = Clock::now();
   }
   return has_marker_.value_or(false);
+}
+
+void ComfyUiRenderer::PrepareWorkflow(const Job& job, JobState& st, const std::string& prefix) {
+  st.workflow = job.scene.workflow;
+  st.marker_node = DoneMarkerAvailable();
+  st.markers.clear();
+  if (RewriteOutputPrefixes(st.workflow, prefix) > 0 && st.marker_node)
+    st.markers = AddDoneMarkers(st.workflow, prefix);
+  st.has_marker = !st.markers.empty();
 }
 
 bool ComfyUiRenderer::AdoptEarlierAttempt(Job& job, JobState& st) {
@@ -186,7 +188,9 @@ bool ComfyUiRenderer::AdoptEarlierAttempt(Job& job, JobState& st) {
     st.prompt_id = earlier;
     st.prefix = OutputPrefixFor(job.lease.run, job.lease.id, a);
     st.adopted = true;
-    st.has_marker = DoneMarkerAvailable();
+    // The same workflow and prefix give the markers that attempt was submitted with.
+    PrepareWorkflow(job, st, st.prefix);
+    st.workflow = nullptr;  // not resubmitted: a lost adopted prompt fails the attempt
     st.notes.push_back("adopted attempt " + std::to_string(a) + "'s prompt (" + how +
                        " in ComfyUI) instead of rendering again");
     log::Info("earlier_attempt_adopted",
@@ -235,9 +239,7 @@ Status ComfyUiRenderer::Submit(Job& job) {
     st.vram_before_mb = probe.vram_before_mb;
     st.gpu_notes = probe.fallback_notes;
   }
-  st.workflow = job.scene.workflow;
-  if (RewriteOutputPrefixes(st.workflow, st.prefix) > 0 && DoneMarkerAvailable())
-    st.has_marker = AppendDoneMarker(st.workflow, st.prefix);
+  PrepareWorkflow(job, st, st.prefix);
   Status s = SubmitUntilReachable(job, st);
   if (!s.ok()) {
     if (s.code() == StatusCode::kInvalidArgument) {
@@ -471,103 +473,148 @@ RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::Hi
   auto prefix_dir = collect::SafeJoin(out_dir, subfolder, name);
   if (!prefix_dir.ok()) return {prefix_dir.status()};
   const fs::path dir = prefix_dir->parent_path();
-  // The done marker: written after the frames, so its presence means they are complete.
+  std::vector<fs::path> markers;
+  for (const auto& m : st.markers) {
+    const auto [msub, mname] = SplitPrefix(m);
+    auto p = collect::SafeJoin(out_dir, msub, mname);
+    if (!p.ok()) return {p.status()};
+    markers.push_back(p->lexically_normal());
+  }
+  // The done markers: written after their files by the nodes that wrote them.
   AwaitMarker(job, st, t, [&](std::chrono::milliseconds limit) {
-    return collect::WaitForFile(dir / (name + ".done"), limit, job.abandon);
+    const auto until = Clock::now() + limit;
+    for (const auto& m : markers) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+      if (!collect::WaitForFile(m, std::max(left, 0ms), job.abandon)) return false;
+    }
+    return true;
   });
   if (job.abandon) return {Status::Aborted("render abandoned")};
   if (const int orphans = collect::RemoveOrphanedMarkerTemps(dir, name); orphans > 0) {
     t.AddNote("removed " + std::to_string(orphans) + " orphaned .done.tmp file(s)");
     log::Warn("orphaned_done_tmp_removed", {{"scene_id", job.lease.id}, {"count", orphans}});
   }
-  // The candidates: what /history named, else (no entry: postExecution) the prefix's files.
-  std::vector<fs::path> files;
+  const done_marker::Listing listing =
+      t.done_marker_detected ? done_marker::Read(markers) : done_marker::Listing{};
+  // The candidates: every file /history reported; else (no entry: postExecution) what the
+  // markers list, or the prefix's files.
+  std::vector<std::pair<fs::path, collect::OutputFile>> files;
   if (entry) {
-    for (const auto& img : entry->images) {
-      if (img.type != "output") continue;
-      auto p = collect::SafeJoin(out_dir, img.subfolder, img.filename);
+    for (const auto& o : collect::ReportedOutputs(entry->raw)) {
+      if (o.type != "output") continue;
+      auto p = collect::SafeJoin(out_dir, o.subfolder, o.filename);
       if (!p.ok()) return {p.status()};
-      files.push_back(*p);
+      files.emplace_back(p->lexically_normal(), o);
     }
   } else {
-    files = collect::FilesForPrefix(dir, name);
+    std::vector<fs::path> found(listing.files.begin(), listing.files.end());
+    if (found.empty() || !listing.error.empty()) found = collect::FilesForPrefix(dir, name);
+    for (const auto& f : found) {
+      files.push_back({f,
+                       {f.filename().string(), fs::relative(f.parent_path(), out_dir).string(),
+                        "output", collect::KindOf(f.filename().string())}});
+    }
+  }
+  std::vector<fs::path> paths;
+  for (const auto& f : files)
+    paths.push_back(f.first);
+  // A marker is trusted only when it lists every file and every file it lists is there.
+  const std::string untrusted =
+      t.done_marker_detected ? done_marker::Untrusted(listing, paths) : "";
+  if (!untrusted.empty()) {
+    t.done_marker_detected = false;
+    t.AddNote("done marker not trusted: " + untrusted);
+    log::Warn("done_marker_untrusted", {{"scene_id", job.lease.id}, {"why", untrusted}});
   }
   if (!t.done_marker_detected) {
-    int windows = 0;
-    const bool stable =
-        collect::WaitStable(files, WorkerOptions::Ms(options_.stability_window_seconds),
-                            options_.stability_retries, job.abandon, &windows);
+    const std::string reason = !untrusted.empty() ? "done marker not trusted: " + untrusted
+                               : st.has_marker    ? "done marker not seen within the wait"
+                               : st.marker_node   ? "no save node a done marker can follow"
+                                                  : "done-marker node not installed in ComfyUI";
+    const auto fc =
+        done_marker::WaitAndDescribe({job.lease.id, job.lease.run, st.prompt_id, reason,
+                                      job.lease.attempt, dir, options_.stability_window_seconds},
+                                     paths, WorkerOptions::Ms(options_.stability_window_seconds),
+                                     options_.stability_retries, job.abandon);
     if (job.abandon) return {Status::Aborted("render abandoned")};
     t.forced_copy_triggered = true;
-    t.AddNote(stable ? "Forced copy after stability retries"
-                     : "Forced copy after stability retries; files still changing");
-    std::optional<fs::file_time_type> last;
-    for (const auto& f : files) {
-      std::error_code ec;
-      auto m = fs::last_write_time(f, ec);
-      if (!ec && (!last || m > *last)) last = m;
-    }
-    const int64_t now_ms = telemetry::NowMs();
-    std::string last_text = "none";
-    if (last) {
-      const auto sys = std::chrono::file_clock::to_sys(*last);
-      last_text = telemetry::IsoTime(
-          std::chrono::duration_cast<std::chrono::milliseconds>(sys.time_since_epoch()).count());
-    }
-    std::ostringstream dbg;
-    dbg << "scenefarm forced copy\n"
-        << "scene: " << job.lease.id << "\nrun: " << job.lease.run
-        << "\nattempt: " << job.lease.attempt << "\nprompt_id: " << st.prompt_id << "\nreason: "
-        << (st.has_marker ? "done marker not seen within the wait"
-                          : "done-marker node not installed in ComfyUI")
-        << "\ncandidate dir: " << dir.string() << "\nfile count: " << files.size()
-        << "\nlast write time: " << last_text << "\nstable: " << (stable ? "yes" : "no")
-        << "\nstability windows: " << windows << " x " << options_.stability_window_seconds
-        << " s\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
-    WriteForcedCopyDebug(job, now_ms, dbg.str());
+    t.AddNote(fc.stable ? "Forced copy after stability retries"
+                        : "Forced copy after stability retries; files still changing");
+    WriteForcedCopyDebug(job, fc.written_ms, fc.debug_text);
     log::Warn("forced_copy", {{"scene_id", job.lease.id},
                               {"candidate_dir", dir.string()},
                               {"file_count", files.size()},
-                              {"stable", stable}});
+                              {"stable", fc.stable}});
   }
   const fs::path scene_dir = SceneDir(job);
   RemoveEarlierFrames(scene_dir);
   json outputs = json::array();
-  for (const auto& f : files) {
+  for (const auto& [f, o] : files) {
     if (f.extension() == ".png" && !collect::PngComplete(f))
       return {Status::Internal("frame " + f.filename().string() + " is truncated or not a PNG")};
     if (Status s = collect::LinkOrCopy(f, scene_dir / f.filename()); !s.ok()) return {s};
-    t.frames.push_back(f.filename().string());
-    outputs.push_back({{"filename", f.filename().string()},
-                       {"subfolder", fs::relative(f.parent_path(), out_dir).string()},
-                       {"type", "output"}});
+    RecordFile(t, outputs, o);
   }
   t.frame_count = static_cast<int>(t.frames.size());
-  if (t.frame_count == 0) return {Status::Internal("the prompt finished but produced no frames")};
+  if (t.files.empty()) return {Status::Internal(NoFilesError())};
   return {Status::Ok(), {{"prompt_id", st.prompt_id}, {"outputs", outputs}}};
 }
 
 RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
                                                const comfyui::HistoryEntry* entry,
                                                telemetry::SceneTelemetry& t) {
-  // The worker cannot see ComfyUI's output directory: the marker and frames come over /view.
+  // The worker cannot see ComfyUI's output directory: the markers and files come over /view.
   const auto [subfolder, name] = SplitPrefix(st.prefix);
+  std::set<std::string> listed;  // "<subfolder>/<name>" of every file the markers list
+  std::string untrusted;
   AwaitMarker(job, st, t, [&](std::chrono::milliseconds limit) {
     const auto until = Clock::now() + limit;
     const auto every = std::min<std::chrono::milliseconds>(
         500ms, WorkerOptions::Ms(options_.scene_history_poll_interval_seconds));
-    while (!job.abandon) {
-      if (client_.View({name + ".done", subfolder, "output"}).ok()) return true;
-      if (Clock::now() + every > until) return false;
-      std::this_thread::sleep_for(every);
+    for (const auto& m : st.markers) {
+      const auto [msub, mname] = SplitPrefix(m);
+      while (true) {
+        if (job.abandon) return false;
+        auto bytes = client_.View({mname, msub, "output"});
+        if (bytes.ok()) {
+          auto parsed = collect::ParseMarker(*bytes);
+          if (!parsed.ok() && untrusted.empty())
+            untrusted = mname + ": " + parsed.status().message();
+          if (parsed.ok()) {
+            for (const auto& f : parsed->files)
+              listed.insert(msub + "/" + f);
+          }
+          break;
+        }
+        if (Clock::now() + every > until) return false;
+        std::this_thread::sleep_for(every);
+      }
     }
-    return false;
+    return true;
   });
   if (job.abandon) return {Status::Aborted("render abandoned")};
   if (!entry) {
     return {Status::Unavailable(
         "/history never listed the outputs and SCENEFARM_COMFYUI_OUTPUT_DIR is unset: the frames "
         "cannot be found over /view")};
+  }
+  std::vector<collect::OutputFile> files;
+  for (const auto& o : collect::ReportedOutputs(entry->raw)) {
+    if (o.type == "output") files.push_back(o);
+  }
+  if (t.done_marker_detected && untrusted.empty()) {
+    for (const auto& o : files) {
+      if (!listed.count(o.subfolder + "/" + o.filename)) {
+        untrusted = "it does not list " + o.filename;
+        break;
+      }
+    }
+    if (untrusted.empty() && files.empty()) untrusted = "ComfyUI reported no file for it to list";
+  }
+  if (t.done_marker_detected && !untrusted.empty()) {
+    t.done_marker_detected = false;
+    t.AddNote("done marker not trusted: " + untrusted);
+    log::Warn("done_marker_untrusted", {{"scene_id", job.lease.id}, {"why", untrusted}});
   }
   if (!t.done_marker_detected) {
     // No marker: give the writer one stability window before fetching.
@@ -578,7 +625,8 @@ RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
     std::ostringstream dbg;
     dbg << "scenefarm forced copy\nscene: " << job.lease.id << "\nprompt_id: " << st.prompt_id
         << "\ncandidate dir: " << client_.base_url() << "/view?subfolder=" << subfolder
-        << "\nfile count: " << entry->images.size() << "\nlast write time: unknown (over /view)"
+        << "\nfile count: " << files.size() << "\nlast write time: unknown (over /view)"
+        << (untrusted.empty() ? "" : "\nreason: done marker not trusted: " + untrusted)
         << "\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
     WriteForcedCopyDebug(job, now_ms, dbg.str());
     log::Warn("forced_copy", {{"scene_id", job.lease.id}, {"over", "view"}});
@@ -586,21 +634,18 @@ RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
   const fs::path scene_dir = SceneDir(job);
   RemoveEarlierFrames(scene_dir);
   json outputs = json::array();
-  for (const auto& img : entry->images) {
-    if (img.type != "output") continue;
-    auto safe = collect::SafeJoin(scene_dir, "", img.filename);
+  for (const auto& o : files) {
+    auto safe = collect::SafeJoin(scene_dir, "", o.filename);
     if (!safe.ok()) return {safe.status()};
-    auto bytes = client_.View(img);
+    auto bytes = client_.View({o.filename, o.subfolder, o.type});
     if (!bytes.ok()) return {bytes.status()};
-    if (fs::path(img.filename).extension() == ".png" && !collect::PngCompleteBytes(*bytes))
-      return {Status::Internal("frame " + img.filename + " is truncated or not a PNG")};
+    if (fs::path(o.filename).extension() == ".png" && !collect::PngCompleteBytes(*bytes))
+      return {Status::Internal("frame " + o.filename + " is truncated or not a PNG")};
     if (Status s = telemetry::WriteFileAtomically(*safe, *bytes); !s.ok()) return {s};
-    t.frames.push_back(img.filename);
-    outputs.push_back(
-        {{"filename", img.filename}, {"subfolder", img.subfolder}, {"type", img.type}});
+    RecordFile(t, outputs, o);
   }
   t.frame_count = static_cast<int>(t.frames.size());
-  if (t.frame_count == 0) return {Status::Internal("the prompt finished but produced no frames")};
+  if (t.files.empty()) return {Status::Internal(NoFilesError())};
   return {Status::Ok(), {{"prompt_id", st.prompt_id}, {"outputs", outputs}}};
 }
 
@@ -634,8 +679,12 @@ RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, Re
 
 void ComfyUiRenderer::AwaitMarker(Job& job, const JobState& st, telemetry::SceneTelemetry& t,
                                   const std::function<bool(std::chrono::milliseconds)>& wait) {
-  if (!st.has_marker) {
+  if (!st.marker_node) {
     t.AddNote("done-marker node not installed in ComfyUI");
+    return;
+  }
+  if (!st.has_marker) {
+    t.AddNote("no save node a done marker can follow (SaveImage or VHS_VideoCombine)");
     return;
   }
   const auto t0 = Clock::now();

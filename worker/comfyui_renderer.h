@@ -1,13 +1,15 @@
 // Renders a scene through one ComfyUI (docs/rendering.md):
 //  - submits the workflow under prompt_id "<scene>-a<attempt>" with every filename_prefix
 //    rewritten to "scenefarm/<run>/<scene>/a<attempt>" (unique per attempt, which also defeats
-//    ComfyUI's cache), plus the done-marker node when ComfyUI has it; a taken-over scene first
-//    looks for its earlier attempts in /history and /queue and adopts one it finds;
+//    ComfyUI's cache), with SaveImage replaced by ScenefarmSaveImage and a
+//    ScenefarmVideoDoneMarker fed by each VHS_VideoCombine when ComfyUI has them; a taken-over
+//    scene first looks for its earlier attempts in /history and /queue and adopts one it finds;
 //  - races the /ws events against /history polling, bounded by the policy knobs, and records
 //    HistoryExitReason success | maxWait | attemptLimit | postExecution | unknown;
-//  - waits for the done marker (inotify), else forces a copy once the files are stable;
-//  - links or copies the frames to ARTIFACTS/<run>/<scene>/ (or fetches them over /view) and
-//    writes telemetry.json with seed 001's fields.
+//  - waits for the done markers (inotify) and trusts them only when they list every file
+//    ComfyUI reported and those files exist; else forces a copy once the files are stable;
+//  - links or copies every reported file (images, videos, audio) to ARTIFACTS/<run>/<scene>/
+//    (or fetches them over /view) and writes telemetry.json with seed 001's fields.
 // Not thread-safe: the worker calls it from its loop only.
 #pragma once
 
@@ -17,7 +19,9 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
+#include "done_marker.h"
 #include "renderer.h"
 #include "scenefarm/comfyui.h"
 #include "scenefarm/options.h"
@@ -33,9 +37,7 @@ std::string OutputPrefixFor(const std::string& run, const std::string& scene_id,
 std::string OutputPrefixFor(const queue::LeasedScene& lease);
 // Rewrites filename_prefix of every node that has one; returns how many were rewritten.
 int RewriteOutputPrefixes(nlohmann::json& workflow, const std::string& prefix);
-// Appends the done-marker node after the save nodes, fed by the first save node's images.
-// Returns false when the workflow has no save node to follow.
-bool AppendDoneMarker(nlohmann::json& workflow, const std::string& prefix);
+// AddDoneMarkers and the markers' node names: done_marker.h.
 
 telemetry::Policy PolicyOf(const WorkerOptions& options);
 
@@ -59,7 +61,10 @@ class ComfyUiRenderer : public Renderer {
   RenderOutcome CollectOverView(Job& job, JobState& st, const comfyui::HistoryEntry* entry,
                                 telemetry::SceneTelemetry& t);
   void ReadGpu(std::optional<double>* free_mb, telemetry::SceneTelemetry& t);
-  // Times `wait` (true: the marker came) and records DoneMarker* and the notes.
+  // The markers' and prefix's workflow for an attempt: prefixes rewritten, markers added when
+  // ComfyUI has the nodes.
+  void PrepareWorkflow(const Job& job, JobState& st, const std::string& prefix);
+  // Times `wait` (true: every marker came) and records DoneMarker* and the notes.
   void AwaitMarker(Job& job, const JobState& st, telemetry::SceneTelemetry& t,
                    const std::function<bool(std::chrono::milliseconds)>& wait);
   void WriteForcedCopyDebug(const Job& job, int64_t now_ms, const std::string& text) const;

@@ -61,6 +61,7 @@ const std::vector<std::pair<const char*, const char*>>& Reasons() {
       {"GPU memory pressure", "gpu_memory_pressure"},
       {"Forced copy", "forced_copy"},
       {"done marker not seen", "done_marker_timeout"},
+      {"done marker not trusted", "done_marker_untrusted"},
       {"done-marker node not installed", "done_marker_node_missing"},
       {"/system_stats unavailable", "gpu_stats_fallback"},
       {"GPU telemetry unavailable", "gpu_stats_unavailable"},
@@ -89,6 +90,16 @@ bool IsFrameFile(const fs::path& p) {
   const std::string ext = p.extension().string();
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".exr" ||
          ext == ".gif" || ext == ".mp4" || ext == ".webm";
+}
+
+bool IsOutputFile(const fs::path& p) {
+  if (IsFrameFile(p)) return true;
+  const std::string ext = p.extension().string();
+  for (const char* e :
+       {".mkv", ".mov", ".avi", ".flac", ".mp3", ".wav", ".ogg", ".opus", ".m4a", ".aac"}) {
+    if (ext == e) return true;
+  }
+  return false;
 }
 
 std::string FallbackReason(const std::string& note) {
@@ -163,6 +174,9 @@ json SceneTelemetry::ToJson() const {
             {"DoneMarkerWaitLimitSeconds", policy.done_marker_wait_seconds},
             {"ForcedCopyTriggered", forced_copy_triggered},
             {"FrameCount", frame_count}};
+  json file_list = json::array();
+  for (const auto& f : files)
+    file_list.push_back({{"Name", f.name}, {"Kind", f.kind}});
   return {{"SceneId", scene_id},
           {"RunId", run},
           {"Attempt", attempt},
@@ -174,6 +188,7 @@ json SceneTelemetry::ToJson() const {
           {"StartedAt", started_at},
           {"FinishedAt", finished_at},
           {"Frames", frames},
+          {"Files", file_list},
           {"Telemetry", t}};
 }
 
@@ -419,8 +434,26 @@ void CheckScene(Checker& c, const json& s, const std::string& summary, const fs:
       t["FrameCount"].is_number_integer()) {
     int on_disk = 0;
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(run_dir / id, ec)) {
-      if (e.is_regular_file() && IsFrameFile(e.path())) ++on_disk;
+    if (s.contains("Files") && s["Files"].is_array() && !s["Files"].empty()) {
+      // Each collected file is in the scene directory; FrameCount counts the images among them.
+      for (const auto& f : s["Files"]) {
+        const std::string name = f.is_object() ? f.value("Name", "") : "";
+        const std::string kind = f.is_object() ? f.value("Kind", "") : "";
+        if (name.empty() || name.find('/') != std::string::npos ||
+            (kind != "image" && kind != "video" && kind != "audio")) {
+          c.Add(where, "Files holds " + f.dump() + ", not {Name, Kind: image|video|audio}");
+          continue;
+        }
+        if (!fs::is_regular_file(run_dir / id / name, ec)) {
+          c.Add(where, "Files lists " + name + " but the scene directory has no such file");
+        } else if (kind == "image") {
+          ++on_disk;
+        }
+      }
+    } else {
+      for (const auto& e : fs::directory_iterator(run_dir / id, ec)) {
+        if (e.is_regular_file() && IsFrameFile(e.path())) ++on_disk;
+      }
     }
     if (on_disk != t["FrameCount"].get<int>())
       c.Add(where, "FrameCount=" + Text(t["FrameCount"]) + " but " + std::to_string(on_disk) +

@@ -16,19 +16,17 @@ int64_t NowMs() {
       .count();
 }
 
-bool NumericLess(const std::string& a, const std::string& b) {
-  const bool an = !a.empty() && std::all_of(a.begin(), a.end(), ::isdigit);
-  const bool bn = !b.empty() && std::all_of(b.begin(), b.end(), ::isdigit);
-  if (an && bn && a.size() != b.size()) return a.size() < b.size();
-  return a < b;
-}
-
 }  // namespace
 
 class Server::PromptRun : public NodeContext {
  public:
-  PromptRun(Server& server, QueueItem item, uint64_t generation, PromptFaults faults)
-      : s_(server), item_(std::move(item)), gen_(generation), faults_(std::move(faults)) {
+  PromptRun(Server& server, QueueItem item, uint64_t generation, PromptFaults faults,
+            uint64_t order_seed)
+      : s_(server),
+        item_(std::move(item)),
+        gen_(generation),
+        faults_(std::move(faults)),
+        order_seed_(order_seed) {
     client_id_ = item_.extra_data.value("client_id", "");
   }
 
@@ -36,6 +34,7 @@ class Server::PromptRun : public NodeContext {
 
   // NodeContext
   const std::filesystem::path& output_dir() const override { return s_.output_dir_; }
+  const std::filesystem::path& temp_dir() const override { return s_.temp_dir_; }
   const PromptFaults& faults() const override { return faults_; }
   const json& prompt() const override { return item_.prompt; }
   void Sleep(std::chrono::milliseconds d) override;
@@ -71,6 +70,7 @@ class Server::PromptRun : public NodeContext {
   QueueItem item_;
   const uint64_t gen_;
   const PromptFaults faults_;
+  const uint64_t order_seed_;
   std::string client_id_;
   std::string current_node_;
   int events_sent_ = 0;
@@ -100,8 +100,9 @@ void Server::PromptRun::Sleep(std::chrono::milliseconds d) {
 }
 
 std::vector<std::string> Server::PromptRun::ExecutionOrder() const {
-  std::vector<std::string> outputs = item_.outputs;
-  std::sort(outputs.begin(), outputs.end(), NumericLess);
+  // As ComfyUI: the output nodes in the order of a set of string ids in this process (see
+  // OrderOutputs), each preceded by the nodes it depends on that have not run yet.
+  const std::vector<std::string> outputs = OrderOutputs(item_.outputs, order_seed_);
   std::vector<std::string> order;
   std::set<std::string> seen;
   std::function<void(const std::string&)> visit = [&](const std::string& id) {
@@ -138,8 +139,13 @@ ResolvedInputs Server::PromptRun::Resolve(const json& inputs) const {
   for (const auto& [name, val] : inputs.items()) {
     if (val.is_array() && val.size() == 2) {
       const std::string up = val[0].is_string() ? val[0].get<std::string>() : val[0].dump();
-      const auto& outs = results_.at(up).outputs;
-      r.images[name] = outs.at(val[1].get<size_t>());
+      const NodeResult& res = results_.at(up);
+      const size_t slot = val[1].get<size_t>();
+      if (slot < res.outputs.size() && res.outputs[slot]) {
+        r.images[name] = res.outputs[slot];
+      } else {
+        r.values[name] = res.values.at(slot);
+      }
     } else {
       r.values[name] = val;
     }
@@ -331,9 +337,10 @@ void Server::ExecutorLoop() {
     running_client_id_ = item.extra_data.value("client_id", "");
     interrupt_ = false;
     const uint64_t gen = generation_;
+    const uint64_t seed = order_seed_;
     lock.unlock();
     BroadcastStatus();
-    PromptRun run(*this, item, gen, TakePromptFaults(item.extra_data));
+    PromptRun run(*this, item, gen, TakePromptFaults(item.extra_data), seed);
     run.Run();
     lock.lock();
     if (gen == generation_) running_.reset();

@@ -29,7 +29,13 @@ int main(int argc, char** argv) {
   app.add_option("--base-dir", base_dir, "holds output/, input/, temp/")->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port here once listening");
   bool no_marker = false;
-  app.add_flag("--no-done-marker-node", no_marker, "run as a ComfyUI without the done-marker node");
+  app.add_flag("--no-done-marker-node", no_marker,
+               "run as a ComfyUI without scenefarm's custom nodes (ScenefarmSaveImage, "
+               "ScenefarmVideoDoneMarker)");
+  uint64_t order_seed = 0;
+  auto* seed_opt = app.add_option("--output-order-seed", order_seed,
+                                  "fixes the order of independent output nodes (default: a "
+                                  "random seed per start, logged)");
   app.add_option("--device", options.device, "cuda or cpu")
       ->check(CLI::IsMember({"cuda", "cpu"}))
       ->capture_default_str();
@@ -40,6 +46,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.base_dir = base_dir;
   options.done_marker_node = !no_marker;
+  if (seed_opt->count() > 0) options.output_order_seed = order_seed;
   options.vram_total_bytes = vram_mb << 20;
   options.model_bytes = model_mb << 20;
 

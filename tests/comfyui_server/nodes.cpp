@@ -86,6 +86,18 @@ NodeInput Str(std::string name, std::string def) {
 NodeInput Img(std::string name) {
   return {std::move(name), "IMAGE", true, json::object(), {}};
 }
+NodeInput Float(std::string name, double def, double min, double max) {
+  return {std::move(name), "FLOAT", true, json{{"default", def}, {"min", min}, {"max", max}}, {}};
+}
+NodeInput Bool(std::string name, bool def) {
+  return {std::move(name), "BOOLEAN", true, json{{"default", def}}, {}};
+}
+NodeInput Combo(std::string name, std::vector<std::string> choices) {
+  return {std::move(name), "COMBO", true, json::object(), std::move(choices)};
+}
+NodeInput OptionalStr(std::string name, std::string def) {
+  return {std::move(name), "STRING", false, json{{"default", std::move(def)}}, {}};
+}
 
 std::string NowIso() {
   const std::time_t t = std::time(nullptr);
@@ -154,7 +166,7 @@ NodeResult RunSaveImage(NodeContext& ctx, const std::string&, const ResolvedInpu
     WriteFileFaulty(p.folder / file, png, ctx, last && ctx.faults().partial_write);
     results.push_back({{"filename", file}, {"subfolder", p.subfolder}, {"type", "output"}});
   }
-  return {{}, json{{"images", results}}};
+  return {{}, json{{"images", results}}, {}};
 }
 
 void WriteMarkerAtomically(const fs::path& marker, const std::string& body) {
@@ -162,32 +174,168 @@ void WriteMarkerAtomically(const fs::path& marker, const std::string& body) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;
   const ssize_t n = ::write(fd, body.data(), body.size());
-  ::fsync(fd);
-  ::close(fd);
+  ::close(fd);  // no fsync, as the python node: visibility, not durability
   if (n == static_cast<ssize_t>(body.size())) ::rename(tmp.c_str(), marker.c_str());
 }
 
-NodeResult RunDoneMarker(NodeContext& ctx, const std::string&, const ResolvedInputs& in) {
-  const std::string prefix = in.values.at("filename_prefix").get<std::string>();
-  const fs::path marker = ctx.output_dir() / (prefix + ".done");
-  if (!PathIsWithin(ctx.output_dir(), marker.parent_path())) {
-    throw NodeException("Exception",
-                        "done marker outside the output folder is not allowed: " + prefix + "\n");
+// The done marker of scenefarm's nodes: `done_marker` (relative to the output directory) or
+// <filename_prefix>.done, listing `files` (names relative to the marker's directory). Written
+// after the files, by the node that wrote them or by one fed their names: never a wait.
+// The marker's path: `done_marker` (relative to the output directory) or <prefix>.done;
+// ValueError when it leaves the output directory.
+fs::path MarkerPath(NodeContext& ctx, const ResolvedInputs& in, const std::string& prefix) {
+  std::string rel = prefix + ".done";
+  if (auto it = in.values.find("done_marker");
+      it != in.values.end() && it->second.is_string() && !it->second.get<std::string>().empty()) {
+    rel = it->second.get<std::string>();
   }
+  const fs::path marker = (ctx.output_dir() / rel).lexically_normal();
+  if (!PathIsWithin(ctx.output_dir(), marker.parent_path())) {
+    throw NodeException("ValueError",
+                        "done marker outside the output folder is not allowed: " + rel + "\n");
+  }
+  return marker;
+}
+
+void WriteDoneMarker(NodeContext& ctx, const ResolvedInputs& in, const std::string& prefix,
+                     const std::vector<fs::path>& written) {
+  const fs::path marker = MarkerPath(ctx, in, prefix);
   std::error_code ec;
   fs::create_directories(marker.parent_path(), ec);
-  const std::string body = json{
-      {"filename_prefix", prefix},
-      {"images", in.images.at("images")->frames.size()},
-      {"written_at", NowIso()}}.dump();
-  if (ctx.faults().done_marker == "never") return {};
+  json files = json::array();
+  for (const auto& f : written) {
+    if (fs::absolute(f).lexically_normal().parent_path() == marker.parent_path())
+      files.push_back(f.filename().string());
+  }
+  const std::string body =
+      json{{"filename_prefix", prefix}, {"files", files}, {"written_at", NowIso()}}.dump();
+  if (ctx.faults().done_marker == "never") return;
   if (ctx.faults().done_marker_delay_ms > 0) {
     ctx.Defer(std::chrono::milliseconds(ctx.faults().done_marker_delay_ms),
               [marker, body] { WriteMarkerAtomically(marker, body); });
   } else {
     WriteMarkerAtomically(marker, body);
   }
+}
+
+// ScenefarmSaveImage: SaveImage, then the marker listing exactly the files it saved.
+NodeResult RunSaveImageWithMarker(NodeContext& ctx, const std::string& id,
+                                  const ResolvedInputs& in) {
+  const std::string prefix = in.values.at("filename_prefix").get<std::string>();
+  (void)MarkerPath(ctx, in, prefix);  // refused before anything is saved, as the python node
+  NodeResult r = RunSaveImage(ctx, id, in);
+  std::vector<fs::path> written;
+  for (const auto& img : r.ui["images"])
+    written.push_back(ctx.output_dir() / img["subfolder"].get<std::string>() /
+                      img["filename"].get<std::string>());
+  WriteDoneMarker(ctx, in, prefix, written);
+  return r;
+}
+
+// ScenefarmVideoDoneMarker: fed VHS_VideoCombine's VHS_FILENAMES (save_output, [full paths]).
+NodeResult RunVideoDoneMarker(NodeContext& ctx, const std::string&, const ResolvedInputs& in) {
+  const json& names = in.values.at("filenames");
+  std::vector<fs::path> written;
+  if (names.is_array() && names.size() == 2 && names[0] == true && names[1].is_array()) {
+    for (const auto& f : names[1])
+      written.emplace_back(f.get<std::string>());
+  }
+  WriteDoneMarker(ctx, in, in.values.at("filename_prefix").get<std::string>(), written);
   return {};
+}
+
+std::string Le32(uint32_t v) {
+  return std::string{static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
+                     static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 24) & 0xff)};
+}
+std::string Be32(uint32_t v) {
+  return std::string{static_cast<char>((v >> 24) & 0xff), static_cast<char>((v >> 16) & 0xff),
+                     static_cast<char>((v >> 8) & 0xff), static_cast<char>(v & 0xff)};
+}
+std::string RawFrames(const Image& img) {
+  std::string raw;
+  for (const auto& f : img.frames)
+    raw.append(f.begin(), f.end());
+  return raw;
+}
+
+// VideoHelperSuite's VHS_VideoCombine: the workflow PNG and the video as
+// <name>_<counter:05>.<ext> (VHS's naming: no trailing underscore), reported under `gifs`, and the
+// VHS_FILENAMES output (save_output, [full paths]). The container holds the raw frames: a
+// stand-in for ffmpeg's encoding, with the right container signature.
+NodeResult RunVideoCombine(NodeContext& ctx, const std::string&, const ResolvedInputs& in) {
+  const ImagePtr images = in.images.at("images");
+  const bool save_output = in.values.at("save_output").get<bool>();
+  const std::string format = in.values.at("format").get<std::string>();
+  const fs::path& base = save_output ? ctx.output_dir() : ctx.temp_dir();
+  const SavePath p = GetSaveImagePath(in.values.at("filename_prefix").get<std::string>(), base);
+  int counter = 0;  // VHS: the highest "<name>_<digits>" + 1
+  std::error_code ec;
+  const std::regex numbered(
+      std::regex_replace(p.name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+      R"(_(\d+)\D*\..+)");
+  for (const auto& e : fs::directory_iterator(p.folder, ec)) {
+    std::smatch m;
+    const std::string f = e.path().filename().string();
+    if (std::regex_match(f, m, numbered)) counter = std::max(counter, std::stoi(m[1].str()));
+  }
+  ++counter;
+  char stem[32];
+  std::snprintf(stem, sizeof(stem), "_%05d", counter);
+  const std::string png_name = p.name + stem + ".png";
+  const std::vector<std::pair<std::string, std::string>> text = {{"prompt", ctx.prompt().dump()}};
+  WriteFileFaulty(p.folder / png_name,
+                  EncodePng(images->width, images->height, images->frames.front(), text), ctx,
+                  false);
+  std::string ext = "mp4", bytes;
+  const std::string raw = RawFrames(*images);
+  if (format == "image/gif") {
+    ext = "gif";
+    bytes = "GIF89a" + raw + ";";
+  } else if (format == "image/webp") {
+    ext = "webp";
+    const std::string chunk = "VP8L" + Le32(static_cast<uint32_t>(raw.size())) + raw;
+    bytes = "RIFF" + Le32(static_cast<uint32_t>(4 + chunk.size())) + "WEBP" + chunk;
+  } else {
+    const std::string ftyp = Be32(20) + "ftypisom" + Be32(512) + "isom";
+    bytes = ftyp + Be32(static_cast<uint32_t>(8 + raw.size())) + "mdat" + raw;
+  }
+  const std::string video_name = p.name + stem + "." + ext;
+  WriteFileFaulty(p.folder / video_name, bytes, ctx, ctx.faults().partial_write);
+  json preview = {{"filename", video_name},
+                  {"subfolder", p.subfolder},
+                  {"type", save_output ? "output" : "temp"},
+                  {"format", format},
+                  {"frame_rate", in.values.at("frame_rate")},
+                  {"workflow", png_name},
+                  {"fullpath", (p.folder / video_name).string()}};
+  const json files =
+      json::array({(p.folder / png_name).string(), (p.folder / video_name).string()});
+  NodeResult r;
+  r.outputs = {nullptr};
+  r.values = {json::array({save_output, files})};
+  r.ui = {{"gifs", json::array({preview})}};
+  return r;
+}
+
+// ComfyUI's SaveAnimatedWEBP: one <name>_<counter:05>_.webp holding every frame, reported
+// under `images` with "animated": [true] (as SaveVideo / SaveWEBM report theirs).
+NodeResult RunSaveAnimatedWebp(NodeContext& ctx, const std::string&, const ResolvedInputs& in) {
+  const ImagePtr images = in.images.at("images");
+  const SavePath p =
+      GetSaveImagePath(in.values.at("filename_prefix").get<std::string>(), ctx.output_dir());
+  char name[64];
+  std::snprintf(name, sizeof(name), "_%05d_.webp", p.counter);
+  const std::string file = p.name + name;
+  const std::string raw = RawFrames(*images);
+  const std::string chunk = "VP8L" + Le32(static_cast<uint32_t>(raw.size())) + raw;
+  WriteFileFaulty(p.folder / file,
+                  "RIFF" + Le32(static_cast<uint32_t>(4 + chunk.size())) + "WEBP" + chunk, ctx,
+                  ctx.faults().partial_write);
+  json results =
+      json::array({{{"filename", file}, {"subfolder", p.subfolder}, {"type", "output"}}});
+  return {
+      {}, json{{"images", results}, {"animated", json::array({images->frames.size() != 1})}}, {}};
 }
 
 NodeResult RunTestSource(NodeContext& ctx, const std::string&, const ResolvedInputs& in) {
@@ -202,14 +350,15 @@ NodeResult RunTestSource(NodeContext& ctx, const std::string&, const ResolvedInp
     ctx.Sleep(std::chrono::milliseconds(per_frame_ms));
     ctx.Progress(i + 1, frames);
   }
-  return {{MakeFrames(width, height, frames, seed, false, 0)}, nullptr};
+  return {{MakeFrames(width, height, frames, seed, false, 0)}, nullptr, {}};
 }
 
 NodeResult RunEmptyImage(NodeContext&, const std::string&, const ResolvedInputs& in) {
   return {{MakeFrames(in.values.at("width").get<int>(), in.values.at("height").get<int>(),
                       in.values.at("batch_size").get<int>(), 0, true,
                       in.values.at("color").get<int>())},
-          nullptr};
+          nullptr,
+          {}};
 }
 
 std::map<std::string, NodeDef> BuildRegistry() {
@@ -240,19 +389,87 @@ std::map<std::string, NodeDef> BuildRegistry() {
       {"IMAGE"},
       false,
       &RunTestSource};
-  r[kDoneMarkerNode] = {kDoneMarkerNode,
-                        "Scenefarm Done Marker",
-                        "scenefarm",
-                        "Writes <filename_prefix>.done atomically once the images are saved.",
-                        "custom_nodes.scenefarm_done_marker",
-                        {Img("images"), Str("filename_prefix", "ComfyUI")},
-                        {},
-                        true,
-                        &RunDoneMarker};
+  r[kSaveImageMarkerNode] = {
+      kSaveImageMarkerNode,
+      "Save Image (scenefarm done marker)",
+      "scenefarm",
+      "SaveImage, then <done_marker> (default <filename_prefix>.done) listing the files saved.",
+      "custom_nodes.scenefarm_done_marker",
+      {Img("images"), Str("filename_prefix", "ComfyUI"), OptionalStr("done_marker", "")},
+      {},
+      true,
+      &RunSaveImageWithMarker};
+  r[kVideoDoneMarkerNode] = {
+      kVideoDoneMarkerNode,
+      "Done marker for Video Combine (scenefarm)",
+      "scenefarm",
+      "Writes <done_marker> (default <filename_prefix>.done) listing Video Combine's files.",
+      "custom_nodes.scenefarm_done_marker",
+      {{"filenames", "VHS_FILENAMES", true, json::object(), {}},
+       Str("filename_prefix", "ComfyUI"),
+       OptionalStr("done_marker", "")},
+      {},
+      true,
+      &RunVideoDoneMarker};
+  r["VHS_VideoCombine"] = {"VHS_VideoCombine",
+                           "Video Combine 🎥🅥🅗🅢",
+                           "Video Helper Suite 🎥🅥🅗🅢",
+                           "",
+                           "custom_nodes.ComfyUI-VideoHelperSuite",
+                           {Img("images"), Float("frame_rate", 8, 1, 1000),
+                            Int("loop_count", 0, 0, 100), Str("filename_prefix", "AnimateDiff"),
+                            Combo("format", {"image/gif", "image/webp", "video/h264-mp4"}),
+                            Bool("pingpong", false), Bool("save_output", true)},
+                           {"VHS_FILENAMES"},
+                           true,
+                           &RunVideoCombine};
+  r["SaveAnimatedWEBP"] = {
+      "SaveAnimatedWEBP",
+      "SaveAnimatedWEBP",
+      "image/animation",
+      "",
+      "nodes",
+      {Img("images"), Str("filename_prefix", "ComfyUI"), Float("fps", 6.0, 0.01, 1000.0),
+       Bool("lossless", false), Int("quality", 80, 0, 100),
+       Combo("method", {"default", "fastest", "slowest"})},
+      {},
+      true,
+      &RunSaveAnimatedWebp};
   return r;
 }
 
 }  // namespace
+
+bool IsScenefarmMarkerNode(const std::string& class_type) {
+  return class_type == kSaveImageMarkerNode || class_type == kVideoDoneMarkerNode;
+}
+
+std::vector<std::string> OrderOutputs(std::vector<std::string> ids, uint64_t seed) {
+  auto key = [seed](const std::string& id) {
+    uint64_t h = 1469598103934665603ULL ^ seed;  // FNV-1a keyed with the seed
+    for (const unsigned char c : id) {
+      h ^= c;
+      h *= 1099511628211ULL;
+    }
+    h += 0x9e3779b97f4a7c15ULL;  // splitmix64's finaliser, so nearby seeds differ
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+  };
+  std::sort(ids.begin(), ids.end(), [&](const std::string& a, const std::string& b) {
+    const uint64_t ka = key(a), kb = key(b);
+    return ka != kb ? ka < kb : a < b;
+  });
+  return ids;
+}
+
+uint64_t SeedForOrder(const std::vector<std::string>& ids, const std::string& first) {
+  for (uint64_t seed = 1; seed <= 10000; ++seed) {
+    const auto order = OrderOutputs(ids, seed);
+    if (!order.empty() && order.front() == first) return seed;
+  }
+  return 0;
+}
 
 const std::map<std::string, NodeDef>& Registry() {
   static const std::map<std::string, NodeDef> registry = BuildRegistry();
@@ -260,16 +477,23 @@ const std::map<std::string, NodeDef>& Registry() {
 }
 
 json ObjectInfoFor(const NodeDef& def) {
-  json required = json::object();
-  json order = json::array();
+  json required = json::object(), optional = json::object();
+  json order = json::array(), optional_order = json::array();
   for (const auto& in : def.inputs) {
     json type = in.type == "COMBO" ? json(in.choices) : json(in.type);
-    required[in.name] = in.options.empty() ? json::array({type}) : json::array({type, in.options});
-    order.push_back(in.name);
+    (in.required ? required : optional)[in.name] =
+        in.options.empty() ? json::array({type}) : json::array({type, in.options});
+    (in.required ? order : optional_order).push_back(in.name);
+  }
+  json input = {{"required", required}};
+  json input_order = {{"required", order}};
+  if (!optional.empty()) {
+    input["optional"] = optional;
+    input_order["optional"] = optional_order;
   }
   json outputs = def.output_types;
-  return {{"input", {{"required", required}}},
-          {"input_order", {{"required", order}}},
+  return {{"input", input},
+          {"input_order", input_order},
           {"output", outputs},
           {"output_is_list", std::vector<bool>(def.output_types.size(), false)},
           {"output_name", outputs},

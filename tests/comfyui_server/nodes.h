@@ -56,6 +56,7 @@ class NodeContext {
  public:
   virtual ~NodeContext() = default;
   virtual const std::filesystem::path& output_dir() const = 0;
+  virtual const std::filesystem::path& temp_dir() const = 0;
   virtual const PromptFaults& faults() const = 0;
   virtual const json& prompt() const = 0;
   // Sleeps, waking early to throw Interrupted.
@@ -71,7 +72,7 @@ class NodeContext {
 
 struct NodeInput {
   std::string name;
-  std::string type;  // INT, FLOAT, STRING, BOOLEAN, IMAGE, or COMBO (choices)
+  std::string type;  // INT, FLOAT, STRING, BOOLEAN, IMAGE, VHS_FILENAMES, or COMBO (choices)
   bool required = true;
   json options = json::object();  // default, min, max, ...
   std::vector<std::string> choices;
@@ -84,8 +85,9 @@ struct ResolvedInputs {
 };
 
 struct NodeResult {
-  std::vector<ImagePtr> outputs;  // one per output slot
+  std::vector<ImagePtr> outputs;  // one per output slot (null for a slot that is not IMAGE)
   json ui;                        // null, or {"images": [...]} for the history/executed event
+  std::vector<json> values;       // per output slot, the value of a slot that is not IMAGE
 };
 
 struct NodeDef {
@@ -101,12 +103,27 @@ struct NodeDef {
       execute;
 };
 
-// The class_type of the done-marker node the worker looks for in /object_info.
-inline constexpr char kDoneMarkerNode[] = "ScenefarmDoneMarker";
+// scenefarm's custom nodes (deploy/comfyui/custom_nodes/scenefarm_done_marker), which the worker
+// looks for in /object_info: SaveImage that writes the done marker after its files, and the
+// marker node fed by VideoHelperSuite's VHS_FILENAMES output.
+inline constexpr char kSaveImageMarkerNode[] = "ScenefarmSaveImage";
+inline constexpr char kVideoDoneMarkerNode[] = "ScenefarmVideoDoneMarker";
 // The test image source: frames, size and render time per frame are inputs.
 inline constexpr char kTestSourceNode[] = "ScenefarmTestSource";
 
 const std::map<std::string, NodeDef>& Registry();
+// Whether class_type is one of scenefarm's custom nodes (absent with done_marker_node = false).
+bool IsScenefarmMarkerNode(const std::string& class_type);
+
+// The order in which the executor takes a prompt's output nodes: ComfyUI keeps them in a Python
+// set of string ids, whose order follows the ids' hashes, randomised per process. Here: sorted by
+// a hash of the id keyed with `seed` (one seed per server process), so the order is the same for
+// the same ids within a process and differs between seeds. Tests pick a seed for the order they
+// need with SeedForOrder.
+std::vector<std::string> OrderOutputs(std::vector<std::string> ids, uint64_t seed);
+// The first seed (from 1, at most 10000 tried) whose OrderOutputs(ids) starts with `first`;
+// 0 when none does.
+uint64_t SeedForOrder(const std::vector<std::string>& ids, const std::string& first);
 json ObjectInfo();
 json ObjectInfoFor(const NodeDef& def);
 

@@ -129,6 +129,7 @@ Status Server::Start() {
   if (ec) return Status::FailedPrecondition("cannot create " + options_.base_dir.string());
   mg_init_library(MG_FEATURES_WEBSOCKET);
   port_ = options_.port;
+  NewOrderSeed();
   if (Status s = Listen(); !s.ok()) return s;
   executor_ = std::thread([this] { ExecutorLoop(); });
   timer_ = std::thread([this] { TimerLoop(); });
@@ -215,8 +216,30 @@ Status Server::Restart(std::chrono::milliseconds down) {
   StopListening();  // closes every connection, WebSockets included
   ForgetEverything();
   std::this_thread::sleep_for(down);
+  NewOrderSeed();  // a new ComfyUI process hashes its strings differently
   log::Info("comfyui_test_server_restarted", {{"port", port_}});
   return Listen();
+}
+
+void Server::NewOrderSeed() {
+  uint64_t seed = 0;
+  if (options_.output_order_seed) {
+    seed = *options_.output_order_seed;
+  } else {
+    std::random_device rd;
+    seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    order_seed_ = seed;
+  }
+  log::Info("comfyui_test_server_output_order",
+            {{"seed", std::to_string(seed)}, {"fixed", options_.output_order_seed.has_value()}});
+}
+
+uint64_t Server::order_seed() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return order_seed_;
 }
 
 void Server::ForgetEverything() {
@@ -304,13 +327,15 @@ int Server::Dispatch(mg_connection* conn, const std::string& method, const std::
   if (path == "/system_stats" && get) return ReplyJson(conn, 200, SystemStats());
   if (path == "/object_info" && get) {
     json info = ObjectInfo();
-    if (!options_.done_marker_node) info.erase("ScenefarmDoneMarker");
+    if (!options_.done_marker_node) {
+      info.erase(kSaveImageMarkerNode);
+      info.erase(kVideoDoneMarkerNode);
+    }
     return ReplyJson(conn, 200, info);
   }
   if (path.rfind("/object_info/", 0) == 0 && get) {
     const auto it = Registry().find(path.substr(13));
-    if (it == Registry().end() ||
-        (!options_.done_marker_node && it->first == "ScenefarmDoneMarker"))
+    if (it == Registry().end() || (!options_.done_marker_node && IsScenefarmMarkerNode(it->first)))
       return ReplyJson(conn, 200, json::object());
     return ReplyJson(conn, 200, json{{it->first, ObjectInfoFor(it->second)}});
   }
@@ -334,12 +359,12 @@ int Server::PostPrompt(mg_connection* conn, const std::string& body) {
   item.prompt = req["prompt"];
   if (!options_.done_marker_node && item.prompt.is_object()) {
     for (const auto& [id, node] : item.prompt.items()) {
-      if (node.is_object() && node.value("class_type", "") == "ScenefarmDoneMarker") {
-        json error = {
-            {"type", "invalid_prompt"},
-            {"message", "Cannot execute because node ScenefarmDoneMarker does not exist."},
-            {"details", "Node ID '#" + id + "'"},
-            {"extra_info", json::object()}};
+      const std::string type = node.is_object() ? node.value("class_type", "") : "";
+      if (IsScenefarmMarkerNode(type)) {
+        json error = {{"type", "invalid_prompt"},
+                      {"message", "Cannot execute because node " + type + " does not exist."},
+                      {"details", "Node ID '#" + id + "'"},
+                      {"extra_info", json::object()}};
         return ReplyJson(conn, 400, json{{"error", error}, {"node_errors", json::object()}});
       }
     }

@@ -37,8 +37,12 @@ struct ServerOptions {
   int64_t model_bytes = 6LL << 30;  // held from the first render until /free or an OOM
   int num_threads = 64;             // each open WebSocket holds one civetweb thread
   size_t history_max = 10000;
-  // false: a ComfyUI without scenefarm's done-marker custom node installed.
+  // false: a ComfyUI without scenefarm's custom nodes (ScenefarmSaveImage,
+  // ScenefarmVideoDoneMarker) installed.
   bool done_marker_node = true;
+  // The order of independent output nodes (OrderOutputs): fixed by this seed, else a random one
+  // per start and restart, as ComfyUI's string hashing is per process. Logged either way.
+  std::optional<uint64_t> output_order_seed;
 };
 
 class Server {
@@ -54,6 +58,8 @@ class Server {
   int port() const { return port_; }
   std::string url() const;
   const std::filesystem::path& output_dir() const { return output_dir_; }
+  // The seed of this process's output-node order (see ServerOptions::output_order_seed).
+  uint64_t order_seed();
 
   // A process restart as the worker sees it: the port refuses connections for `down`, every
   // WebSocket drops, and the queue, the running prompt, history and cache are forgotten.
@@ -86,6 +92,7 @@ class Server {
   Status Listen();
   void StopListening();
   void ForgetEverything();
+  void NewOrderSeed();
   // HTTP
   static int OnRequest(mg_connection* conn, void* self);
   int HandleRequest(mg_connection* conn);
@@ -135,6 +142,7 @@ class Server {
   std::condition_variable cv_;  // queue, interrupt, restart, stop
   bool stopping_ = false;
   std::atomic<uint64_t> generation_{0};  // bumped by Restart
+  uint64_t order_seed_ = 0;
   int64_t next_number_ = 0;
   std::vector<QueueItem> pending_;
   std::optional<QueueItem> running_;

@@ -300,11 +300,15 @@ TEST_F(ComfyApi, CpuDeviceReportsHostMemory) {
   EXPECT_GT(dev["vram_total"].get<int64_t>(), 0);
 }
 
-TEST_F(ComfyApi, ObjectInfoListsTheDoneMarkerAsACustomNode) {
+TEST_F(ComfyApi, ObjectInfoListsTheDoneMarkerNodesAsCustomNodes) {
   json info = GetJson("/object_info");
-  ASSERT_TRUE(info.contains("ScenefarmDoneMarker"));
-  EXPECT_EQ(info["ScenefarmDoneMarker"]["python_module"], "custom_nodes.scenefarm_done_marker");
-  EXPECT_EQ(info["ScenefarmDoneMarker"]["output_node"], true);
+  EXPECT_FALSE(info.contains("ScenefarmDoneMarker"));  // removed: it had to wait for SaveImage
+  ASSERT_TRUE(info.contains("ScenefarmSaveImage"));
+  EXPECT_EQ(info["ScenefarmSaveImage"]["python_module"], "custom_nodes.scenefarm_done_marker");
+  EXPECT_EQ(info["ScenefarmSaveImage"]["output_node"], true);
+  EXPECT_EQ(info["ScenefarmSaveImage"]["input"]["optional"]["done_marker"][0], "STRING");
+  EXPECT_EQ(info["ScenefarmVideoDoneMarker"]["input"]["required"]["filenames"][0], "VHS_FILENAMES");
+  EXPECT_EQ(info["VHS_VideoCombine"]["output"], json({"VHS_FILENAMES"}));
   EXPECT_EQ(info["SaveImage"]["input"]["required"]["images"][0], "IMAGE");
   EXPECT_TRUE(GetJson("/object_info/SaveImage").contains("SaveImage"));
   EXPECT_EQ(GetJson("/object_info/NoSuchNode"), json::object());
@@ -336,8 +340,124 @@ TEST_F(ComfyApi, DoneMarkerIsWrittenAtomicallyAfterTheFrames) {
   EXPECT_FALSE(fs::exists(out() / "run1" / "sceneM.done.tmp"));
   json body = json::parse(ReadFile(marker));
   EXPECT_EQ(body["filename_prefix"], "run1/sceneM");
-  EXPECT_EQ(body["images"], 2);
+  EXPECT_EQ(body["files"], json({"sceneM_00001_.png", "sceneM_00002_.png"}));
+  EXPECT_EQ(e["outputs"]["2"]["images"].size(), 2u);  // reported as SaveImage reports
   EXPECT_GE(fs::last_write_time(marker), fs::last_write_time(out() / "run1" / "sceneM_00002_.png"));
+}
+
+// Source "1" -> SaveImage "2" and SaveImage "3": the order of the two outputs follows the seed,
+// and their input runs before either.
+std::vector<std::string> ExecutedNodes(EventCollector& ws, const std::string& prompt_id) {
+  std::vector<std::string> ids;
+  for (const auto& e : ws.events()) {
+    if (e["type"] == "executing" && e["data"].value("prompt_id", "") == prompt_id &&
+        e["data"]["node"].is_string())
+      ids.push_back(e["data"]["node"]);
+  }
+  return ids;
+}
+
+TEST_F(ComfyApi, IndependentOutputNodesRunInTheOrderOfTheProcessSeed) {
+  const std::vector<std::string> outputs = {"2", "3"};
+  for (const std::string first : {"2", "3"}) {
+    comfy::ServerOptions so;
+    so.output_order_seed = comfy::SeedForOrder(outputs, first);
+    ASSERT_NE(*so.output_order_seed, 0u);
+    StartServer(so);
+    EXPECT_EQ(server_->order_seed(), *so.output_order_seed);
+    auto ws = EventCollector::Connect(server_->port(), "w");
+    ASSERT_TRUE(ws);
+    json w = SourceWorkflow("o" + first + "/a", 1);
+    w["3"] = {{"class_type", "SaveImage"},
+              {"inputs", {{"images", {"1", 0}}, {"filename_prefix", "o" + first + "/b"}}}};
+    Submit(w, "w", "p" + first);
+    ASSERT_TRUE(ws->WaitForEnd("p" + first));
+    const std::string second = first == "2" ? "3" : "2";
+    EXPECT_EQ(ExecutedNodes(*ws, "p" + first), (std::vector<std::string>{"1", first, second}));
+  }
+}
+
+TEST_F(ComfyApi, UnseededServersPickTheirOwnOrderSeed) {
+  const uint64_t a = server_->order_seed();
+  StartServer({});
+  EXPECT_NE(server_->order_seed(), a);  // 64 random bits each: equal once in 2^64
+}
+
+TEST_F(ComfyApi, ADependentOutputNodeRunsAfterItsInputInEitherOrder) {
+  // Video Combine "2" -> ScenefarmVideoDoneMarker "3": both are output nodes.
+  for (const std::string first : {"2", "3"}) {
+    comfy::ServerOptions so;
+    so.output_order_seed = comfy::SeedForOrder({"2", "3"}, first);
+    StartServer(so);
+    auto ws = EventCollector::Connect(server_->port(), "w");
+    ASSERT_TRUE(ws);
+    json w = VideoWorkflow("v" + first + "/a1", 2);
+    w["3"] = {{"class_type", "ScenefarmVideoDoneMarker"},
+              {"inputs", {{"filenames", {"2", 0}}, {"filename_prefix", "v" + first + "/a1"}}}};
+    Submit(w, "w", "p" + first);
+    json e = WaitHistory("p" + first);
+    ASSERT_EQ(e["status"]["status_str"], "success") << e.dump();
+    ASSERT_TRUE(ws->WaitForEnd("p" + first));  // the events may trail the history entry
+    EXPECT_EQ(ExecutedNodes(*ws, "p" + first), (std::vector<std::string>{"1", "2", "3"}));
+    json body = json::parse(ReadFile(out() / ("v" + first) / "a1.done"));
+    EXPECT_EQ(body["files"], json({"a1_00001.png", "a1_00001.mp4"}));
+  }
+}
+
+TEST_F(ComfyApi, AMarkerOutsideTheOutputDirIsRefusedBeforeAnythingIsSaved) {
+  json w = SourceWorkflow("esc/a1", 1, 0, 1, true);
+  w["2"]["inputs"]["done_marker"] = "../../evil.done";
+  Submit(w, "w", "esc");
+  json e = WaitHistory("esc");
+  EXPECT_EQ(e["status"]["status_str"], "error");
+  bool found = false;
+  for (const auto& m : e["status"]["messages"]) {
+    if (m[0] == "execution_error") {
+      found = true;
+      EXPECT_EQ(m[1]["exception_type"], "ValueError");
+    }
+  }
+  EXPECT_TRUE(found) << e.dump();
+  EXPECT_FALSE(fs::exists(out() / "esc"));
+  EXPECT_FALSE(fs::exists(dir_.path().parent_path() / "evil.done"));
+}
+
+TEST_F(ComfyApi, VideoCombineReportsGifsAndItsFilenames) {
+  Submit(VideoWorkflow("vid/a1", 3, "image/gif"), "w", "v");
+  json e = WaitHistory("v");
+  ASSERT_EQ(e["status"]["status_str"], "success") << e.dump();
+  const json gif = e["outputs"]["2"]["gifs"][0];
+  EXPECT_EQ(gif["filename"], "a1_00001.gif");
+  EXPECT_EQ(gif["subfolder"], "vid");
+  EXPECT_EQ(gif["type"], "output");
+  EXPECT_EQ(gif["format"], "image/gif");
+  EXPECT_EQ(gif["workflow"], "a1_00001.png");
+  EXPECT_FALSE(e["outputs"]["2"].contains("images"));
+  EXPECT_EQ(ReadFile(out() / "vid" / "a1_00001.gif").substr(0, 6), "GIF89a");
+  EXPECT_TRUE(fs::exists(out() / "vid" / "a1_00001.png"));
+  // The counter continues from VHS's own names (2 frames: not ComfyUI's cached result).
+  Submit(VideoWorkflow("vid/a1", 2, "image/gif"), "w", "v2");
+  EXPECT_EQ(WaitHistory("v2")["outputs"]["2"]["gifs"][0]["filename"], "a1_00002.gif");
+}
+
+TEST_F(ComfyApi, SaveAnimatedWebpReportsImagesWithAnimated) {
+  json w = SourceWorkflow("anim/a1", 3);
+  w["2"] = {{"class_type", "SaveAnimatedWEBP"},
+            {"inputs",
+             {{"images", {"1", 0}},
+              {"filename_prefix", "anim/a1"},
+              {"fps", 6.0},
+              {"lossless", false},
+              {"quality", 80},
+              {"method", "default"}}}};
+  Submit(w, "w", "a");
+  json e = WaitHistory("a");
+  ASSERT_EQ(e["status"]["status_str"], "success") << e.dump();
+  EXPECT_EQ(e["outputs"]["2"]["images"][0]["filename"], "a1_00001_.webp");
+  EXPECT_EQ(e["outputs"]["2"]["animated"], json({true}));
+  const std::string bytes = ReadFile(out() / "anim" / "a1_00001_.webp");
+  EXPECT_EQ(bytes.substr(0, 4), "RIFF");
+  EXPECT_EQ(bytes.substr(8, 4), "WEBP");
 }
 
 TEST_F(ComfyApi, SavePrefixEscapingTheOutputDirIsAnExecutionError) {

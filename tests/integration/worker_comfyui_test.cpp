@@ -500,5 +500,171 @@ TEST_F(WorkerComfy, ARunOfScenesIsAssembledByTheWorkerThatFinishesTheLast) {
   EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
 }
 
+// Source "1" -> SaveImage "2" and Video Combine "3": three output nodes once the worker adds the
+// markers (ScenefarmSaveImage "2", ScenefarmVideoDoneMarker "1003" fed by "3").
+json ImageAndVideoWorkflow() {
+  json w = VideoWorkflow("x", 3);
+  w["3"] = w["2"];
+  w["2"] = {{"class_type", "SaveImage"},
+            {"inputs", {{"images", {"1", 0}}, {"filename_prefix", "x"}}}};
+  return w;
+}
+
+TEST(DoneMarkers, SaveImageBecomesTheMarkerSaverAndVideoCombineGetsAMarkerNode) {
+  json w = ImageAndVideoWorkflow();
+  const auto markers = worker::AddDoneMarkers(w, "scenefarm/r/s/a1");
+  EXPECT_EQ(markers,
+            (std::vector<std::string>{"scenefarm/r/s/a1.2.done", "scenefarm/r/s/a1.3.done"}));
+  EXPECT_EQ(w["2"]["class_type"], "ScenefarmSaveImage");
+  EXPECT_EQ(w["2"]["inputs"]["images"], json({"1", 0}));
+  EXPECT_EQ(w["2"]["inputs"]["done_marker"], "scenefarm/r/s/a1.2.done");
+  EXPECT_EQ(w["3"]["class_type"], "VHS_VideoCombine");
+  EXPECT_EQ(w["1003"]["class_type"], "ScenefarmVideoDoneMarker");
+  EXPECT_EQ(w["1003"]["inputs"]["filenames"], json({"3", 0}));
+  // One saver: the marker keeps the plain name.
+  json one = SourceWorkflow("x", 1);
+  EXPECT_EQ(worker::AddDoneMarkers(one, "p/a1"), (std::vector<std::string>{"p/a1.done"}));
+  json none = {{"1", {{"class_type", "EmptyImage"}, {"inputs", json::object()}}}};
+  EXPECT_TRUE(worker::AddDoneMarkers(none, "p/a1").empty());
+}
+
+// Whatever order the test server runs the output nodes in: each marker comes after its files,
+// within the prompt (no wait added after it), and lists them; the video is collected too.
+TEST_F(WorkerComfy, MarkersComeAfterTheirFilesInEveryOutputOrder) {
+  for (const std::string first : {"2", "3", "1003"}) {
+    SCOPED_TRACE("output node run first: " + first);
+    StopWorker();
+    testing::comfy::ServerOptions so;
+    so.output_order_seed = testing::comfy::SeedForOrder({"2", "3", "1003"}, first);
+    ASSERT_NE(*so.output_order_seed, 0u);
+    StartServer(so);
+    options_.comfyui_url = server_->url();
+    options_.comfyui_output_dir = out().string();
+    const std::string id = "ord" + first;
+    ASSERT_TRUE(queue_->Enqueue({ComfyScene(id, ImageAndVideoWorkflow())}).ok());
+    StartWorker();
+    ASSERT_TRUE(WaitState(id, "succeeded"));
+    json doc = Telemetry(id);
+    const json& t = doc["Telemetry"];
+    EXPECT_EQ(t["DoneMarkerDetected"], true) << doc.dump();
+    EXPECT_EQ(t["ForcedCopyTriggered"], false);
+    EXPECT_EQ(t["FrameCount"], 3);
+    // Video Combine's counter follows whatever the saver wrote before it: its name depends on
+    // the order, so it is read from what was collected.
+    ASSERT_EQ(doc["Files"].size(), 4u) << doc.dump();
+    json frames = json::array(), video;
+    for (const auto& f : doc["Files"]) {
+      if (f["Kind"] == "image") frames.push_back(f["Name"]);
+      if (f["Kind"] == "video") video = f["Name"];
+    }
+    EXPECT_EQ(frames, json({"a1_00001_.png", "a1_00002_.png", "a1_00003_.png"}));
+    ASSERT_TRUE(video.is_string()) << doc.dump();
+    EXPECT_EQ(fs::path(video.get<std::string>()).extension(), ".mp4");
+    EXPECT_TRUE(fs::exists(SceneDir(id) / video.get<std::string>()));
+    const fs::path dir = out() / "scenefarm/run1" / id;
+    json history = GetJson("/history/" + id + "-a1")[id + "-a1"];
+    int64_t success_ms = 0;
+    for (const auto& m : history["status"]["messages"]) {
+      if (m[0] == "execution_success") success_ms = m[1]["timestamp"];
+    }
+    for (const std::string marker : {"a1.2.done", "a1.3.done"}) {
+      ASSERT_TRUE(fs::exists(dir / marker)) << marker;
+      const json listed = json::parse(ReadFile(dir / marker))["files"];
+      if (marker == "a1.2.done") {
+        EXPECT_EQ(listed, frames);
+      } else {
+        ASSERT_EQ(listed.size(), 2u);  // Video Combine's workflow frame and the video
+        EXPECT_EQ(listed[1], video);
+      }
+      for (const auto& f : listed)
+        EXPECT_GE(fs::last_write_time(dir / marker),
+                  fs::last_write_time(dir / f.get<std::string>()));
+      // Written inside the prompt, before ComfyUI called it a success: nothing waited after.
+      const auto written = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::file_clock::to_sys(fs::last_write_time(dir / marker)).time_since_epoch());
+      EXPECT_LE(written.count(), success_ms) << marker;
+    }
+  }
+  // The run (its last scene done) assembles with the videos and validates; the summary is
+  // written after the metadata.
+  const fs::path run = fs::path(options_.artifacts_dir) / "run1";
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string summary = ReadFile(run / "run-summary.txt");
+    return summary.find("[Scene ord2]") != std::string::npos &&
+           summary.find("[Scene ord3]") != std::string::npos &&
+           summary.find("[Scene ord1003]") != std::string::npos;
+  }));
+  EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
+}
+
+TEST_F(WorkerComfy, AVideoOnlySceneSucceedsWithItsVideo) {
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("vid", VideoWorkflow("x", 4, "image/gif"))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("vid", "succeeded"));
+  json doc = Telemetry("vid");
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 0);
+  EXPECT_EQ(doc["Telemetry"]["DoneMarkerDetected"], true);
+  EXPECT_EQ(doc["Files"], json::array({{{"Name", "a1_00001.gif"}, {"Kind", "video"}}}));
+  EXPECT_EQ(ReadFile(SceneDir("vid") / "a1_00001.gif").substr(0, 6), "GIF89a");
+  EXPECT_EQ(queue_->Show("vid")->result["outputs"][0]["kind"], "video");
+  const fs::path run = fs::path(options_.artifacts_dir) / "run1";
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(run / "run-summary.txt"); }));
+  EXPECT_THAT(telemetry::ValidateRun(run), ::testing::IsEmpty());
+}
+
+TEST_F(WorkerComfy, AnAnimatedSaveIsCollectedAndItsUnlistedFileDistrustsTheMarker) {
+  // SaveAnimatedWEBP has no output a marker could follow: the SaveImage marker does not list
+  // its file, so the worker does not trust the marker and copies both once stable.
+  json w = SourceWorkflow("x", 2);
+  w["3"] = {{"class_type", "SaveAnimatedWEBP"},
+            {"inputs",
+             {{"images", {"1", 0}},
+              {"filename_prefix", "x"},
+              {"fps", 6.0},
+              {"lossless", false},
+              {"quality", 80},
+              {"method", "default"}}}};
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("anim", w)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("anim", "succeeded"));
+  json doc = Telemetry("anim");
+  EXPECT_EQ(doc["Telemetry"]["DoneMarkerDetected"], false);
+  EXPECT_EQ(doc["Telemetry"]["ForcedCopyTriggered"], true);
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 2);
+  // The webp's counter depends on which save node ran first: read from what was collected.
+  std::string webp;
+  for (const auto& f : doc["Files"]) {
+    if (f["Kind"] == "video") webp = f["Name"];
+  }
+  EXPECT_EQ(fs::path(webp).extension(), ".webp") << doc["Files"].dump();
+  EXPECT_TRUE(fs::exists(SceneDir("anim") / webp));
+  EXPECT_TRUE(HasNote(doc, "done marker not trusted: it does not list " + webp)) << doc.dump();
+  ASSERT_TRUE(WaitFor([&] { return Stat("fallback_done_marker_untrusted") == "1"; }));
+}
+
+TEST_F(WorkerComfy, AMarkerListingNoFilesOrMissingFilesIsNotTrusted) {
+  // The issue's marker ("files": [], before the frames) and one naming a file never written:
+  // planted where this attempt's marker goes, with the node's own marker suppressed.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"empty", R"({"filename_prefix": "x", "files": []})"},
+      {"missing", R"({"filename_prefix": "x", "files": ["a1_00001_.png", "a1_00009_.png"]})"}};
+  ASSERT_EQ(Post("/_test/faults", {{"prompt", {{"done_marker", "never"}, {"count", 0}}}}).status,
+            200);
+  StartWorker();
+  for (const auto& [id, body] : cases) {
+    fs::create_directories(out() / "scenefarm/run1" / id);
+    std::ofstream(out() / "scenefarm/run1" / id / "a1.done") << body;
+    ASSERT_TRUE(queue_->Enqueue({ComfyScene(id, SourceWorkflow("x", 2))}).ok());
+    ASSERT_TRUE(WaitState(id, "succeeded"));
+    json doc = Telemetry(id);
+    EXPECT_EQ(doc["Telemetry"]["DoneMarkerDetected"], false) << id;
+    EXPECT_EQ(doc["Telemetry"]["ForcedCopyTriggered"], true) << id;
+    EXPECT_EQ(doc["Telemetry"]["FrameCount"], 2) << id;
+    EXPECT_TRUE(HasNote(doc, id == "empty" ? "done marker not trusted: it does not list"
+                                           : "a1_00009_.png, which is not on disk"))
+        << doc.dump();
+  }
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

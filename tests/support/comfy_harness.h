@@ -112,7 +112,8 @@ class EventCollector {
   std::unique_ptr<ws::Client> ws_;  // last: destroyed first, so no callback outlives the rest
 };
 
-// ScenefarmTestSource -> SaveImage (-> ScenefarmDoneMarker).
+// ScenefarmTestSource -> SaveImage (ScenefarmSaveImage, which writes the done marker, when
+// done_marker).
 inline json SourceWorkflow(const std::string& prefix, int frames = 3, int ms_per_frame = 0,
                            int seed = 1, bool done_marker = false) {
   json w = {{"1",
@@ -124,12 +125,8 @@ inline json SourceWorkflow(const std::string& prefix, int frames = 3, int ms_per
                 {"render_ms_per_frame", ms_per_frame},
                 {"seed", seed}}}}},
             {"2",
-             {{"class_type", "SaveImage"},
+             {{"class_type", done_marker ? "ScenefarmSaveImage" : "SaveImage"},
               {"inputs", {{"images", {"1", 0}}, {"filename_prefix", prefix}}}}}};
-  if (done_marker) {
-    w["3"] = {{"class_type", "ScenefarmDoneMarker"},
-              {"inputs", {{"images", {"1", 0}}, {"filename_prefix", prefix}}}};
-  }
   return w;
 }
 
@@ -141,6 +138,29 @@ inline json EmptyImageWorkflow(const std::string& prefix, int batch = 3) {
           {"2",
            {{"class_type", "SaveImage"},
             {"inputs", {{"images", {"1", 0}}, {"filename_prefix", prefix}}}}}};
+}
+
+// ScenefarmTestSource -> VHS_VideoCombine (format, e.g. "video/h264-mp4").
+inline json VideoWorkflow(const std::string& prefix, int frames = 3,
+                          const std::string& format = "video/h264-mp4") {
+  return {{"1",
+           {{"class_type", "ScenefarmTestSource"},
+            {"inputs",
+             {{"frames", frames},
+              {"width", 16},
+              {"height", 16},
+              {"render_ms_per_frame", 0},
+              {"seed", 1}}}}},
+          {"2",
+           {{"class_type", "VHS_VideoCombine"},
+            {"inputs",
+             {{"images", {"1", 0}},
+              {"frame_rate", 8},
+              {"loop_count", 0},
+              {"filename_prefix", prefix},
+              {"format", format},
+              {"pingpong", false},
+              {"save_output", true}}}}}};
 }
 
 class ComfyServerTest : public ::testing::Test {

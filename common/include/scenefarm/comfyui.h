@@ -22,9 +22,6 @@
 
 namespace scenefarm::comfyui {
 
-// The class_type of scenefarm's done-marker custom node (deploy/comfyui/scenefarm_done_marker).
-inline constexpr char kDoneMarkerNode[] = "ScenefarmDoneMarker";
-
 struct Image {
   std::string filename, subfolder, type;  // type: output | temp | input
 };

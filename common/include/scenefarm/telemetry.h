@@ -38,7 +38,13 @@ struct SceneTelemetry {
   std::string error;   // why, when not succeeded
   int expected_frames = 0;
   std::string started_at, finished_at;  // ISO 8601 UTC
-  std::vector<std::string> frames;      // file names in the scene directory
+  std::vector<std::string> frames;      // image frames' file names in the scene directory
+  // Every file collected into the scene directory (frames, videos, audio) with its kind:
+  // "image", "video" or "audio" (telemetry.json's "Files").
+  struct File {
+    std::string name, kind;
+  };
+  std::vector<File> files;
 
   // Seed 001's Telemetry fields.
   Policy policy;
@@ -54,7 +60,7 @@ struct SceneTelemetry {
   bool done_marker_detected = false;
   double done_marker_wait_seconds = 0;
   bool forced_copy_triggered = false;
-  int frame_count = 0;
+  int frame_count = 0;  // image frames only (a video or audio file is not a frame)
 
   void AddNote(const std::string& note);  // once per distinct note
   nlohmann::json ToJson() const;          // the telemetry.json document
@@ -63,14 +69,17 @@ struct SceneTelemetry {
 };
 
 // A fallback note's bounded reason, for counters and metric labels: gpu_memory_pressure,
-// forced_copy, done_marker_timeout, done_marker_node_missing, gpu_stats_fallback,
-// gpu_stats_unavailable, cpu_device, prompt_lost, earlier_attempt_adopted, orphaned_done_tmp,
-// frames_short, workflow_refused, or other.
+// forced_copy, done_marker_timeout, done_marker_untrusted, done_marker_node_missing,
+// gpu_stats_fallback, gpu_stats_unavailable, cpu_device, prompt_lost, earlier_attempt_adopted,
+// orphaned_done_tmp, frames_short, workflow_refused, or other.
 std::string FallbackReason(const std::string& note);
 // Every value FallbackReason can return, "other" last (the exporter's label values).
 const std::vector<std::string>& FallbackReasonNames();
 // A frame file by its extension (png, jpg, jpeg, webp, exr, gif, mp4, webm).
 bool IsFrameFile(const std::filesystem::path& p);
+// A file a render may save by its extension: a frame file, or a video or audio container
+// (mkv, mov, avi, flac, mp3, wav, ogg, opus, m4a, aac).
+bool IsOutputFile(const std::filesystem::path& p);
 // The distinct reasons of a Telemetry object's System.FallbackNotes.
 std::vector<std::string> FallbackReasons(const nlohmann::json& telemetry);
 

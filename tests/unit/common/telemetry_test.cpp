@@ -14,6 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -97,6 +98,36 @@ TEST_F(TelemetryTest, AGoodRunValidatesAndTheSummaryCarriesEveryField) {
   EXPECT_THAT(summary, HasSubstr("VramDeltaMB=-1500.0"));
   EXPECT_THAT(summary, HasSubstr("fallback=/system_stats unavailable; using nvidia-smi fallback"));
   EXPECT_EQ(Meta()["Totals"]["Frames"], 4);
+}
+
+TEST_F(TelemetryTest, AVideoIsAFileButNotAFrame) {
+  auto t = Good("s1");
+  t.frames = {};
+  t.frame_count = 0;
+  t.files = {{"a1_00001.mp4", "video"}, {"a1_00001.flac", "audio"}};
+  WriteScene(t);
+  std::ofstream(Run() / "s1" / "a1_00001.mp4") << "mp4";
+  std::ofstream(Run() / "s1" / "a1_00001.flac") << "flac";
+  auto s2 = Good("s2");
+  s2.files = {{"a1_00001_.png", "image"}, {"a1_00002_.png", "image"}, {"a1_00003.gif", "video"}};
+  WriteScene(s2);
+  std::ofstream(Run() / "s2" / "a1_00003.gif") << "gif";
+  Assemble();
+  EXPECT_THAT(Validate(), IsEmpty());
+  EXPECT_EQ(Meta()["Scenes"][0]["Files"][0], json({{"Name", "a1_00001.mp4"}, {"Kind", "video"}}));
+  EXPECT_EQ(Meta()["Scenes"][0]["Telemetry"]["FrameCount"], 0);
+  // A listed file that is not there, a kind that is not one of the three, a FrameCount that
+  // is not the images' count.
+  fs::remove(Run() / "s1" / "a1_00001.mp4");
+  json m = Meta();
+  m["Scenes"][1]["Files"][2]["Kind"] = "hologram";
+  m["Scenes"][1]["Telemetry"]["FrameCount"] = 3;
+  WriteMeta(m);
+  std::ofstream(Run() / "s2" / "telemetry.json") << m["Scenes"][1].dump(2);
+  const auto v = Validate();
+  EXPECT_THAT(v, Contains(HasSubstr("Files lists a1_00001.mp4 but the scene directory has no")));
+  EXPECT_THAT(v, Contains(HasSubstr("not {Name, Kind: image|video|audio}")));
+  EXPECT_THAT(v, Contains(HasSubstr("FrameCount=3 but 2 frame files")));
 }
 
 // Each field of the contract removed from scene s1 is reported, naming the field.

@@ -101,5 +101,45 @@ TEST(Collect, FilesForAPrefixAndOrphanedTemporaries) {
   EXPECT_TRUE(fs::exists(d.path() / "a1.done"));
 }
 
+TEST(Collect, EveryReportedFileWhateverTheOutputKey) {
+  // As ComfyUI 0.8.0's history shows them: SaveImage, SaveVideo ("animated"), VHS's gifs (a
+  // video, and a single PNG frame), SaveAudio, a temp preview, a key that is not a file list.
+  const auto entry = nlohmann::json::parse(R"({"outputs": {
+    "10": {"audio": [{"filename": "a_00001_.flac", "subfolder": "s", "type": "output"}]},
+    "9": {"images": [{"filename": "v_00001_.mp4", "subfolder": "s", "type": "output"}],
+          "animated": [true]},
+    "2": {"images": [{"filename": "a_00001_.png", "subfolder": "s", "type": "output"},
+                     {"filename": "a_00002_.png", "subfolder": "s", "type": "output"}]},
+    "3": {"gifs": [{"filename": "a_00001.mp4", "subfolder": "s", "type": "output",
+                    "format": "video/h264-mp4", "frame_rate": 8, "fullpath": "/x"}]},
+    "4": {"gifs": [{"filename": "b_00001_001.png", "subfolder": "s", "type": "output",
+                    "format": "image/png"}]},
+    "5": {"images": [{"filename": "p_00001_.png", "subfolder": "", "type": "temp"}],
+          "text": ["not a file"]},
+    "6": {"images": [{"filename": "a_00001_.png", "subfolder": "s", "type": "output"}]}}})");
+  std::vector<std::string> got;
+  for (const auto& o : collect::ReportedOutputs(entry))
+    got.push_back(o.filename + " " + o.type + " " + o.kind);
+  EXPECT_EQ(got,
+            (std::vector<std::string>{"a_00001_.png output image", "a_00002_.png output image",
+                                      "a_00001.mp4 output video", "b_00001_001.png output image",
+                                      "p_00001_.png temp image", "v_00001_.mp4 output video",
+                                      "a_00001_.flac output audio"}));
+  EXPECT_TRUE(collect::ReportedOutputs(nlohmann::json::object()).empty());
+  EXPECT_EQ(collect::KindOf("x.webm"), "video");
+  EXPECT_EQ(collect::KindOf("x.wav"), "audio");
+  EXPECT_EQ(collect::KindOf("x.webp"), "image");
+}
+
+TEST(Collect, MarkersParseOnlyWithPlainFileNames) {
+  auto m = collect::ParseMarker(R"({"filename_prefix": "p", "files": ["a_00001_.png", "b.mp4"]})");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->files, (std::set<std::string>{"a_00001_.png", "b.mp4"}));
+  for (const char* bad : {"", "{", "[]", R"({"files": "a.png"})", R"({"files": ["../a.png"]})",
+                          R"({"files": ["d/a.png"]})", R"({"files": [7]})", R"({"files": [""]})"}) {
+    EXPECT_EQ(collect::ParseMarker(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

@@ -1,21 +1,19 @@
-"""ScenefarmDoneMarker: see __init__.py."""
+"""scenefarm's done-marker nodes: see __init__.py."""
 import json
 import os
-import re
 import time
 
-try:  # inside ComfyUI
-    import folder_paths  # type: ignore
-except ImportError:  # tests provide a stand-in module
-    folder_paths = None
+import folder_paths  # type: ignore  # ComfyUI's; the tests provide a stand-in
+import nodes  # type: ignore  # ComfyUI's nodes.py, for SaveImage; the tests provide a stand-in
 
-NODE_NAME = "ScenefarmDoneMarker"
+SAVE_IMAGE_NODE = "ScenefarmSaveImage"
+VIDEO_MARKER_NODE = "ScenefarmVideoDoneMarker"
 
-
-def _output_dir():
-    if folder_paths is None:
-        raise RuntimeError("folder_paths unavailable: not running inside ComfyUI")
-    return os.path.abspath(folder_paths.get_output_directory())
+_DONE_MARKER_INPUT = ("STRING", {
+    "default": "",
+    "tooltip": ("Where the marker goes, relative to the output folder; "
+                "empty: <filename_prefix>.done"),
+})
 
 
 def _inside(root, path):
@@ -24,91 +22,105 @@ def _inside(root, path):
     return os.path.commonpath([root, path]) == root
 
 
-def frames_for_prefix(directory, name):
-    """SaveImage's files for prefix <subfolder>/<name>: <name>_<5 digits>_.<ext>."""
-    pattern = re.compile(re.escape(name) + r"_\d{5}_\.[A-Za-z0-9]+$")
-    try:
-        return sorted(f for f in os.listdir(directory) if pattern.match(f))
-    except FileNotFoundError:
-        return []
-
-
-def wait_for_frames(directory, name, expected, timeout=30.0, settle=0.25, poll=0.05):
-    """Waits until `expected` files exist for the prefix and keep their sizes for `settle`
-    seconds (or until timeout); returns the file names seen last."""
-    deadline = time.monotonic() + timeout
-    last, stable_since = None, None
-    while True:
-        files = frames_for_prefix(directory, name)
-        sizes = tuple((f, os.path.getsize(os.path.join(directory, f))) for f in files)
-        now = time.monotonic()
-        if len(files) >= expected and sizes == last:
-            if stable_since is not None and now - stable_since >= settle:
-                return files
-        else:
-            stable_since = now
-        last = sizes
-        if now >= deadline:
-            return files
-        time.sleep(poll)
+def marker_path(output_dir, filename_prefix, done_marker=""):
+    """The marker file: done_marker (relative to the output folder) or <filename_prefix>.done;
+    ValueError when it would leave the output folder."""
+    rel = done_marker or (filename_prefix + ".done")
+    marker = os.path.abspath(os.path.join(output_dir, rel))
+    if not _inside(output_dir, os.path.dirname(marker)):
+        raise ValueError("done marker outside the output folder is not allowed: " + rel)
+    return marker
 
 
 def write_marker_atomically(marker, body):
-    """<marker>.tmp, fsync, rename to <marker>, fsync the directory: a reader sees the whole
-    marker or none."""
+    """<marker>.tmp, then rename to <marker>: a reader sees the whole marker or none. No fsync:
+    the marker promises that the files it lists are complete for any reader (they were closed
+    before it was written, and close-to-open holds on NFS too), not that they survive a power
+    loss, which their own unsynced writes do not either; two fsyncs cost ~13 ms per scene on the
+    bench's disk (bench/README.md)."""
     tmp = marker + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        data = body.encode("utf-8")
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(body)
     os.rename(tmp, marker)
-    dfd = os.open(os.path.dirname(marker) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
-class ScenefarmDoneMarker:
+def write_done_marker(output_dir, filename_prefix, done_marker, paths):
+    """Writes the marker listing `paths` (files already written and closed by the caller's save
+    code) by their names relative to the marker's folder; files elsewhere are not listed, so the
+    worker, finding them unlisted, does not trust the marker. Never waits."""
+    marker = marker_path(output_dir, filename_prefix, done_marker)
+    folder = os.path.dirname(marker)
+    os.makedirs(folder, exist_ok=True)
+    files = [os.path.basename(p) for p in paths
+             if os.path.dirname(os.path.abspath(p)) == folder]
+    body = json.dumps({
+        "filename_prefix": filename_prefix,
+        "files": files,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    write_marker_atomically(marker, body)
+    return marker, files
+
+
+class ScenefarmSaveImage(nodes.SaveImage):
+    """ComfyUI's SaveImage (same inputs, same file names, its own save code), then the done
+    marker listing exactly the files it saved. The marker is written by the node that wrote the
+    files, after they are closed, so no execution order of output nodes can put it first."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        types = {k: dict(v) for k, v in super().INPUT_TYPES().items()}
+        types.setdefault("optional", {})["done_marker"] = _DONE_MARKER_INPUT
+        return types
+
+    FUNCTION = "save_images_with_marker"
+    CATEGORY = "scenefarm"
+    DESCRIPTION = ("Saves the images as SaveImage does, then writes <filename_prefix>.done "
+                   "listing them.")
+
+    def save_images_with_marker(self, images, filename_prefix="ComfyUI", prompt=None,
+                                extra_pnginfo=None, done_marker=""):
+        # Refused before anything is saved: a bad marker path loses no frames.
+        marker_path(self.output_dir, filename_prefix, done_marker)
+        result = self.save_images(images, filename_prefix, prompt, extra_pnginfo)
+        saved = [os.path.join(self.output_dir, r["subfolder"], r["filename"])
+                 for r in result["ui"]["images"] if r.get("type") == "output"]
+        write_done_marker(self.output_dir, filename_prefix, done_marker, saved)
+        return result
+
+
+class ScenefarmVideoDoneMarker:
+    """The done marker for VideoHelperSuite's Video Combine: fed its VHS_FILENAMES output
+    (save_output, [full paths]), so it runs after Video Combine has written every file."""
+
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE",),
-                "filename_prefix": ("STRING", {"default": "scenefarm/run/scene/a1"}),
-            }
+                "filenames": ("VHS_FILENAMES",),
+                "filename_prefix": ("STRING", {"default": "ComfyUI"}),
+            },
+            "optional": {"done_marker": _DONE_MARKER_INPUT},
         }
 
     RETURN_TYPES = ()
     FUNCTION = "write"
     OUTPUT_NODE = True
     CATEGORY = "scenefarm"
-    DESCRIPTION = "Writes <filename_prefix>.done atomically once the images are saved."
+    DESCRIPTION = "Writes <filename_prefix>.done listing the files Video Combine saved."
 
-    def write(self, images, filename_prefix):
-        out = _output_dir()
-        marker = os.path.abspath(os.path.join(out, filename_prefix + ".done"))
-        if not _inside(out, marker):
-            raise ValueError("done marker outside the output folder is not allowed: " + filename_prefix)
-        directory, name = os.path.split(marker[: -len(".done")])
-        os.makedirs(directory, exist_ok=True)
-        expected = int(images.shape[0]) if hasattr(images, "shape") else len(images)
-        frames = wait_for_frames(directory, name, expected)
-        body = json.dumps({
-            "filename_prefix": filename_prefix,
-            "images": expected,
-            "files": frames,
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
-        write_marker_atomically(marker, body)
+    def write(self, filenames, filename_prefix="ComfyUI", done_marker=""):
+        save_output, paths = filenames
+        out = os.path.abspath(folder_paths.get_output_directory())
+        write_done_marker(out, filename_prefix, done_marker, list(paths) if save_output else [])
         return {}
 
 
-NODE_CLASS_MAPPINGS = {NODE_NAME: ScenefarmDoneMarker}
-NODE_DISPLAY_NAME_MAPPINGS = {NODE_NAME: "scenefarm done marker"}
+NODE_CLASS_MAPPINGS = {
+    SAVE_IMAGE_NODE: ScenefarmSaveImage,
+    VIDEO_MARKER_NODE: ScenefarmVideoDoneMarker,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    SAVE_IMAGE_NODE: "Save Image (scenefarm done marker)",
+    VIDEO_MARKER_NODE: "Done marker for Video Combine (scenefarm)",
+}

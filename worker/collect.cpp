@@ -163,7 +163,7 @@ int RemoveOrphanedMarkerTemps(const fs::path& dir, const std::string& name) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string f = e.path().filename().string();
-    if (f.rfind(name, 0) == 0 && f.size() > 9 && f.compare(f.size() - 9, 9, ".done.tmp") == 0) {
+    if (f == name + ".done.tmp") {  // a10's temporary is not a1's
       std::error_code rm;
       if (fs::remove(e.path(), rm)) ++n;
     }

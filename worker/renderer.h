@@ -46,7 +46,8 @@ class Renderer {
   // Starts the job (POST /prompt). Called for pipelined jobs while another renders, so that
   // ComfyUI goes from one scene to the next without waiting on the queue.
   // kUnavailable: the backend stayed unreachable for the whole wait and nothing was submitted;
-  // the worker releases the scene (its budget kept) and leases nothing more until Probe() is OK.
+  // when Probe() fails too, the worker releases the scene (its budget kept) and leases nothing
+  // more until Probe() is OK; when Probe() answers, the failure is the scene's (budget spent).
   // kAborted: the job's abandon, cancel_requested or stopping flag ended the wait.
   virtual Status Submit(Job& job) = 0;
   // Whether the backend answers now (one cheap request). Called with backoff while the worker

@@ -217,7 +217,9 @@ bool Worker::Admit(std::shared_ptr<Job> job) {
     job->submitted = true;
   } else if (job->cancel_requested && !job->abandon) {
     Finish(*job, {Status::Ok(), json::object(), /*cancelled=*/true});  // never submitted
-  } else if (s.code() == StatusCode::kUnavailable) {
+  } else if (s.code() == StatusCode::kUnavailable && !renderer_.Probe().ok()) {
+    // Only when the renderer itself does not answer: a ComfyUI that answers its probe but keeps
+    // refusing this scene's prompt (a 5xx for it alone) spends the scene's budget instead.
     ReleaseInOutage(*job, s);
   } else {
     Finish(*job, {s});

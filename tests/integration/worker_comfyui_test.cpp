@@ -492,6 +492,20 @@ TEST_F(WorkerComfy, AnOutageReleasesTheSceneWithItsBudgetAndPausesLeasingUntilCo
   EXPECT_EQ(queue_->Show("outage")->attempts, 2);
 }
 
+TEST_F(WorkerComfy, ASceneComfyUiRefusesWhileAnsweringOtherwiseSpendsItsBudget) {
+  // Not an outage: ComfyUI answers the worker's probe but answers this scene's prompt with 500s.
+  options_.comfyui_unreachable_seconds = 0.3;
+  ASSERT_EQ(
+      Post("/_test/faults",
+           {{"http", {{{"method", "POST"}, {"path", "/prompt"}, {"status", 500}, {"count", 0}}}}})
+          .status,
+      200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("poison", SourceWorkflow("x", 1), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("poison", "dead"));
+  EXPECT_NE(queue_->Show("poison")->reason.find("ComfyUI unreachable"), std::string::npos);
+}
+
 TEST_F(WorkerComfy, AMalformedEventIsIgnoredAndTheRenderGoesOn) {
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("odd", SourceWorkflow("x", 20, 50))}).ok());
   StartWorker();

@@ -1,10 +1,18 @@
 // The one place collectors are registered (see MakeCollectors) and the Collectable the HTTP
 // server scrapes: it runs every collector, times it, and adds
 // scenefarm_exporter_collector_success{collector} and _duration_seconds{collector}.
+//
+// Each collector runs on a thread of its own and is waited for until the deadline, all at once:
+// one slow or hung source costs the scrape at most the deadline and its own success gauge (0),
+// never the other collectors' figures. A collector still running from an earlier scrape is not
+// started again (its source is not hammered); it reports success 0 until it returns.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "collector.h"
@@ -14,14 +22,29 @@ namespace scenefarm::exporter {
 
 class CollectorSet : public prometheus::Collectable {
  public:
-  void Add(std::unique_ptr<Collector> c) { collectors_.push_back(std::move(c)); }
+  explicit CollectorSet(std::chrono::milliseconds deadline = std::chrono::milliseconds(8000));
+  // Stops the threads; waits for a collector in flight (bounded by its sources' timeouts).
+  ~CollectorSet() override;
+  CollectorSet(const CollectorSet&) = delete;
+  CollectorSet& operator=(const CollectorSet&) = delete;
+
+  // Starts the collector's thread. Not thread-safe: add every collector before the first scrape.
+  void Add(std::unique_ptr<Collector> c);
   Families Collect() const override;
-  size_t size() const { return collectors_.size(); }
+  size_t size() const { return slots_.size(); }
+  // Collectors that have been running for longer than `limit`, with their running time (s):
+  // a source stuck beyond every timeout. /healthz reports them.
+  std::vector<std::pair<std::string, double>> RunningLongerThan(
+      std::chrono::milliseconds limit) const;
+  std::chrono::milliseconds deadline() const { return deadline_; }
 
  private:
-  std::vector<std::unique_ptr<Collector>> collectors_;
+  struct Slot;
+  static void Loop(Slot& slot);
+
+  const std::chrono::milliseconds deadline_;
+  std::vector<std::unique_ptr<Slot>> slots_;
   mutable std::mutex mu_;  // one scrape at a time: the sources are not ours to hammer
-  mutable std::vector<bool> last_ok_;
 };
 
 // Every collector the options ask for, sharing `redis`.

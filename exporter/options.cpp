@@ -42,6 +42,16 @@ Result<ExporterOptions> ParseExporterOptions(int argc, const char* const* argv) 
       ->envname("SCENEFARM_EXPORTER_TIMEOUT_SECONDS")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--collector-deadline-seconds", o.collector_deadline_seconds,
+                 "how long a scrape waits for each collector; a late one reports success 0")
+      ->envname("SCENEFARM_EXPORTER_COLLECTOR_DEADLINE_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--stuck-seconds", o.stuck_seconds,
+                 "/healthz answers 503 while a collector has been running this long")
+      ->envname("SCENEFARM_EXPORTER_STUCK_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--live-window-seconds", o.live_window_seconds,
                  "a worker is live while its last heartbeat is this recent")
       ->envname("SCENEFARM_EXPORTER_LIVE_WINDOW_SECONDS")

@@ -26,8 +26,15 @@ struct ExporterOptions {
   std::string llm_model;
   double llm_generation_interval_seconds = 60;
   double llm_generation_timeout_seconds = 300;
-  std::string web_config;           // SCENEFARM_WEB_CONFIG: exporter-toolkit web config (TLS, auth)
-  double timeout_seconds = 5;       // SCENEFARM_EXPORTER_TIMEOUT_SECONDS: per source
+  std::string web_config;      // SCENEFARM_WEB_CONFIG: exporter-toolkit web config (TLS, auth)
+  double timeout_seconds = 5;  // SCENEFARM_EXPORTER_TIMEOUT_SECONDS: per source
+  // SCENEFARM_EXPORTER_COLLECTOR_DEADLINE_SECONDS: how long a scrape waits for each collector
+  // (they run at once); one that misses it reports success 0 and no families. Below Prometheus's
+  // scrape_timeout (10 s by default).
+  double collector_deadline_seconds = 8;
+  // SCENEFARM_EXPORTER_STUCK_SECONDS: /healthz answers 503 while a collector has been running
+  // this long (a source hung past every timeout).
+  double stuck_seconds = 60;
   double live_window_seconds = 30;  // SCENEFARM_EXPORTER_LIVE_WINDOW_SECONDS: heartbeat age
   bool worker_labels = false;       // SCENEFARM_EXPORTER_WORKER_LABELS: per-worker series
   std::string gpu_source = "auto";  // SCENEFARM_GPU_SOURCE: auto|nvml|system_stats|nvidia-smi|none
@@ -41,6 +48,12 @@ struct ExporterOptions {
   }
   std::chrono::milliseconds llm_generation_timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(llm_generation_timeout_seconds * 1000));
+  }
+  std::chrono::milliseconds collector_deadline() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(collector_deadline_seconds * 1000));
+  }
+  std::chrono::milliseconds stuck() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(stuck_seconds * 1000));
   }
   std::chrono::milliseconds live_window() const {
     return std::chrono::milliseconds(static_cast<int64_t>(live_window_seconds * 1000));

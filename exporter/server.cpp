@@ -40,7 +40,7 @@ int Reply(mg_connection* conn, int status, const char* reason, const std::string
 const char kLanding[] =
     "<html><head><title>scenefarm exporter</title></head><body><h1>scenefarm exporter</h1>"
     "<ul><li><a href=\"/metrics\">/metrics</a>: the farm for Prometheus</li>"
-    "<li><a href=\"/healthz\">/healthz</a>: the process is alive</li>"
+    "<li><a href=\"/healthz\">/healthz</a>: the process is alive, no collector stuck</li>"
     "<li><a href=\"/readyz\">/readyz</a>: Redis answers</li></ul></body></html>\n";
 
 // ssl_shim.c says why. Found next to this binary, or where SCENEFARM_SSL_SHIM says.
@@ -76,7 +76,16 @@ int Server::BeginRequest(mg_connection* conn) {
                  "WWW-Authenticate: Basic realm=\"scenefarm\"\r\n");
   }
   if (path == "/") return Reply(conn, 200, "OK", "text/html", kLanding);
-  if (path == "/healthz") return Reply(conn, 200, "OK", "text/plain", "ok\n");
+  if (path == "/healthz") {
+    // A collector running far past every timeout will not come back: say so, so that a
+    // liveness probe restarts the process.
+    const auto stuck = self->collectors_->RunningLongerThan(self->stuck_);
+    if (stuck.empty()) return Reply(conn, 200, "OK", "text/plain", "ok\n");
+    std::string body = "stuck:";
+    for (const auto& [name, secs] : stuck)
+      body += " " + name + " (running " + std::to_string(static_cast<int64_t>(secs)) + " s)";
+    return Reply(conn, 503, "Service Unavailable", "text/plain", body + "\n");
+  }
   if (path == "/readyz") {
     bool up = false;
     {
@@ -101,6 +110,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
   std::unique_ptr<Server> s(new Server());
   s->collectors_ = std::move(collectors);
   s->redis_ = std::move(redis);
+  s->stuck_ = options.stuck();
   if (!options.web_config.empty()) {
     auto web = LoadWebConfig(options.web_config);
     if (!web.ok()) return web.status();

@@ -1,8 +1,10 @@
 // The exporter's HTTP endpoint: prometheus-cpp's pull Exposer (civetweb) serving /metrics, plus
-// / (a page listing the endpoints), /healthz (the process is alive) and /readyz (Redis answers),
+// / (a page listing the endpoints), /healthz (alive: no collector stuck past
+// options.stuck_seconds) and /readyz (Redis answers),
 // with TLS and basic auth from the web config. One Server per process.
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "collector_set.h"
@@ -35,6 +37,7 @@ class Server {
   std::shared_ptr<SharedRedis> redis_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::string pem_path_;
+  std::chrono::milliseconds stuck_{60000};  // options.stuck(): /healthz's limit
   int port_ = 0;
 };
 

@@ -163,7 +163,13 @@ int RemoveOrphanedMarkerTemps(const fs::path& dir, const std::string& name) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string f = e.path().filename().string();
-    if (f.rfind(name, 0) == 0 && f.size() > 9 && f.compare(f.size() - 9, 9, ".done.tmp") == 0) {
+    // <name>.done.tmp, or <name>.<saver node>.done.tmp when a workflow has several markers;
+    // a10's temporaries are not a1's.
+    const std::string dot = name + ".", tail = ".done.tmp";
+    const bool per_saver =
+        f.size() > dot.size() + tail.size() && f.starts_with(dot) && f.ends_with(tail) &&
+        f.substr(dot.size(), f.size() - dot.size() - tail.size()).find('.') == std::string::npos;
+    if (f == name + tail || per_saver) {
       std::error_code rm;
       if (fs::remove(e.path(), rm)) ++n;
     }

@@ -43,7 +43,8 @@ bool PngCompleteBytes(const std::string& bytes);
 // Files "<name>_<5 digits>_.<ext>" in dir (SaveImage's names for prefix "<subfolder>/<name>").
 std::vector<fs::path> FilesForPrefix(const fs::path& dir, const std::string& name);
 
-// Removes "<name>*.done.tmp" files in dir: a producer that died between write and rename.
+// Removes "<name>.done.tmp" in dir (the done marker's temporary, left by a producer that died
+// between write and rename); another attempt's ("<name>0.done.tmp") is not touched.
 int RemoveOrphanedMarkerTemps(const fs::path& dir, const std::string& name);
 
 // One file ComfyUI reported for a prompt, and what it is.

@@ -122,7 +122,9 @@ telemetry::Policy PolicyOf(const WorkerOptions& o) {
 
 ComfyUiRenderer::ComfyUiRenderer(const WorkerOptions& options)
     : options_(options),
-      client_(options.comfyui_url),
+      client_(options.comfyui_url,
+              {2000ms, 30000ms, nullptr,
+               static_cast<size_t>(options.comfyui_max_response_mb * 1024 * 1024)}),
       events_(options.comfyui_url, options.worker_id) {
   if (!options_.comfyui_websocket) events_.Disable();
 }
@@ -219,10 +221,12 @@ Status ComfyUiRenderer::SubmitUntilReachable(Job& job, JobState& st) {
                                  " s: " + s.message());
     }
     const auto wake = Clock::now() + backoff;
-    while (Clock::now() < wake && !job.abandon && !job.cancel_requested)
+    auto stopping = [&] { return job.stopping != nullptr && job.stopping->load(); };
+    while (Clock::now() < wake && !job.abandon && !job.cancel_requested && !stopping())
       std::this_thread::sleep_for(20ms);
     if (job.abandon) return Status::Aborted("render abandoned");
     if (job.cancel_requested) return Status::Aborted("cancelled before submission");
+    if (stopping()) return Status::Aborted("worker stopping before submission");
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5000ms);
   }
 }
@@ -360,6 +364,12 @@ ComfyUiRenderer::Completion ComfyUiRenderer::AwaitCompletion(Job& job, JobState&
             if (!s.ok()) return {s};
           }
         }
+      } else if (h.status().code() == StatusCode::kInternal) {
+        // ComfyUI answered with something unreadable (a malformed entry, a 4xx): this attempt
+        // fails and is retried within the budget; waiting would not change the answer.
+        log::Warn("history_unreadable",
+                  {{"scene_id", job.lease.id}, {"error", h.status().ToString()}});
+        return {h.status()};
       } else {
         if (!unreachable_since) {
           unreachable_since = now;
@@ -705,6 +715,10 @@ void ComfyUiRenderer::WriteForcedCopyDebug(const Job& job, int64_t now_ms,
   std::string name = "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
   std::replace(name.begin(), name.end(), ':', '-');
   (void)telemetry::WriteFileAtomically(SceneDir(job) / name, text);
+}
+
+Status ComfyUiRenderer::Probe() {
+  return client_.Ping();
 }
 
 void ComfyUiRenderer::Withdraw(Job& job) {

@@ -47,6 +47,7 @@ class ComfyUiRenderer : public Renderer {
   Status Submit(Job& job) override;
   RenderOutcome Wait(Job& job) override;
   void Withdraw(Job& job) override;
+  Status Probe() override;  // GET /prompt
 
  private:
   struct JobState;

@@ -24,6 +24,8 @@ struct Job {
   std::atomic<bool> cancel_requested{false};  // `scenefarm cancel`: stop the render
   std::atomic<bool> abandon{false};           // lease lost or drain timed out: stop, no result
   std::atomic<bool> lease_lost{false};        // another worker owns the scene now
+  // The worker's stop flag (SIGTERM): a job still waiting to be submitted gives up at once.
+  const std::atomic<bool>* stopping = nullptr;
   bool submitted = false;
   std::shared_ptr<void> renderer_state;  // the renderer's own per-job data
 };
@@ -43,7 +45,14 @@ class Renderer {
   virtual ~Renderer() = default;
   // Starts the job (POST /prompt). Called for pipelined jobs while another renders, so that
   // ComfyUI goes from one scene to the next without waiting on the queue.
+  // kUnavailable: the backend stayed unreachable for the whole wait and nothing was submitted;
+  // when Probe() fails too, the worker releases the scene (its budget kept) and leases nothing
+  // more until Probe() is OK; when Probe() answers, the failure is the scene's (budget spent).
+  // kAborted: the job's abandon, cancel_requested or stopping flag ended the wait.
   virtual Status Submit(Job& job) = 0;
+  // Whether the backend answers now (one cheap request). Called with backoff while the worker
+  // waits out an outage.
+  virtual Status Probe() { return Status::Ok(); }
   // Blocks until the job finished, failed, or one of its flags was set.
   virtual RenderOutcome Wait(Job& job) = 0;
   // Withdraws a submitted job that will not be waited for (shutdown, lease lost): dequeues or

@@ -72,11 +72,13 @@ Worker::Worker(WorkerOptions options, Renderer& renderer, const Clock& clock)
 
 Worker::~Worker() = default;
 
-queue::Queue& Worker::QueueFor(const Job& job) {
+queue::Queue* Worker::QueueFor(const Job& job) {
   for (auto& q : queues_) {
-    if (q.name() == job.lease.queue) return q;
+    if (q.name() == job.lease.queue) return &q;
   }
-  return queues_.front();
+  // Never another queue's: its scripts would act on a scene of the same id there.
+  log::Error("scene_queue_unknown", {{"scene_id", job.lease.id}, {"queue", job.lease.queue}});
+  return nullptr;
 }
 
 int Worker::Run(const std::atomic<bool>& stop) {
@@ -84,6 +86,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
                                {"redis", log::RedactUrl(options_.redis_url)},
                                {"queues", options_.queues},
                                {"pipeline_depth", options_.pipeline_depth}});
+  stop_ = &stop;
   std::atomic<bool> done{false};
   std::thread heartbeat([&] { HeartbeatLoop(done, stop); });
   ResumeOwnLeases();
@@ -114,6 +117,12 @@ int Worker::Run(const std::atomic<bool>& stop) {
 }
 
 void Worker::SleepIdle(const std::atomic<bool>& stop) {
+  if (renderer_down_) {  // until the next probe of the renderer
+    const auto now = std::chrono::steady_clock::now();
+    if (next_probe_ > now)
+      SleepUnless(stop, std::chrono::duration_cast<std::chrono::milliseconds>(next_probe_ - now));
+    return;
+  }
   // Idle polling backs off to 4x the interval so a quiet farm is not a busy loop on Redis.
   idle_rounds_ = std::min(idle_rounds_ + 1, 4);
   SleepUnless(stop, WorkerOptions::Ms(options_.idle_poll_seconds) * idle_rounds_);
@@ -149,16 +158,22 @@ bool Worker::FillPipeline() {
     last_reclaim_ = now;
     for (auto& q : queues_) {
       auto moved = q.Reclaim();
-      if (moved.ok() && *moved > 0)
+      if (!moved.ok()) {
+        log::Warn("reclaim_failed", {{"queue", q.name()}, {"error", moved.status().ToString()}});
+      } else if (*moved > 0) {
         log::Info("leases_reclaimed", {{"queue", q.name()}, {"count", *moved}});
+      }
     }
   }
+  if (RendererDown()) return false;
   while (jobs_.size() < static_cast<size_t>(1 + options_.pipeline_depth)) {
     std::shared_ptr<Job> job = LeaseOne();
     if (!job) break;
     leased_any = true;
     idle_rounds_ = 0;
     Admit(job);
+    // Released: leasing waits for the renderer, or ends with the stop.
+    if (renderer_down_ || *stop_) break;
   }
   return leased_any;
 }
@@ -183,30 +198,80 @@ std::shared_ptr<Job> Worker::LeaseOne() {
 }
 
 bool Worker::Admit(std::shared_ptr<Job> job) {
+  job->stopping = stop_;
+  {
+    // Held from here: the heartbeat renews the lease through Submit's waits.
+    std::lock_guard<std::mutex> lock(mu_);
+    admitting_.push_back(job);
+  }
+  Status s;
   auto scene = ParseScene(job->lease.doc);
   if (!scene.ok()) {
-    Finish(*job, {Status::InvalidArgument("invalid scene document: " + scene.status().message())});
-    return false;
+    s = Status::InvalidArgument("invalid scene document: " + scene.status().message());
+  } else if (renderer_down_) {  // a resumed scene while the renderer is known to be down
+    s = Status::Unavailable("the renderer did not answer its last probe");
+  } else {
+    job->scene = std::move(scene).value();
+    s = renderer_.Submit(*job);
   }
-  job->scene = std::move(scene).value();
-  if (Status s = renderer_.Submit(*job); !s.ok()) {
+  if (s.ok()) {
+    job->submitted = true;
+  } else if (job->cancel_requested && !job->abandon) {
+    Finish(*job, {Status::Ok(), json::object(), /*cancelled=*/true});  // never submitted
+  } else if (s.code() == StatusCode::kUnavailable && !renderer_.Probe().ok()) {
+    // Only when the renderer itself does not answer: a ComfyUI that answers its probe but keeps
+    // refusing this scene's prompt (a 5xx for it alone) spends the scene's budget instead.
+    ReleaseInOutage(*job, s);
+  } else {
     Finish(*job, {s});
-    return false;
   }
-  job->submitted = true;
   std::lock_guard<std::mutex> lock(mu_);
-  jobs_.push_back(std::move(job));
-  return true;
+  std::erase(admitting_, job);
+  if (s.ok()) jobs_.push_back(std::move(job));
+  return s.ok();
+}
+
+void Worker::ReleaseInOutage(Job& job, const Status& why) {
+  // The renderer, not the scene, failed: the scene goes back to the front of pending with its
+  // budget for a worker whose ComfyUI answers, and this one leases nothing until its does.
+  if (!renderer_down_) {
+    renderer_down_ = true;
+    probe_backoff_ = std::max<std::chrono::milliseconds>(
+        WorkerOptions::Ms(options_.idle_poll_seconds), std::chrono::milliseconds(50));
+    next_probe_ = std::chrono::steady_clock::now() + probe_backoff_;
+  }
+  log::Warn(
+      "renderer_unreachable",
+      {{"worker_id", options_.worker_id}, {"scene_id", job.lease.id}, {"error", why.ToString()}});
+  ReleaseJob(job, "renderer unreachable: " + why.message());
+}
+
+bool Worker::RendererDown() {
+  if (!renderer_down_) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_probe_) return true;
+  if (Status s = renderer_.Probe(); !s.ok()) {
+    probe_backoff_ = std::min<std::chrono::milliseconds>(probe_backoff_ * 2, 10000ms);
+    next_probe_ = now + probe_backoff_;
+    log::Debug("renderer_probe_failed",
+               {{"error", s.ToString()}, {"next_probe_ms", probe_backoff_.count()}});
+    return true;
+  }
+  renderer_down_ = false;
+  log::Info("renderer_reachable", {{"worker_id", options_.worker_id}});
+  return false;
 }
 
 void Worker::Finish(Job& job, const RenderOutcome& outcome) {
   const auto& id = job.lease.id;
-  queue::Queue& q = QueueFor(job);
   if (job.lease_lost) {
     log::Warn("lease_lost", {{"scene_id", id}, {"attempt", job.lease.attempt}});
     if (job.submitted) renderer_.Withdraw(job);
     return;
   }
+  queue::Queue* queue = QueueFor(job);
+  if (queue == nullptr) return;
+  queue::Queue& q = *queue;
   Status s;
   bool run_complete = false;
   const json& tel = outcome.telemetry;
@@ -274,9 +339,10 @@ void Worker::AssembleFinishedRuns(queue::Queue& q) {
 }
 
 void Worker::ReleaseJob(Job& job, const std::string& reason) {
-  Status s =
-      RetryUnavailable([&] { return QueueFor(job).Release(job.lease, options_.worker_id, reason); },
-                       options_.lease());
+  queue::Queue* q = QueueFor(job);
+  if (q == nullptr) return;
+  Status s = RetryUnavailable([&] { return q->Release(job.lease, options_.worker_id, reason); },
+                              options_.lease());
   log::Info("scene_released",
             {{"scene_id", job.lease.id}, {"reason", reason}, {"recorded", s.ok()}});
 }
@@ -334,6 +400,7 @@ void Worker::HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& que
   {
     std::lock_guard<std::mutex> lock(mu_);
     held.assign(jobs_.begin(), jobs_.end());
+    held.insert(held.end(), admitting_.begin(), admitting_.end());
   }
   for (auto& q : queues) {
     std::vector<queue::LeasedScene> leases;

@@ -39,7 +39,10 @@ class Worker {
   void Drain(const std::atomic<bool>& stop);
   void ReleaseJob(Job& job, const std::string& reason);
   void SleepIdle(const std::atomic<bool>& stop);
-  queue::Queue& QueueFor(const Job& job);
+  bool RendererDown();
+  void ReleaseInOutage(Job& job, const Status& why);
+  // The queue the job was leased from; nullptr (logged) for a queue this worker does not serve.
+  queue::Queue* QueueFor(const Job& job);
   void SetBusy(bool busy, const std::string& scene);
   void AssembleFinishedRuns(queue::Queue& q);
 
@@ -50,8 +53,18 @@ class Worker {
   std::vector<queue::Queue> queues_;  // in priority order
   std::mt19937_64 rng_;
 
-  std::mutex mu_;                          // guards jobs_ against the heartbeat thread
+  const std::atomic<bool>* stop_ = nullptr;  // Run's flag, handed to each job
+
+  std::mutex mu_;                          // guards jobs_ and admitting_ against the heartbeat
   std::deque<std::shared_ptr<Job>> jobs_;  // front: rendering; the rest: pipelined
+  // Leased and being submitted (or finished after a failed submission): not in jobs_ yet, but
+  // held, so the heartbeat renews their leases and delivers their cancels.
+  std::vector<std::shared_ptr<Job>> admitting_;
+  // Set when a submission found the renderer unreachable for the whole wait: nothing is leased
+  // until Probe() answers, tried at next_probe_ with a backoff that doubles.
+  bool renderer_down_ = false;
+  std::chrono::steady_clock::time_point next_probe_{};
+  std::chrono::milliseconds probe_backoff_{0};
   std::chrono::steady_clock::time_point last_reclaim_{};
   int idle_rounds_ = 0;
   int64_t scenes_finished_ = 0;  // by the loop's Wait/Finish, for the stop log line

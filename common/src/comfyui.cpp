@@ -1,6 +1,8 @@
 #include "scenefarm/comfyui.h"
 
 #include <algorithm>
+#include <cmath>
+#include <set>
 
 #include "scenefarm/log.h"
 
@@ -21,14 +23,45 @@ json ParseOrNull(const std::string& body) {
   return json::parse(body, nullptr, /*allow_exceptions=*/false);
 }
 
-}  // namespace
+// Reads o[key] into *out when present and not null; another type is an error naming `where`.
+Status ReadString(const json& o, const char* key, std::string_view where, std::string* out) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return Status::Ok();
+  if (!it->is_string())
+    return Status::Internal(std::string(where) + "." + key + " is " + it->type_name() +
+                            ", not a string");
+  *out = it->get<std::string>();
+  return Status::Ok();
+}
 
-HistoryEntry ParseHistoryEntry(const json& entry) {
-  HistoryEntry h;
-  h.raw = entry;
-  const json status = entry.value("status", json::object());
-  h.success = status.value("status_str", "") == "success";
-  const json outputs = entry.value("outputs", json::object());
+Status ReadInt(const json& o, const char* key, std::string_view where, int64_t* out) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return Status::Ok();
+  if (!it->is_number())
+    return Status::Internal(std::string(where) + "." + key + " is " + it->type_name() +
+                            ", not a number");
+  if (!it->is_number_float()) {
+    *out = it->get<int64_t>();
+    return Status::Ok();
+  }
+  const double d = it->get<double>();
+  if (!(std::abs(d) < 9e18))  // NaN too: a cast out of range is undefined
+    return Status::Internal(std::string(where) + "." + key + " is out of range");
+  *out = static_cast<int64_t>(d);
+  return Status::Ok();
+}
+
+// o[key] when it is an object (or absent/null: an empty one); another type is an error.
+Result<json> ReadObject(const json& o, const char* key, std::string_view where) {
+  auto it = o.find(key);
+  if (it == o.end() || it->is_null()) return json::object();
+  if (!it->is_object())
+    return Status::Internal(std::string(where) + "." + key + " is " + it->type_name() +
+                            ", not an object");
+  return *it;
+}
+
+Status ReadImages(const json& outputs, HistoryEntry* h) {
   // Node ids are strings of numbers; order them numerically so frames keep the graph's order.
   std::vector<std::pair<std::string, const json*>> nodes;
   for (const auto& [id, out] : outputs.items())
@@ -38,26 +71,93 @@ HistoryEntry ParseHistoryEntry(const json& entry) {
   });
   for (const auto& [id, out] : nodes) {
     if (!out->is_object()) continue;
-    for (const auto& img : out->value("images", json::array())) {
+    auto images = out->find("images");
+    if (images == out->end() || images->is_null()) continue;
+    const std::string where = "outputs." + id + ".images";
+    if (!images->is_array()) return Status::Internal(where + " is not an array");
+    for (const auto& img : *images) {
       if (!img.is_object()) continue;
-      h.images.push_back(
-          {img.value("filename", ""), img.value("subfolder", ""), img.value("type", "output")});
+      Image i{"", "", "output"};
+      const std::pair<const char*, std::string*> fields[] = {
+          {"filename", &i.filename}, {"subfolder", &i.subfolder}, {"type", &i.type}};
+      for (const auto& [key, field] : fields) {
+        if (Status s = ReadString(img, key, where, field); !s.ok()) return s;
+      }
+      h->images.push_back(std::move(i));
     }
   }
-  for (const auto& m : status.value("messages", json::array())) {
-    if (!m.is_array() || m.size() != 2 || !m[1].is_object()) continue;
+  return Status::Ok();
+}
+
+Status ReadMessages(const json& status, HistoryEntry* h) {
+  auto messages = status.find("messages");
+  if (messages == status.end() || messages->is_null()) return Status::Ok();
+  if (!messages->is_array()) return Status::Internal("status.messages is not an array");
+  for (const auto& m : *messages) {
+    if (!m.is_array() || m.size() != 2 || !m[0].is_string() || !m[1].is_object()) continue;
     const std::string ev = m[0].get<std::string>();
-    const int64_t ts = m[1].value("timestamp", int64_t{0});
-    if (ev == "execution_start") h.started_ms = ts;
+    const std::string where = "status.messages." + ev;
+    int64_t ts = 0;
+    if (Status s = ReadInt(m[1], "timestamp", where, &ts); !s.ok()) return s;
+    if (ev == "execution_start") h->started_ms = ts;
     if (ev == "execution_success" || ev == "execution_error" || ev == "execution_interrupted")
-      h.finished_ms = ts;
+      h->finished_ms = ts;
     if (ev == "execution_error") {
-      h.error_type = m[1].value("exception_type", "");
-      h.error_message = m[1].value("exception_message", "");
+      if (Status s = ReadString(m[1], "exception_type", where, &h->error_type); !s.ok()) return s;
+      if (Status s = ReadString(m[1], "exception_message", where, &h->error_message); !s.ok())
+        return s;
     }
-    if (ev == "execution_interrupted") h.interrupted = true;
+    if (ev == "execution_interrupted") h->interrupted = true;
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<HistoryEntry> ParseHistoryEntry(const json& entry) {
+  if (!entry.is_object())
+    return Status::Internal(std::string("the /history entry is ") + entry.type_name() +
+                            ", not an object");
+  HistoryEntry h;
+  h.raw = entry;
+  auto status = ReadObject(entry, "status", "entry");
+  if (!status.ok()) return status.status();
+  std::string status_str;
+  if (Status s = ReadString(*status, "status_str", "status", &status_str); !s.ok()) return s;
+  h.success = status_str == "success";
+  auto outputs = ReadObject(entry, "outputs", "entry");
+  if (!outputs.ok()) return outputs.status();
+  if (Status s = ReadImages(*outputs, &h); !s.ok()) return s;
+  if (Status s = ReadMessages(*status, &h); !s.ok()) return s;
   return h;
+}
+
+Result<std::optional<Event>> ParseEvent(std::string_view text) {
+  const json ev = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!ev.is_object()) return Status::Internal("the event is not a JSON object");
+  auto type = ev.find("type");
+  if (type == ev.end() || !type->is_string())
+    return Status::Internal("the event has no string \"type\"");
+  static const std::set<std::string> kPromptEvents = {
+      "execution_start", "execution_cached",  "progress",        "progress_state",       "executed",
+      "executing",       "execution_success", "execution_error", "execution_interrupted"};
+  Event out;
+  out.type = type->get<std::string>();
+  if (kPromptEvents.count(out.type) == 0) return std::optional<Event>();
+  auto data = ReadObject(ev, "data", out.type);
+  if (!data.ok()) return data.status();
+  const std::string where = out.type + ".data";
+  if (Status s = ReadString(*data, "prompt_id", where, &out.prompt_id); !s.ok()) return s;
+  if (out.prompt_id.empty()) return std::optional<Event>();  // not about a prompt of ours
+  out.node_null = data->contains("node") && (*data)["node"].is_null();
+  if (Status s = ReadInt(*data, "timestamp", where, &out.timestamp); !s.ok()) return s;
+  if (out.type == "execution_error") {
+    if (Status s = ReadString(*data, "exception_type", where, &out.exception_type); !s.ok())
+      return s;
+    if (Status s = ReadString(*data, "exception_message", where, &out.exception_message); !s.ok())
+      return s;
+  }
+  return std::optional<Event>(std::move(out));
 }
 
 Client::Client(const std::string& base_url, http::ClientOptions options)
@@ -97,7 +197,11 @@ Result<std::optional<HistoryEntry>> Client::History(const std::string& prompt_id
   json h = ParseOrNull(r->body);
   if (!h.is_object()) return Status::Unavailable("GET /history: not JSON");
   if (!h.contains(prompt_id)) return std::optional<HistoryEntry>();
-  return std::optional<HistoryEntry>(ParseHistoryEntry(h[prompt_id]));
+  auto entry = ParseHistoryEntry(h[prompt_id]);
+  if (!entry.ok()) {
+    return Status::Internal("GET /history/" + prompt_id + ": " + entry.status().message());
+  }
+  return std::optional<HistoryEntry>(std::move(entry).value());
 }
 
 Result<std::string> Client::QueuePosition(const std::string& prompt_id) {
@@ -138,6 +242,12 @@ Result<json> Client::SystemStats() {
   json j = ParseOrNull(r->body);
   if (!j.is_object()) return Status::Unavailable("GET /system_stats: not JSON");
   return j;
+}
+
+Status Client::Ping() {
+  auto r = Call("GET", "/prompt");
+  if (!r.ok()) return r.status();
+  return r->status == 200 ? Status::Ok() : FromHttp("GET /prompt", *r);
 }
 
 Result<bool> Client::HasNode(const std::string& class_type) {
@@ -241,39 +351,49 @@ void EventStream::OnClose() {
 }
 
 void EventStream::OnText(std::string_view text) {
-  json ev = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!ev.is_object() || !ev.contains("type") || !ev["type"].is_string()) return;
-  const std::string type = ev["type"];
-  const json data = ev.value("data", json::object());
-  if (!data.is_object() || !data.contains("prompt_id") || !data["prompt_id"].is_string()) return;
-  const std::string prompt_id = data["prompt_id"];
+  // civetweb's thread: nothing may throw out of here, and a malformed event is only skipped.
+  auto ev = ParseEvent(text);
+  if (!ev.ok()) {
+    int64_t n = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      n = ++malformed_;
+    }
+    if (n <= 10 || n % 1000 == 0) {
+      log::Warn("comfyui_event_malformed", {{"error", ev.status().message()},
+                                            {"text", std::string(text.substr(0, 200))},
+                                            {"count", n}});
+    }
+    return;
+  }
+  if (ev->has_value()) Apply(**ev);
+}
+
+void EventStream::Apply(const Event& ev) {
   std::lock_guard<std::mutex> lock(mu_);
   if (prompts_.size() > 1000) prompts_.erase(prompts_.begin());  // bounded if never forgotten
-  PromptEvents& p = prompts_[prompt_id];
+  PromptEvents& p = prompts_[ev.prompt_id];
   const auto now = std::chrono::steady_clock::now();
-  if (type == "execution_start" || type == "execution_cached" || type == "progress" ||
-      type == "progress_state" || type == "executed") {
+  if (ev.type == "executing") {
     p.started = true;
-  } else if (type == "executing") {
-    p.started = true;
-    if (data.contains("node") && data["node"].is_null()) {
+    if (ev.node_null) {
       if (!p.ended()) p.ended_at = now;
       p.finished = true;
     }
-  } else if (type == "execution_success") {
+  } else if (ev.type == "execution_success") {
     if (!p.ended()) p.ended_at = now;
     p.success = true;
-    p.success_ms = data.value("timestamp", int64_t{0});
-  } else if (type == "execution_error") {
+    p.success_ms = ev.timestamp;
+  } else if (ev.type == "execution_error") {
     if (!p.ended()) p.ended_at = now;
     p.error = true;
-    p.error_type = data.value("exception_type", "");
-    p.error_message = data.value("exception_message", "");
-  } else if (type == "execution_interrupted") {
+    p.error_type = ev.exception_type;
+    p.error_message = ev.exception_message;
+  } else if (ev.type == "execution_interrupted") {
     if (!p.ended()) p.ended_at = now;
     p.interrupted = true;
   } else {
-    return;  // status and unknown event types change nothing we wait on
+    p.started = true;  // execution_start, execution_cached, progress, progress_state, executed
   }
   ++version_;
   cv_.notify_all();

@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <sstream>
 
 #include "scenefarm/options.h"
@@ -70,10 +71,15 @@ void AddPolicyOptions(CLI::App& app, WorkerOptions& o) {
       ->envname("SCENEFARM_COMFYUI_WEBSOCKET")
       ->capture_default_str();
   app.add_option("--comfyui-unreachable-seconds", o.comfyui_unreachable_seconds,
-                 "how long a scene waits for an unreachable ComfyUI before the attempt fails")
+                 "how long a scene waits for an unreachable ComfyUI before it is released")
       ->envname("SCENEFARM_COMFYUI_UNREACHABLE_SECONDS")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--comfyui-max-response-mb", o.comfyui_max_response_mb,
+                 "the largest answer read from ComfyUI (a /history entry, a frame over /view)")
+      ->envname("SCENEFARM_COMFYUI_MAX_RESPONSE_MB")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--retry-backoff-seconds", o.retry_backoff_seconds)
       ->envname("SCENEFARM_RETRY_BACKOFF_SECONDS")
       ->capture_default_str()
@@ -152,6 +158,13 @@ Result<WorkerOptions> ParseWorkerOptions(int argc, const char* const* argv) {
   }
   o.queues = SplitList(queues);
   if (o.queues.empty()) return Status::InvalidArgument("--queue: at least one queue name");
+  for (auto it = o.queues.begin(); it != o.queues.end(); ++it) {
+    // A name is the hash tag of its keys (sf:{NAME}:...): braces would change the tag.
+    if (it->find_first_of("{}") != std::string::npos)
+      return Status::InvalidArgument("--queue: '" + *it + "' is not a queue name (no { or })");
+    if (std::find(o.queues.begin(), it, *it) != it)
+      return Status::InvalidArgument("--queue: '" + *it + "' is named twice");
+  }
   if (o.worker_id.empty()) o.worker_id = DefaultWorkerId();
   if (o.heartbeat_seconds * 2 > o.lease_seconds) {
     return Status::InvalidArgument("--heartbeat-seconds must be at most half of --lease-seconds");

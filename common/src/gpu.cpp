@@ -201,13 +201,19 @@ Result<std::string> RunCaptured(const std::vector<std::string>& argv,
 std::vector<Reading> FromSystemStats(const json& stats) {
   std::vector<Reading> out;
   if (!stats.is_object()) return out;
-  for (const auto& d : stats.value("devices", json::array())) {
+  // JSON from ComfyUI: a field of the wrong type is skipped, never thrown on.
+  auto str = [](const json& d, const char* k) {
+    return d.contains(k) && d[k].is_string() ? d[k].get<std::string>() : std::string();
+  };
+  const auto devices = stats.find("devices");
+  if (devices == stats.end() || !devices->is_array()) return out;
+  for (const auto& d : *devices) {
     if (!d.is_object()) continue;
     Reading r;
     r.index = d.contains("index") && d["index"].is_number_integer() ? d["index"].get<int>()
                                                                     : static_cast<int>(out.size());
-    r.type = d.value("type", "");
-    r.name = r.type == "cpu" ? "cpu" : CleanDeviceName(d.value("name", ""));
+    r.type = str(d, "type");
+    r.name = r.type == "cpu" ? "cpu" : CleanDeviceName(str(d, "name"));
     if (d.contains("vram_free") && d["vram_free"].is_number())
       r.free_mb = d["vram_free"].get<double>() / kMiB;
     if (d.contains("vram_total") && d["vram_total"].is_number())

@@ -17,8 +17,19 @@ int StopWhenCancelled(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off
   return static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
 }
 
+struct BodySink {
+  std::string* body;
+  size_t limit;
+  bool exceeded = false;
+};
+
 size_t AppendBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
+  auto* sink = static_cast<BodySink*>(user);
+  if (sink->body->size() + size * n > sink->limit) {
+    sink->exceeded = true;
+    return 0;  // CURLE_WRITE_ERROR: the transfer stops here
+  }
+  sink->body->append(data, size * n);
   return size * n;
 }
 
@@ -64,8 +75,10 @@ Result<Response> Client::Request(std::string_view method, std::string_view path,
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(options_.connect_timeout.count()));
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
+  BodySink sink{&response.body, options_.max_body_bytes};
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options_.max_body_bytes));
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
   if (options_.cancel != nullptr) {
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -84,6 +97,10 @@ Result<Response> Client::Request(std::string_view method, std::string_view path,
   const CURLcode rc = curl_easy_perform(h);
   if (rc != CURLE_OK) {
     std::string what = std::string(method) + " " + url + ": " + curl_easy_strerror(rc);
+    if (sink.exceeded || rc == CURLE_FILESIZE_EXCEEDED) {
+      return Status::Internal(std::string(method) + " " + url + ": response body larger than " +
+                              std::to_string(options_.max_body_bytes) + " bytes");
+    }
     if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(what);
     if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Aborted(what);
     return Status::Unavailable(what);

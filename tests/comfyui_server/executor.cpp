@@ -366,7 +366,8 @@ int Server::Control(mg_connection* conn, const std::string& method, const std::s
     http_faults_.clear();
     for (const auto& f : req.value("http", json::array())) {
       http_faults_.push_back({f.value("method", ""), f.value("path", ""), f.value("status", 0),
-                              f.value("delay_ms", 0), f.value("count", 1)});
+                              f.value("delay_ms", 0), f.value("count", 1),
+                              f.contains("body") ? std::optional<json>(f["body"]) : std::nullopt});
     }
     prompt_faults_ = req.value("prompt", json(nullptr));
     return reply(200, {{"ok", true}});
@@ -376,6 +377,19 @@ int Server::Control(mg_connection* conn, const std::string& method, const std::s
     // Later than this reply: mg_stop resets open connections, and this one must get its answer.
     Defer(std::chrono::milliseconds(200), [this, down] { (void)Restart(down); });
     return reply(200, {{"ok", true}});
+  }
+  if (path == "/_test/ws/send" && method == "POST") {
+    // A raw text frame, as a ComfyUI (or a custom node) sending an event of the wrong shape.
+    const std::string text = req.value("text", "");
+    const std::string sid = req.value("client_id", "");
+    std::lock_guard<std::mutex> lock(ws_mu_);
+    int sent = 0;
+    for (const auto& [id, c] : sockets_) {
+      if (!sid.empty() && id != sid) continue;
+      mg_websocket_write(c, MG_WEBSOCKET_OPCODE_TEXT, text.data(), text.size());
+      ++sent;
+    }
+    return reply(200, {{"ok", true}, {"sent", sent}});
   }
   if (path == "/_test/ws/drop" && method == "POST") {
     DropSockets(req.value("client_id", ""));

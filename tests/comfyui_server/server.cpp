@@ -276,7 +276,9 @@ int Server::HandleRequest(mg_connection* conn) {
     request_counts_[method + " " + (path.rfind("/history/", 0) == 0 ? "/history/{id}" : path)]++;
   }
   int fault_status = 0;
-  if (ApplyHttpFault(conn, method, path, &fault_status)) {
+  std::optional<json> fault_body;
+  if (ApplyHttpFault(conn, method, path, &fault_body, &fault_status)) {
+    if (fault_body) return ReplyJson(conn, fault_status, *fault_body);
     return ReplyText(conn, fault_status,
                      std::to_string(fault_status) + " " + Reason(fault_status) +
                          "\n\nServer got itself in trouble");
@@ -291,7 +293,7 @@ int Server::HandleRequest(mg_connection* conn) {
 }
 
 bool Server::ApplyHttpFault(mg_connection*, const std::string& method, const std::string& path,
-                            int* status_out) {
+                            std::optional<json>* body_out, int* status_out) {
   std::unique_lock<std::mutex> lock(mu_);
   for (auto it = http_faults_.begin(); it != http_faults_.end(); ++it) {
     if ((!it->method.empty() && it->method != method) || it->path != path) continue;
@@ -303,6 +305,7 @@ bool Server::ApplyHttpFault(mg_connection*, const std::string& method, const std
                    [&] { return stopping_ || gen != generation_; });
     }
     *status_out = f.status;
+    *body_out = f.body;
     return f.status != 0;
   }
   return false;

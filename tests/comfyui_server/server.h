@@ -84,6 +84,9 @@ class Server {
     int status = 0;      // 0: answer normally (after delay_ms)
     int delay_ms = 0;
     int count = 1;  // 0: every matching request
+    // When set (with a status), the answer's JSON body instead of aiohttp's error page: a
+    // ComfyUI (or a proxy) answering with a document of the wrong shape.
+    std::optional<json> body;
   };
   struct CachedNode {
     NodeResult result;
@@ -99,7 +102,7 @@ class Server {
   int Dispatch(mg_connection* conn, const std::string& method, const std::string& path,
                const std::string& body);
   bool ApplyHttpFault(mg_connection* conn, const std::string& method, const std::string& path,
-                      int* status_out);
+                      std::optional<json>* body_out, int* status_out);
   int PostPrompt(mg_connection* conn, const std::string& body);
   int GetHistory(mg_connection* conn, const std::string& prompt_id);
   int PostHistory(mg_connection* conn, const std::string& body);

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -70,13 +71,11 @@ class ExporterTest : public ::testing::Test {
   }
   void StartExporter(std::vector<std::string> extra = {}) {
     port_ = FreePort();
-    std::vector<std::string> argv = {SCENEFARM_EXPORTER_BIN,
-                                     "--listen",
-                                     "127.0.0.1:" + std::to_string(port_),
-                                     "--redis-url",
-                                     redis_.url(),
-                                     "--timeout-seconds",
-                                     "2"};
+    std::vector<std::string> argv = {SCENEFARM_EXPORTER_BIN, "--listen",
+                                     "127.0.0.1:" + std::to_string(port_), "--redis-url",
+                                     redis_.url()};
+    if (std::find(extra.begin(), extra.end(), "--timeout-seconds") == extra.end())
+      argv.insert(argv.end(), {"--timeout-seconds", "2"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     exporter_ = std::make_unique<Process>(argv, dir_.path() / "exporter.log");
     ASSERT_TRUE(WaitFor([&] { return PortOpen(port_); })) << exporter_->Log();
@@ -286,6 +285,43 @@ TEST_F(ExporterTest, LlmProbeUpDownAndSkipped) {
   m = Scrape();
   EXPECT_FALSE(Has(m, "scenefarm_llm_up"));
   EXPECT_EQ(llm.requests(), before);
+}
+
+TEST_F(ExporterTest, AHungSourceCostsOnlyItsOwnCollectorAndHealthzReportsIt) {
+  TempDir comfy;
+  Process server({SCENEFARM_TEST_SERVER_BIN, "--port", "0", "--port-file",
+                  (comfy.path() / "port").string(), "--base-dir", comfy.path().string()},
+                 comfy.path() / "log");
+  ASSERT_TRUE(WaitFor([&] { return !ReadFile(comfy.path() / "port").empty(); }));
+  std::string port = ReadFile(comfy.path() / "port");
+  port.erase(port.find_last_not_of(" \n") + 1);
+  const std::string url = "http://127.0.0.1:" + port;
+  http::Client control(url);
+  // ComfyUI accepts /queue and answers nothing for a minute; the exporter's own timeout for it
+  // is longer still, so only the collector deadline can end the wait.
+  auto set = control.Post(
+      "/_test/faults",
+      json{{"http", {{{"method", "GET"}, {"path", "/queue"}, {"delay_ms", 60000}, {"count", 0}}}}}
+          .dump());
+  ASSERT_TRUE(set.ok() && set->status == 200);
+  StartExporter({"--comfyui-url", url, "--gpu-source", "none", "--timeout-seconds", "120",
+                 "--collector-deadline-seconds", "0.5", "--stuck-seconds", "1"});
+  const std::string comfy_ok = R"(scenefarm_exporter_collector_success{collector="comfyui"})";
+  std::string m = Scrape();  // answered: the hung collector did not hold it up
+  EXPECT_EQ(Metric(m, comfy_ok), 0) << m;
+  EXPECT_FALSE(Has(m, "scenefarm_comfyui_up"));
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="queue"})"), 1);
+  EXPECT_TRUE(Has(m, "scenefarm_queue_depth"));
+  EXPECT_EQ(Metric(Scrape(), comfy_ok), 0);  // still running: not started twice, still 0
+  ASSERT_TRUE(WaitFor([&] { return Get("/healthz").status == 503; }));
+  EXPECT_NE(Get("/healthz").body.find("comfyui"), std::string::npos);
+  // ComfyUI restarts (ending the hung request) without the fault: all is well again.
+  set = control.Post("/_test/faults", "{}");
+  ASSERT_TRUE(set.ok() && set->status == 200);
+  set = control.Post("/_test/restart", R"({"down_ms": 0})");
+  ASSERT_TRUE(set.ok() && set->status == 200);
+  ASSERT_TRUE(WaitFor([&] { return Metric(Scrape(), comfy_ok) == 1; }, 30000ms));
+  EXPECT_EQ(Get("/healthz").status, 200);
 }
 
 TEST_F(ExporterTest, EachSourceDownIsCollectorSuccessZeroAndStillA200) {

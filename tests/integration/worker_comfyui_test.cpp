@@ -38,7 +38,7 @@ class WorkerComfy : public ComfyServerTest {
     options_.idle_poll_seconds = 0.02;
     options_.scene_history_poll_interval_seconds = 0.05;
     options_.scene_post_execution_timeout_seconds = 5;
-    options_.retry_backoff_seconds = 0.01;
+    options_.retry_backoff_seconds = 0;  // due at once: the fake clock does not move by itself
     options_.done_marker_wait_seconds = 5;
     options_.stability_window_seconds = 0.1;
     options_.comfyui_unreachable_seconds = 5;
@@ -80,12 +80,28 @@ class WorkerComfy : public ComfyServerTest {
     }
     return false;
   }
+  // The scene's lease deadline (ms) in Redis; 0 when it is not leased.
+  double LeaseDeadline(const std::string& id) {
+    auto r = client_->Command({"ZSCORE", "sf:{scenes}:leased", id});
+    return r.ok() && !r->AsString().empty() ? std::stod(r->AsString()) : 0;
+  }
+  int Requests(const std::string& route) {
+    return GetJson("/_test/stats")["requests"].value(route, 0);
+  }
+  // A ComfyUI URL where nothing listens, waited for far longer than the lease.
+  void ComfyUiUnreachableForLong() {
+    options_.comfyui_url = "http://127.0.0.1:" + std::to_string(FreePort());
+    options_.lease_seconds = 1;
+    options_.heartbeat_seconds = 0.1;
+    options_.comfyui_unreachable_seconds = 120;
+  }
   int Executed(const std::string& class_type) {
     return GetJson("/_test/stats")["nodes_executed_by_class"].value(class_type, 0);
   }
 
   RedisServer redis_;
-  SystemClock clock_;
+  // The queue's time: leases expire only when a test moves it, however slow the machine is.
+  FakeClock clock_;
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<queue::Queue> queue_;
   WorkerOptions options_;
@@ -413,13 +429,120 @@ TEST_F(WorkerComfy, ComfyUiRestartingMidSceneLosesThePromptAndItIsResubmitted) {
   EXPECT_EQ(doc["Telemetry"]["FrameCount"], 30);
 }
 
-TEST_F(WorkerComfy, UnreachableComfyUiFailsTheAttemptAfterTheWait) {
-  options_.comfyui_url = "http://127.0.0.1:" + std::to_string(FreePort());
-  options_.comfyui_unreachable_seconds = 0.5;
-  ASSERT_TRUE(queue_->Enqueue({ComfyScene("nocomfy", SourceWorkflow("x"), 0)}).ok());
+TEST_F(WorkerComfy, ASceneWaitingForAnUnreachableComfyUiKeepsItsLease) {
+  ComfyUiUnreachableForLong();
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("waiting", SourceWorkflow("x"), 0)}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitState("nocomfy", "dead"));
-  EXPECT_NE(queue_->Show("nocomfy")->reason.find("ComfyUI unreachable"), std::string::npos);
+  ASSERT_TRUE(WaitState("waiting", "leased"));
+  // Submit waits 120 s against a 1 s lease: only a renewal moves the deadline on as time passes.
+  const double first = LeaseDeadline("waiting");
+  ASSERT_GT(first, 0);
+  clock_.AdvanceMs(500);
+  ASSERT_TRUE(WaitFor([&] { return LeaseDeadline("waiting") > first; }));
+  auto info = queue_->Show("waiting");
+  EXPECT_EQ(info->state, "leased");
+  EXPECT_EQ(info->attempts, 1);
+}
+
+TEST_F(WorkerComfy, AStopDuringTheWaitForComfyUiReleasesTheScene) {
+  ComfyUiUnreachableForLong();
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("stopped", SourceWorkflow("x"), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("stopped", "leased"));
+  stop_ = true;  // SIGTERM
+  // Released long before the 120 s wait would end; its budget (0) untouched.
+  ASSERT_TRUE(WaitState("stopped", "pending", 30000ms));
+  StopWorker();
+  EXPECT_EQ(queue_->Show("stopped")->failures, 0);
+}
+
+TEST_F(WorkerComfy, ACancelBeforeSubmissionCancelsTheScene) {
+  ComfyUiUnreachableForLong();
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("early", SourceWorkflow("x"), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("early", "leased"));
+  ASSERT_TRUE(queue_->Cancel("early").ok());
+  ASSERT_TRUE(WaitState("early", "cancelled"));
+}
+
+TEST_F(WorkerComfy, AnOutageReleasesTheSceneWithItsBudgetAndPausesLeasingUntilComfyUiAnswers) {
+  options_.comfyui_unreachable_seconds = 0.3;
+  // ComfyUI answers 500 to every prompt and to the worker's probe (GET /prompt).
+  ASSERT_EQ(Post("/_test/faults",
+                 {{"http",
+                   {{{"method", "POST"}, {"path", "/prompt"}, {"status", 500}, {"count", 0}},
+                    {{"method", "GET"}, {"path", "/prompt"}, {"status", 500}, {"count", 0}}}}})
+                .status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("outage", SourceWorkflow("x", 1), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return Requests("GET /prompt") >= 3; }, 30000ms));
+  // Back in pending with its budget (0) unspent, and not leased again while the probes fail.
+  auto info = queue_->Show("outage");
+  EXPECT_EQ(info->state, "pending");
+  EXPECT_EQ(info->attempts, 1);
+  EXPECT_EQ(info->failures, 0);
+  bool released = false;
+  for (const auto& e : info->history)
+    released = released || (e.value("event", "") == "released" &&
+                            e.dump().find("unreachable") != std::string::npos);
+  EXPECT_TRUE(released) << info->ToJson().dump();
+  ASSERT_EQ(Post("/_test/faults", json::object()).status, 200);  // ComfyUI recovers
+  ASSERT_TRUE(WaitState("outage", "succeeded"));
+  EXPECT_EQ(queue_->Show("outage")->attempts, 2);
+}
+
+TEST_F(WorkerComfy, ASceneComfyUiRefusesWhileAnsweringOtherwiseSpendsItsBudget) {
+  // Not an outage: ComfyUI answers the worker's probe but answers this scene's prompt with 500s.
+  options_.comfyui_unreachable_seconds = 0.3;
+  ASSERT_EQ(
+      Post("/_test/faults",
+           {{"http", {{{"method", "POST"}, {"path", "/prompt"}, {"status", 500}, {"count", 0}}}}})
+          .status,
+      200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("poison", SourceWorkflow("x", 1), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("poison", "dead"));
+  EXPECT_NE(queue_->Show("poison")->reason.find("ComfyUI unreachable"), std::string::npos);
+}
+
+TEST_F(WorkerComfy, AMalformedEventIsIgnoredAndTheRenderGoesOn) {
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("odd", SourceWorkflow("x", 20, 50))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return !GetJson("/queue")["queue_running"].empty(); }));
+  int sent = 0;
+  for (const char* text :
+       {R"({"type":"execution_success","data":{"prompt_id":"odd-a1","timestamp":"soon"}})",
+        R"({"type":"execution_error","data":{"prompt_id":"odd-a1","exception_type":7}})",
+        R"({"type":"executing","data":{"prompt_id":["odd-a1"]}})", R"({"type":1})", "{"}) {
+    auto r = Post("/_test/ws/send", {{"client_id", options_.worker_id}, {"text", text}});
+    sent += json::parse(r.body, nullptr, false).value("sent", 0);
+  }
+  EXPECT_EQ(sent, 5);  // every one reached the worker's socket
+  ASSERT_TRUE(WaitState("odd", "succeeded"));
+  EXPECT_EQ(queue_->Show("odd")->attempts, 1);
+  EXPECT_EQ(Telemetry("odd")["Telemetry"]["FrameCount"], 20);
+}
+
+TEST_F(WorkerComfy, AMalformedHistoryEntryFailsTheAttemptAndTheRetryRenders) {
+  // /history answers for attempt 1 with a status_str that is a number.
+  ASSERT_EQ(Post("/_test/faults", {{"http",
+                                    {{{"method", "GET"},
+                                      {"path", "/history/badh-a1"},
+                                      {"status", 200},
+                                      {"body", {{"badh-a1", {{"status", {{"status_str", 1}}}}}}},
+                                      {"count", 0}}}}})
+                .status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("badh", SourceWorkflow("x", 1), 1)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitState("badh", "succeeded"));
+  auto info = queue_->Show("badh");
+  EXPECT_EQ(info->attempts, 2);
+  bool named = false;
+  for (const auto& e : info->history)
+    named = named || e.dump().find("status_str") != std::string::npos;
+  EXPECT_TRUE(named) << info->ToJson().dump();
 }
 
 TEST_F(WorkerComfy, ATakenOverSceneAdoptsTheEarlierAttemptInsteadOfRenderingAgain) {
@@ -431,7 +554,7 @@ TEST_F(WorkerComfy, ATakenOverSceneAdoptsTheEarlierAttemptInsteadOfRenderingAgai
   worker::RewriteOutputPrefixes(wf, worker::OutputPrefixFor(**dead));
   Submit(wf, "dead-worker", worker::PromptIdFor(**dead));
   ASSERT_FALSE(WaitHistory("take-a1").is_null());
-  std::this_thread::sleep_for(400ms);  // its lease expires
+  clock_.AdvanceMs(400);  // its lease expires
   StartWorker();
   ASSERT_TRUE(WaitState("take", "succeeded"));
   auto info = queue_->Show("take");

@@ -26,8 +26,8 @@ class WorkerTest : public ::testing::Test {
     options_.heartbeat_seconds = 0.2;
     options_.drain_seconds = 10;
     options_.idle_poll_seconds = 0.02;
-    options_.retry_backoff_seconds = 0.01;
-    options_.retry_backoff_max_seconds = 0.05;
+    options_.retry_backoff_seconds = 0;  // due at once: the fake clock does not move by itself
+    options_.retry_backoff_max_seconds = 0;
   }
   ~WorkerTest() override { StopWorker(); }
 
@@ -46,7 +46,8 @@ class WorkerTest : public ::testing::Test {
   queue::Depth Depth() { return queue_.GetStatus(30s)->depth; }
 
   RedisServer redis_;
-  SystemClock clock_;
+  // The queue's time: leases expire only when a test moves it, however slow the machine is.
+  FakeClock clock_;
   redis::Client client_;
   queue::Queue queue_;
   WorkerOptions options_;
@@ -155,6 +156,18 @@ TEST_F(WorkerTest, RedisOutageDoesNotStopTheWorker) {
   ASSERT_TRUE(queue_.Enqueue({FakeScene("after", {})}).ok() ||
               WaitFor([&] { return queue_.Enqueue({FakeScene("after", {})}).ok(); }));
   EXPECT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1; }, 20s));
+}
+
+TEST_F(WorkerTest, AFailingReclaimIsLogged) {
+  // A leased set of the wrong type makes reclaim.lua fail, as any script error would.
+  ASSERT_TRUE(client_.Command({"SET", "sf:{scenes}:leased", "not a sorted set"}).ok());
+  TempDir dir;
+  Process w({SCENEFARM_TEST_WORKER_BIN, "--redis-url", redis_.url(), "--worker-id", "w-reclaim",
+             "--lease-seconds", "2", "--heartbeat-seconds", "0.2", "--idle-poll-seconds", "0.05"},
+            dir.path() / "w.log");
+  ASSERT_TRUE(WaitFor([&] { return w.Log().find("\"reclaim_failed\"") != std::string::npos; }))
+      << w.Log();
+  EXPECT_NE(w.Log().find("WRONGTYPE"), std::string::npos) << w.Log();
 }
 
 }  // namespace

@@ -35,7 +35,24 @@ struct HistoryEntry {
   int64_t started_ms = 0, finished_ms = 0;  // execution_start / the final message's timestamp
   nlohmann::json raw;
 };
-HistoryEntry ParseHistoryEntry(const nlohmann::json& entry);
+// Reads one /history entry. A field of the wrong type (an entry that is not an object, a
+// status_str that is a number, an image whose filename is not a string...) is kInternal naming
+// it: nothing from ComfyUI is trusted to have the documented shape, and nothing here throws.
+// Messages that are not [name, {...}] pairs are skipped, as are images that are not objects.
+Result<HistoryEntry> ParseHistoryEntry(const nlohmann::json& entry);
+
+// One /ws event that can change what a prompt is waiting on (comfyui-api.md's prompt events).
+struct Event {
+  std::string type;  // execution_start, executing, execution_success, execution_error, ...
+  std::string prompt_id;
+  bool node_null = false;                         // executing with node null: the prompt ended
+  int64_t timestamp = 0;                          // execution_success's
+  std::string exception_type, exception_message;  // execution_error's
+};
+// Reads one text frame of /ws. nullopt for events that change nothing we wait on (status,
+// unknown types, events without a prompt_id); kInternal for text that is not a JSON object with
+// a string "type", or a known event whose fields have the wrong type. Never throws.
+Result<std::optional<Event>> ParseEvent(std::string_view text);
 
 class Client {
  public:
@@ -56,6 +73,8 @@ class Client {
   // POST /free: the answer to GPU out-of-memory.
   Status Free(bool unload_models, bool free_memory);
   Result<nlohmann::json> SystemStats();
+  // GET /prompt (the queue's size, ComfyUI's cheapest route): OK when ComfyUI answers 200.
+  Status Ping();
   // GET /object_info/{class}: whether ComfyUI has that node.
   Result<bool> HasNode(const std::string& class_type);
   // GET /view: the bytes of an output file (for workers that cannot see the output directory).
@@ -106,6 +125,7 @@ class EventStream {
  private:
   void OnText(std::string_view text);
   void OnClose();
+  void Apply(const Event& ev);
 
   std::string host_, path_;
   int port_ = 0;
@@ -118,6 +138,7 @@ class EventStream {
   std::condition_variable cv_;
   bool connected_ = false;
   int64_t connections_ = 0;
+  int64_t malformed_ = 0;  // events that could not be read, logged sparingly
   uint64_t version_ = 0;
   std::map<std::string, PromptEvents> prompts_;
 };

@@ -24,6 +24,9 @@ struct ClientOptions {
   // When set, a request in flight stops (kAborted) within about a second of *cancel turning
   // true: a long request (the LLM generation probe) never holds up a shutdown.
   const std::atomic<bool>* cancel = nullptr;
+  // The largest response body read; a larger one stops the transfer and is kInternal ("response
+  // body larger than N bytes"), so that a broken or hostile server cannot exhaust memory.
+  size_t max_body_bytes = size_t{256} << 20;
 };
 
 struct Response {
@@ -44,8 +47,8 @@ class Client {
 
   // path starts with '/', and may carry a query string built with UrlEncode.
   // Any HTTP status is a Response; only transport failures are errors:
-  // kDeadlineExceeded for a timeout, kAborted when options.cancel stopped it, kUnavailable
-  // for everything else (refused, reset, DNS).
+  // kDeadlineExceeded for a timeout, kAborted when options.cancel stopped it, kInternal for a
+  // body over options.max_body_bytes, kUnavailable for everything else (refused, reset, DNS).
   Result<Response> Get(std::string_view path);
   Result<Response> Post(std::string_view path, std::string_view body,
                         std::string_view content_type = "application/json");

@@ -45,8 +45,12 @@ struct WorkerOptions {
   // break WebSockets).
   bool comfyui_websocket = true;
   // SCENEFARM_COMFYUI_UNREACHABLE_SECONDS: how long a scene waits for an unreachable ComfyUI
-  // (holding its lease, not spending its retry budget) before the attempt counts as failed.
+  // (holding its lease, not spending its retry budget); after it the scene is released (its
+  // budget kept) and the worker leases nothing until that ComfyUI answers again.
   double comfyui_unreachable_seconds = 120;
+  // SCENEFARM_COMFYUI_MAX_RESPONSE_MB: the largest answer read from ComfyUI (a /history entry,
+  // a frame over /view); a larger one fails that call (and the attempt) instead of filling memory.
+  double comfyui_max_response_mb = 256;
   // SCENEFARM_RETRY_BACKOFF_SECONDS / _MAX_SECONDS: exponential backoff with full jitter.
   double retry_backoff_seconds = 5;
   double retry_backoff_max_seconds = 300;

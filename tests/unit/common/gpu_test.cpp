@@ -165,15 +165,17 @@ TEST(ComfyHistory, ParsesOutputsInNodeOrderAndTheErrorMessages) {
                                     {"exception_message", "Allocation on device"},
                                     {"timestamp", 2500}}})})}}}};
   auto h = comfyui::ParseHistoryEntry(entry);
-  EXPECT_FALSE(h.success);
-  ASSERT_EQ(h.images.size(), 2u);
-  EXPECT_EQ(h.images[0].filename, "a_00001_.png");  // node 9 before node 10
-  EXPECT_EQ(h.error_type, "torch.OutOfMemoryError");
-  EXPECT_EQ(h.started_ms, 1000);
-  EXPECT_EQ(h.finished_ms, 2500);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_FALSE(h->success);
+  ASSERT_EQ(h->images.size(), 2u);
+  EXPECT_EQ(h->images[0].filename, "a_00001_.png");  // node 9 before node 10
+  EXPECT_EQ(h->error_type, "torch.OutOfMemoryError");
+  EXPECT_EQ(h->started_ms, 1000);
+  EXPECT_EQ(h->finished_ms, 2500);
   auto empty = comfyui::ParseHistoryEntry(json::object());
-  EXPECT_FALSE(empty.success);
-  EXPECT_TRUE(empty.images.empty());
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->success);
+  EXPECT_TRUE(empty->images.empty());
 }
 
 }  // namespace

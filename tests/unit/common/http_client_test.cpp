@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "server.h"
 #include "support/net.h"
+#include "support/process.h"
 
 namespace scenefarm::http {
 namespace {
@@ -41,6 +45,38 @@ TEST(Client, RefusedConnectionIsUnavailable) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(r.status().message().find("/system_stats"), std::string::npos);
+}
+
+TEST(Client, ABodyOverTheLimitIsAClearErrorAndIsNotRead) {
+  using namespace std::chrono_literals;
+  scenefarm::testing::TempDir dir;
+  scenefarm::testing::comfy::ServerOptions so;
+  so.base_dir = dir.path();
+  scenefarm::testing::comfy::Server server(so);
+  ASSERT_TRUE(server.Start().ok());
+  // The test server answers GET /big with a 100 kB JSON string.
+  const nlohmann::json fault = {{"http",
+                                 {{{"method", "GET"},
+                                   {"path", "/big"},
+                                   {"status", 200},
+                                   {"body", std::string(100000, 'x')},
+                                   {"count", 0}}}}};
+  Client control(server.url());
+  auto set = control.Post("/_test/faults", fault.dump());
+  ASSERT_TRUE(set.ok() && set->status == 200);
+
+  Client small(server.url(), {2000ms, 10000ms, nullptr, 50000});
+  auto r = small.Get("/big");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+  EXPECT_NE(r.status().message().find("response body larger than 50000 bytes"), std::string::npos)
+      << r.status().ToString();
+  EXPECT_NE(r.status().message().find("/big"), std::string::npos);
+  // The same client goes on working, and a limit above the body reads it whole.
+  small.set_options({2000ms, 10000ms, nullptr, 200000});
+  auto whole = small.Get("/big");
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  EXPECT_EQ(whole->body.size(), 100002u);  // the JSON string's quotes
 }
 
 }  // namespace

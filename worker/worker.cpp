@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "comfyui_renderer.h"
@@ -142,12 +143,21 @@ void Worker::ResumeOwnLeases() {
       log::Warn("resume_failed", {{"queue", q.name()}, {"error", s.ToString()}});
       continue;
     }
-    for (auto& lease : resumed) {
-      auto job = std::make_shared<Job>();
-      job->lease = lease;
-      log::Info("scene_resumed", {{"scene_id", lease.id}, {"attempt", lease.attempt}});
-      Admit(job);
+    // Every resumed scene is held (its lease renewed by the heartbeat) from now on, not only
+    // from its own turn to be submitted: the first Submit may wait out an unreachable ComfyUI.
+    std::vector<std::shared_ptr<Job>> jobs;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& lease : resumed) {
+        auto job = std::make_shared<Job>();
+        job->lease = lease;
+        log::Info("scene_resumed", {{"scene_id", lease.id}, {"attempt", lease.attempt}});
+        admitting_.push_back(job);
+        jobs.push_back(std::move(job));
+      }
     }
+    for (auto& job : jobs)
+      Admit(job);
   }
 }
 
@@ -202,14 +212,17 @@ bool Worker::Admit(std::shared_ptr<Job> job) {
   {
     // Held from here: the heartbeat renews the lease through Submit's waits.
     std::lock_guard<std::mutex> lock(mu_);
-    admitting_.push_back(job);
+    if (std::find(admitting_.begin(), admitting_.end(), job) == admitting_.end())
+      admitting_.push_back(job);
   }
   Status s;
+  bool known_down = false;
   auto scene = ParseScene(job->lease.doc);
   if (!scene.ok()) {
     s = Status::InvalidArgument("invalid scene document: " + scene.status().message());
   } else if (renderer_down_) {  // a resumed scene while the renderer is known to be down
     s = Status::Unavailable("the renderer did not answer its last probe");
+    known_down = true;
   } else {
     job->scene = std::move(scene).value();
     s = renderer_.Submit(*job);
@@ -218,7 +231,9 @@ bool Worker::Admit(std::shared_ptr<Job> job) {
     job->submitted = true;
   } else if (job->cancel_requested && !job->abandon) {
     Finish(*job, {Status::Ok(), json::object(), /*cancelled=*/true});  // never submitted
-  } else if (s.code() == StatusCode::kUnavailable && !renderer_.Probe().ok()) {
+  } else if (s.code() == StatusCode::kUnavailable && (known_down || !renderer_.Probe().ok())) {
+    // A scene never submitted because the renderer is known down is released, budget kept,
+    // even if the renderer answers by now: the lease loop's probe resumes work.
     // Only when the renderer itself does not answer: a ComfyUI that answers its probe but keeps
     // refusing this scene's prompt (a 5xx for it alone) spends the scene's budget instead.
     ReleaseInOutage(*job, s);

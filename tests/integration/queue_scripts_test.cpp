@@ -188,6 +188,13 @@ TEST_F(QueueScripts, BadArgumentsAreRefusedBeforeAnyWrite) {
       << no_budget.status().ToString();
   ExpectInOnePlace("a", "leased");
   ASSERT_TRUE(client_.Command({"HSET", "sf:{scenes}:scene:a", "retry_budget", "1"}).ok());
+  // ack, fail: a record that lost its run (a damaged hash) is refused before the lease moves.
+  ASSERT_EQ(client_.Command({"HDEL", "sf:{scenes}:scene:a", "run"})->integer, 1);
+  EXPECT_TRUE(Raw("ack", k_ack, {"w1", "a", attempt, "{}", "60"}).is_error());
+  EXPECT_TRUE(
+      Raw("fail", k_fail, {"w1", "a", attempt, "x", "0", "0", "failed", "", ""}).is_error());
+  ExpectInOnePlace("a", "leased");
+  ASSERT_TRUE(client_.Command({"HSET", "sf:{scenes}:scene:a", "run", "run1"}).ok());
   // release, heartbeat, resume: bad attempt or lease length.
   EXPECT_TRUE(Raw("release", k_release, {"w1", "a", "first", "x"}).is_error());
   EXPECT_TRUE(Raw("heartbeat", k_heartbeat, {"w1", "long", "a", attempt}).is_error());

@@ -444,6 +444,36 @@ TEST_F(WorkerComfy, ASceneWaitingForAnUnreachableComfyUiKeepsItsLease) {
   EXPECT_EQ(info->attempts, 1);
 }
 
+TEST_F(WorkerComfy, ScenesResumedAfterARestartAllKeepTheirLeasesWhileTheFirstWaits) {
+  // A worker restarted with two scenes leased under its id: the first waits 120 s for an
+  // unreachable ComfyUI; the second, not yet submitted, must not expire meanwhile.
+  ComfyUiUnreachableForLong();
+  ASSERT_TRUE(queue_
+                  ->Enqueue({ComfyScene("resumed1", SourceWorkflow("x"), 0),
+                             ComfyScene("resumed2", SourceWorkflow("y"), 0)})
+                  .ok());
+  for (int i = 0; i < 2; ++i) {
+    auto r = queue_->Lease(options_.worker_id, options_.lease());
+    ASSERT_TRUE(r.ok() && r->has_value());
+  }
+  const double first1 = LeaseDeadline("resumed1"), first2 = LeaseDeadline("resumed2");
+  ASSERT_GT(first1, 0);
+  ASSERT_GT(first2, 0);
+  StartWorker();
+  // Resumed (a resume is a new attempt of each), the clock not moved yet; then only a renewal
+  // moves a deadline on, and the worker sits in the first scene's Submit.
+  ASSERT_TRUE(WaitFor([&] {
+    return queue_->Show("resumed1")->attempts == 2 && queue_->Show("resumed2")->attempts == 2;
+  }));
+  const double then1 = LeaseDeadline("resumed1"), then2 = LeaseDeadline("resumed2");
+  clock_.AdvanceMs(500);
+  ASSERT_TRUE(WaitFor(
+      [&] { return LeaseDeadline("resumed1") > then1 && LeaseDeadline("resumed2") > then2; }));
+  EXPECT_EQ(State("resumed1"), "leased");
+  EXPECT_EQ(State("resumed2"), "leased");
+  EXPECT_EQ(queue_->Show("resumed2")->worker, options_.worker_id);
+}
+
 TEST_F(WorkerComfy, AStopDuringTheWaitForComfyUiReleasesTheScene) {
   ComfyUiUnreachableForLong();
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("stopped", SourceWorkflow("x"), 0)}).ok());

@@ -10,6 +10,7 @@ local retention = int_arg(7, 'retention seconds', 1)
 if not owned(id, worker, attempt) then return replay(id, worker, attempt) end
 -- Everything is read and computed first; the writes below cannot fail.
 local h = redis.call('HMGET', skey(id), 'run', 'leased_at', 'enqueued_at')
+if not h[1] then bad('scene ' .. id .. ' has no run: nothing changed') end
 local leased_at, enqueued_at = tonumber(h[2]) or now, tonumber(h[3]) or now
 local duration = (now - leased_at) / 1000
 local counts, observations = {}, {}

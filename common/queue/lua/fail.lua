@@ -20,6 +20,7 @@ if ARGV[12] and ARGV[12] ~= '' then retention = int_arg(12, 'retention seconds',
 if not owned(id, worker, attempt) then return replay(id, worker, attempt) end
 local h = redis.call('HMGET', skey(id), 'run', 'retry_budget', 'failures')
 local run = h[1]
+if not run then bad('scene ' .. id .. ' has no run: nothing changed') end
 local budget, failures = tonumber(h[2]), (tonumber(h[3]) or 0) + 1
 if outcome == 'failed' and ARGV[7] ~= '1' and not budget then
   bad('scene ' .. id .. ' has no retry_budget: nothing changed')

@@ -40,10 +40,11 @@ end
 for _, b in ipairs(new) do
   seq = seq + 1
   local id, run = ARGV[b], ARGV[b + 1]
-  -- The fields of enqueue.lua and to_pending, in their order.
+  -- The fields of enqueue.lua and to_pending, in the same two HSETs.
   redis.call('HSET', skey(id), 'doc', ARGV[b + 4], 'run', run, 'priority', ARGV[b + 2], 'seq', seq,
              'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-             'enqueued_at', now, 'state', 'pending', 'available_at', now)
+             'enqueued_at', now)
+  redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
   pending[#pending + 1] = (1000 - tonumber(ARGV[b + 2])) * PRIORITY_SPAN + seq
   pending[#pending + 1] = id
   since[#since + 1] = now

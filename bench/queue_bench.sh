@@ -59,6 +59,7 @@ through_workers() {  # through_workers WORKERS
     printf "| %d worker(s) | %d | %.2f | %.0f | %.2f | %.2f | %.1f |\n", w, n, e - s, n / (e - s), c / n, ev / n, a / n }'
 }
 
+if [ "$N" -gt 0 ]; then  # SCENES_PER_WORKER_RUN=0: the enqueue figure alone
 echo
 echo "| workers | scenes | seconds | scenes/s | worker round trips/scene | EVALSHA/scene | Redis commands/scene (scripts' inner calls included) |"
 echo "|---|---|---|---|---|---|---|"
@@ -73,14 +74,20 @@ redis-benchmark -p "$PORT" -c 4 -n 200000 -q -r 100000 zadd z __rand_int__ m__ra
 redis-benchmark -p "$PORT" -c 4 -n 200000 -q xadd s MAXLEN '~' 100000 '*' f v 2>/dev/null | tr '\r' '\n' | grep -v '^$' | tail -1 | sed 's/^/  XADD MAXLEN ~ /'
 redis-benchmark -p "$PORT" -c 4 -n 200000 -q -r 100000 hincrby stats __rand_int__ 1 2>/dev/null | tr '\r' '\n' | grep -v '^$' | tail -1 | sed 's/^/  HINCRBY /'
 
+fi
+
 echo
 rc flushall >/dev/null
 gen "$BIG" "big-" >"$WORK/big.jsonl"
+rc config resetstat >/dev/null
 before=$(stat memory used_memory)
 start=$(date +%s.%N)
 "$CLI" --redis-url "$URL" enqueue "$WORK/big.jsonl" >/dev/null 2>"$WORK/enqueue.err"
 end=$(date +%s.%N)
 after=$(stat memory used_memory)
 pending=$(rc zcard 'sf:{scenes}:pending')
-awk -v n="$pending" -v s="$start" -v e="$end" -v b="$before" -v a="$after" 'BEGIN {
-  printf "enqueue of %d scenes through the CLI: %.1f s (%.0f scenes/s), Redis memory %.0f bytes per pending scene\n", n, e - s, n / (e - s), (a - b) / n }'
+calls=$(rc info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_evalsha/ {print $3}')
+usec=$(rc info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_evalsha/ {print $5}')
+awk -v n="$pending" -v s="$start" -v e="$end" -v b="$before" -v a="$after" -v c="$calls" -v u="$usec" 'BEGIN {
+  printf "enqueue of %d scenes through the CLI: %.1f s (%.0f scenes/s), Redis memory %.0f bytes per pending scene\n", n, e - s, n / (e - s), (a - b) / n
+  printf "  %d script calls (%.0f scenes per call), %.1f s of them inside Redis\n", c, n / c, u / 1e6 }'

@@ -1,11 +1,12 @@
-// scenefarm enqueue [--run R] [--retry-budget N] FILE|-
+// scenefarm enqueue [--run R] [--retry-budget N] [--max-scene-bytes N] FILE|-
 // Reads a JSON object, a JSON array or JSON lines; validates every scene before sending any;
 // enqueues in pipelined batches; prints one id per line (stdout) and a summary (stderr).
 #include <unistd.h>
 
-#include <fstream>
+#include <cstdio>
 #include <iostream>
-#include <sstream>
+#include <iterator>
+#include <vector>
 
 #include "commands.h"
 #include "scenefarm/queue.h"
@@ -17,18 +18,21 @@ struct EnqueueArgs {
   std::string file;
   std::string run;
   int retry_budget = 1;
+  size_t max_scene_bytes = kDefaultMaxSceneBytes;
 };
 
 Result<std::string> ReadInput(const std::string& file) {
-  std::stringstream ss;
-  if (file == "-") {
-    ss << std::cin.rdbuf();
-  } else {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return Status::NotFound("cannot read " + file);
-    ss << in.rdbuf();
-  }
-  return ss.str();
+  std::FILE* f = file == "-" ? stdin : std::fopen(file.c_str(), "rb");
+  if (f == nullptr) return Status::NotFound("cannot read " + file);
+  std::string text;
+  std::vector<char> buf(1 << 20);
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0)
+    text.append(buf.data(), n);
+  const bool failed = std::ferror(f) != 0;
+  if (f != stdin) std::fclose(f);
+  if (failed) return Status::Internal("cannot read " + file);
+  return text;
 }
 
 int RunEnqueue(const Global& g, const EnqueueArgs& a) {
@@ -39,32 +43,44 @@ int RunEnqueue(const Global& g, const EnqueueArgs& a) {
     if (!IsValidId(a.run)) return Fail("--run must match [A-Za-z0-9._-]{1,128}");
     run = a.run;
   }
-  auto scenes = ParseSceneStream(*text, run);
-  if (!scenes.ok()) return Fail(a.file + ": " + scenes.status().message() + " (nothing enqueued)");
+  // Every scene is validated (and its document serialized) before any is sent; only the
+  // serialized form is kept, not the parsed one.
+  std::vector<queue::EnqueueDoc> docs;
+  Status parsed = ForEachScene(*text, run, a.max_scene_bytes, [&](Scene&& s) {
+    docs.push_back(queue::ToEnqueueDoc(std::move(s)));
+    return Status::Ok();
+  });
+  if (!parsed.ok()) return Fail(a.file + ": " + parsed.message() + " (nothing enqueued)");
+  std::string().swap(*text);
   QueueHandle h(g, a.retry_budget);
   const bool tty = isatty(STDERR_FILENO);
   const auto start = std::chrono::steady_clock::now();
   size_t created = 0, existing = 0;
-  constexpr size_t kChunk = 10000;
-  for (size_t at = 0; at < scenes->size(); at += kChunk) {
-    std::vector<Scene> chunk(scenes->begin() + at,
-                             scenes->begin() + std::min(scenes->size(), at + kChunk));
-    auto r = h.queue.Enqueue(chunk);
+  std::string out;
+  constexpr size_t kChunk = 50000;  // scenes between progress lines
+  for (size_t at = 0; at < docs.size(); at += kChunk) {
+    const size_t end = std::min(docs.size(), at + kChunk);
+    std::vector<queue::EnqueueDoc> chunk(std::make_move_iterator(docs.begin() + at),
+                                         std::make_move_iterator(docs.begin() + end));
+    auto r = h.queue.EnqueueDocs(chunk);
     if (!r.ok()) {
       return Fail("enqueue: " + r.status().message() + " (" + std::to_string(created) +
                   " scenes were enqueued before the error)");
     }
+    out.clear();
     for (size_t i = 0; i < chunk.size(); ++i) {
       if ((*r)[i]) {
         ++created;
-        std::cout << chunk[i].id << "\n";
+        out += chunk[i].id;
+        out += '\n';
       } else {
         ++existing;
         std::cerr << "scenefarm: scene " << chunk[i].id << " already exists; not enqueued\n";
       }
     }
-    if (tty)
-      std::cerr << "\r  enqueued " << created + existing << "/" << scenes->size() << std::flush;
+    std::cout << out;
+    out.clear();
+    if (tty) std::cerr << "\r  enqueued " << created + existing << "/" << docs.size() << std::flush;
   }
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -87,6 +103,11 @@ void RegisterEnqueue(CLI::App& app, Global& g, int* exit_code) {
       ->envname("SCENEFARM_SCENE_RETRY_BUDGET")
       ->capture_default_str()
       ->check(CLI::Range(0, 100));
+  cmd->add_option("--max-scene-bytes", args->max_scene_bytes,
+                  "refuse a scene document (line, array element or object) over this many bytes")
+      ->envname("SCENEFARM_MAX_SCENE_BYTES")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->callback([&g, args, exit_code] { *exit_code = RunEnqueue(g, *args); });
 }
 

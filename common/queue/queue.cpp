@@ -9,7 +9,7 @@ namespace {
 
 using json = nlohmann::json;
 
-const redis::Script kEnqueue{"enqueue", scripts::k_enqueue};
+const redis::Script kEnqueueMany{"enqueue_many", scripts::k_enqueue_many};
 const redis::Script kLease{"lease", scripts::k_lease};
 const redis::Script kHeartbeat{"heartbeat", scripts::k_heartbeat};
 const redis::Script kAck{"ack", scripts::k_ack};
@@ -50,23 +50,48 @@ std::vector<std::string> Queue::Args(std::initializer_list<std::string> rest) co
   return a;
 }
 
+EnqueueDoc ToEnqueueDoc(Scene scene) {
+  EnqueueDoc d{scene.id, scene.run, scene.priority, scene.retry_budget, {}};
+  d.doc = SceneToJson(std::move(scene)).dump();
+  return d;
+}
+
 Result<std::vector<bool>> Queue::Enqueue(const std::vector<Scene>& scenes) {
+  std::vector<EnqueueDoc> docs;
+  docs.reserve(scenes.size());
+  for (const Scene& s : scenes)
+    docs.push_back(ToEnqueueDoc(s));
+  return EnqueueDocs(docs);
+}
+
+Result<std::vector<bool>> Queue::EnqueueDocs(const std::vector<EnqueueDoc>& docs) {
   std::vector<bool> created;
-  created.reserve(scenes.size());
-  for (size_t start = 0; start < scenes.size(); start += options_.enqueue_batch) {
-    const size_t end = std::min(scenes.size(), start + options_.enqueue_batch);
-    std::vector<std::vector<std::string>> batch;
-    for (size_t i = start; i < end; ++i) {
-      const Scene& s = scenes[i];
-      batch.push_back(Args({s.id, s.run, std::to_string(s.priority),
-                            std::to_string(s.retry_budget.value_or(options_.default_retry_budget)),
-                            SceneToJson(s).dump()}));
+  created.reserve(docs.size());
+  const size_t per_call = std::max<size_t>(1, options_.enqueue_batch);
+  const size_t per_trip = per_call * std::max<size_t>(1, options_.enqueue_calls_per_round_trip);
+  const std::string budget = std::to_string(options_.default_retry_budget);
+  for (size_t trip = 0; trip < docs.size(); trip += per_trip) {
+    std::vector<std::vector<std::string>> calls;
+    for (size_t start = trip; start < std::min(docs.size(), trip + per_trip); start += per_call) {
+      const size_t end = std::min(docs.size(), start + per_call);
+      std::vector<std::string> args = Args({});
+      args.reserve(2 + 5 * (end - start));
+      for (size_t i = start; i < end; ++i) {
+        const EnqueueDoc& d = docs[i];
+        args.push_back(d.id);
+        args.push_back(d.run);
+        args.push_back(std::to_string(d.priority));
+        args.push_back(d.retry_budget ? std::to_string(*d.retry_budget) : budget);
+        args.push_back(d.doc);
+      }
+      calls.push_back(std::move(args));
     }
-    auto replies = redis_.EvalPipeline(kEnqueue, batch);
+    auto replies = redis_.EvalPipeline(kEnqueueMany, calls);
     if (!replies.ok()) return replies.status();
     for (const auto& r : *replies) {
       if (r.is_error()) return ScriptError("enqueue", r);
-      created.push_back(r.integer == 1);
+      for (const auto& e : r.elements)
+        created.push_back(e.integer == 1);
     }
   }
   return created;

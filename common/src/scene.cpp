@@ -1,6 +1,7 @@
 #include "scenefarm/scene.h"
 
 #include <random>
+#include <type_traits>
 
 namespace scenefarm {
 namespace {
@@ -21,6 +22,19 @@ Status CheckWorkflow(const json& w) {
     }
     if (node.contains("inputs") && !node["inputs"].is_object()) {
       return FieldError("workflow", "node '" + node_id + "' inputs must be an object");
+    }
+    // A link (["node", slot]) is not a path; a string prefix names files under the output
+    // directory and must stay there.
+    if (node.contains("inputs") && node["inputs"].contains("filename_prefix") &&
+        node["inputs"]["filename_prefix"].is_string() &&
+        !IsSafeRelativePath(node["inputs"]["filename_prefix"].get_ref<const std::string&>())) {
+      return FieldError("workflow", "node '" + node_id +
+                                        "' filename_prefix must be a relative path inside the "
+                                        "output directory (no '..', no leading '/', no "
+                                        "backslash or control character, components of at "
+                                        "most " +
+                                        std::to_string(kMaxPathComponentBytes) + " bytes), got " +
+                                        node["inputs"]["filename_prefix"].dump());
     }
   }
   return Status::Ok();
@@ -59,6 +73,24 @@ bool IsValidId(std::string_view id) {
   return true;
 }
 
+bool IsSafeRelativePath(std::string_view path) {
+  if (path.empty() || path.size() > 1024 || path.front() == '/') return false;
+  for (char c : path) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || c == '\\') return false;
+  }
+  size_t at = 0;
+  while (at <= path.size()) {
+    const size_t end = std::min(path.find('/', at), path.size());
+    const std::string_view part = path.substr(at, end - at);
+    if (part.empty() || part == "." || part == ".." || part.size() > kMaxPathComponentBytes) {
+      return false;
+    }
+    at = end + 1;
+  }
+  return true;
+}
+
 std::string GenerateSceneId() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
@@ -69,7 +101,10 @@ std::string GenerateSceneId() {
   return id;
 }
 
-Result<Scene> SceneFromJson(const json& doc) {
+namespace {
+
+template <typename Doc>
+Result<Scene> SceneFrom(Doc&& doc) {
   if (!doc.is_object()) return Status::InvalidArgument("scene: must be a JSON object");
   static const char* kFields[] = {
       "id", "run", "workflow", "priority", "retry_budget", "expected_frames", "metadata"};
@@ -86,7 +121,11 @@ Result<Scene> SceneFromJson(const json& doc) {
   if (Status st = ReadId(doc, "run", &s.run); !st.ok()) return st;
   if (!doc.contains("workflow")) return FieldError("workflow", "is missing");
   if (Status st = CheckWorkflow(doc["workflow"]); !st.ok()) return st;
-  s.workflow = doc["workflow"];
+  if constexpr (std::is_lvalue_reference_v<Doc>) {
+    s.workflow = doc["workflow"];
+  } else {
+    s.workflow = std::move(doc["workflow"]);
+  }
   std::optional<int> priority;
   if (Status st = ReadInt(doc, "priority", kMinPriority, kMaxPriority, &priority); !st.ok()) {
     return st;
@@ -100,16 +139,38 @@ Result<Scene> SceneFromJson(const json& doc) {
   }
   if (doc.contains("metadata")) {
     if (!doc["metadata"].is_object()) return FieldError("metadata", "must be an object");
-    s.metadata = doc["metadata"];
+    if constexpr (std::is_lvalue_reference_v<Doc>) {
+      s.metadata = doc["metadata"];
+    } else {
+      s.metadata = std::move(doc["metadata"]);
+    }
   }
   if (s.id.empty()) s.id = GenerateSceneId();
   return s;
+}
+
+}  // namespace
+
+Result<Scene> SceneFromJson(const json& doc) {
+  return SceneFrom(doc);
+}
+Result<Scene> SceneFromJson(json&& doc) {
+  return SceneFrom(std::move(doc));
 }
 
 Result<Scene> ParseScene(std::string_view text) {
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Status::InvalidArgument("scene: not valid JSON");
   return SceneFromJson(doc);
+}
+
+json SceneToJson(Scene&& s) {
+  json j = {{"id", s.id}, {"run", s.run}, {"workflow", nullptr}, {"priority", s.priority}};
+  j["workflow"] = std::move(s.workflow);
+  if (s.retry_budget) j["retry_budget"] = *s.retry_budget;
+  if (s.expected_frames) j["expected_frames"] = *s.expected_frames;
+  if (!s.metadata.empty()) j["metadata"] = std::move(s.metadata);
+  return j;
 }
 
 json SceneToJson(const Scene& s) {
@@ -122,34 +183,60 @@ json SceneToJson(const Scene& s) {
 
 namespace {
 
+Status TooLarge(const std::string& where, size_t bytes, size_t max) {
+  return Status::InvalidArgument(where + ": scene document is " + std::to_string(bytes) +
+                                 " bytes, over the limit of " + std::to_string(max) +
+                                 " (--max-scene-bytes, SCENEFARM_MAX_SCENE_BYTES)");
+}
+
+using SceneFn = std::function<Status(Scene&&)>;
+
 Status AddScene(json doc, const std::optional<std::string>& default_run, const std::string& where,
-                std::vector<Scene>* out) {
+                const SceneFn& fn) {
   if (default_run && doc.is_object() && !doc.contains("run")) doc["run"] = *default_run;
-  auto scene = SceneFromJson(doc);
+  auto scene = SceneFromJson(std::move(doc));
   if (!scene.ok()) return Status::InvalidArgument(where + ": " + scene.status().message());
-  out->push_back(std::move(scene).value());
-  return Status::Ok();
+  return fn(std::move(scene).value());
 }
 
 }  // namespace
 
 Result<std::vector<Scene>> ParseSceneStream(std::string_view text,
-                                            const std::optional<std::string>& default_run) {
+                                            const std::optional<std::string>& default_run,
+                                            size_t max_doc_bytes) {
   std::vector<Scene> scenes;
+  Status st = ForEachScene(text, default_run, max_doc_bytes, [&](Scene&& s) {
+    scenes.push_back(std::move(s));
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return scenes;
+}
+
+Status ForEachScene(std::string_view text, const std::optional<std::string>& default_run,
+                    size_t max_doc_bytes, const SceneFn& scenes) {
   const auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return scenes;
+  if (first == std::string_view::npos) return Status::Ok();
   json whole = json::parse(text, nullptr, false);
   if (!whole.is_discarded() && whole.is_array()) {
     for (size_t i = 0; i < whole.size(); ++i) {
-      Status s = AddScene(whole[i], default_run, "element " + std::to_string(i), &scenes);
+      const std::string where = "element " + std::to_string(i);
+      if (const size_t n = whole[i].dump().size(); n > max_doc_bytes) {
+        return TooLarge(where, n, max_doc_bytes);
+      }
+      Status s = AddScene(std::move(whole[i]), default_run, where, scenes);
       if (!s.ok()) return s;
     }
-    return scenes;
+    return Status::Ok();
   }
   if (!whole.is_discarded()) {
-    Status s = AddScene(whole, default_run, "document", &scenes);
+    const size_t last = text.find_last_not_of(" \t\r\n");
+    if (const size_t n = last - first + 1; n > max_doc_bytes) {
+      return TooLarge("document", n, max_doc_bytes);
+    }
+    Status s = AddScene(std::move(whole), default_run, "document", scenes);
     if (!s.ok()) return s;
-    return scenes;
+    return Status::Ok();
   }
   size_t line_no = 0;
   size_t at = 0;
@@ -159,13 +246,14 @@ Result<std::vector<Scene>> ParseSceneStream(std::string_view text,
     ++line_no;
     at = end + 1;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    json doc = json::parse(line, nullptr, false);
     const std::string where = "line " + std::to_string(line_no);
+    if (line.size() > max_doc_bytes) return TooLarge(where, line.size(), max_doc_bytes);
+    json doc = json::parse(line, nullptr, false);
     if (doc.is_discarded()) return Status::InvalidArgument(where + ": not valid JSON");
-    Status s = AddScene(std::move(doc), default_run, where, &scenes);
+    Status s = AddScene(std::move(doc), default_run, where, scenes);
     if (!s.ok()) return s;
   }
-  return scenes;
+  return Status::Ok();
 }
 
 }  // namespace scenefarm

@@ -105,6 +105,78 @@ TEST_F(CliTest, MalformedInputEnqueuesNothingAndNamesTheLine) {
   EXPECT_EQ(nlohmann::json::parse(Cli(With({"status", "--json"})).out)["depth"]["pending"], 0);
 }
 
+TEST_F(CliTest, UnsafePathsAndOversizedScenesAreRefusedAndNothingIsEnqueued) {
+  const std::string save =
+      R"({"id": "p", "workflow": {"1": {"class_type": "EmptyImage", "inputs": {}}, )"
+      R"("2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": )";
+  struct Case {
+    std::string line, needle;
+  };
+  const std::vector<Case> cases = {
+      {save + R"("../../etc/x"}}}})", "node '2' filename_prefix"},
+      {save + R"("/tmp/x"}}}})", "node '2' filename_prefix"},
+      {save + R"("a\u0000b"}}}})", "node '2' filename_prefix"},
+      {save + "\"" + std::string(300, 'x') + R"("}}}})", "node '2' filename_prefix"},
+      {R"({"id": "../x", "workflow": {"1": {"class_type": "X"}}})", "'id'"},
+      {R"({"run": "/abs", "workflow": {"1": {"class_type": "X"}}})", "'run'"},
+      {R"({"id": ")" + std::string(129, 'a') + R"(", "workflow": {"1": {"class_type": "X"}}})",
+       "'id'"},
+  };
+  for (const auto& c : cases) {
+    CliRun r = Cli(With({"enqueue", "-"}), SceneLine("ok1") + "\n" + c.line + "\n");
+    EXPECT_EQ(r.code, 1) << c.line;
+    EXPECT_NE(r.err.find("line 2"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("nothing enqueued"), std::string::npos) << r.err;
+  }
+  const std::string padded = R"({"id": "big", "metadata": {"pad": ")" + std::string(500, 'p') +
+                             R"("}, "workflow": {"1": {"class_type": "X"}}})";
+  CliRun flag = Cli(With({"enqueue", "--max-scene-bytes", "400", "-"}),
+                    SceneLine("ok2") + "\n" + padded + "\n");
+  EXPECT_EQ(flag.code, 1);
+  EXPECT_NE(flag.err.find("line 2: scene document is"), std::string::npos) << flag.err;
+  ::setenv("SCENEFARM_MAX_SCENE_BYTES", "400", 1);
+  CliRun env = Cli(With({"enqueue", "-"}), SceneLine("ok3") + "\n" + padded + "\n");
+  ::unsetenv("SCENEFARM_MAX_SCENE_BYTES");
+  EXPECT_EQ(env.code, 1);
+  EXPECT_NE(env.err.find("over the limit of 400"), std::string::npos) << env.err;
+  EXPECT_EQ(nlohmann::json::parse(Cli(With({"status", "--json"})).out)["depth"]["pending"], 0);
+  // Under the default limit (1 MiB) the same document is enqueued.
+  CliRun ok = Cli(With({"enqueue", "-"}), padded);
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_EQ(nlohmann::json::parse(Cli(With({"status", "--json"})).out)["depth"]["pending"], 1);
+}
+
+// Issue #14 P6: many scenes per script call keep the CLI's semantics: one invalid scene anywhere
+// enqueues nothing; a duplicate is skipped and reported, the rest enqueued in input order.
+TEST_F(CliTest, BatchesKeepNothingEnqueuedOnABadSceneAndSkipDuplicates) {
+  std::string input;
+  for (int i = 0; i < 1500; ++i)
+    input += (i == 1199 ? std::string(R"({"id": "bad", "workflow": 7})")
+                        : SceneLine("b" + std::to_string(i))) +
+             "\n";
+  CliRun bad = Cli(With({"enqueue", "-"}), input);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("line 1200"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("nothing enqueued"), std::string::npos) << bad.err;
+  EXPECT_EQ(nlohmann::json::parse(Cli(With({"status", "--json"})).out)["depth"]["pending"], 0);
+
+  ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("b700")).code, 0);
+  input.clear();
+  std::string expected;
+  for (int i = 0; i < 1500; ++i) {
+    input += SceneLine("b" + std::to_string(i % 1400)) + "\n";
+    if (i < 1400 && i != 700) expected += "b" + std::to_string(i) + "\n";
+  }
+  CliRun dup = Cli(With({"enqueue", "-"}), input);
+  EXPECT_EQ(dup.code, 1);
+  EXPECT_EQ(dup.out, expected);
+  EXPECT_NE(dup.err.find("scene b700 already exists"), std::string::npos);
+  EXPECT_NE(dup.err.find("scene b99 already exists"), std::string::npos);
+  EXPECT_NE(dup.err.find("enqueued 1399 scenes"), std::string::npos) << dup.err;
+  EXPECT_EQ(nlohmann::json::parse(Cli(With({"status", "--json"})).out)["depth"]["pending"], 1400);
+}
+
 TEST_F(CliTest, DuplicateIdIsReportedAndExitsOne) {
   ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("d")).code, 0);
   CliRun again = Cli(With({"enqueue", "-"}), SceneLine("d"));

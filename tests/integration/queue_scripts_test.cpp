@@ -47,6 +47,53 @@ class QueueScripts : public QueueTest {
     return client_.Command({"HGET", "sf:{scenes}:stats", field})->AsInt();
   }
   int64_t Ttl(const std::string& key) { return client_.Command({"TTL", key})->AsInt(); }
+  // Every key of the server with its TTL and value: hash fields and set members sorted, sorted
+  // sets with their scores, stream entries without their ids (they hold the wall clock).
+  std::string Dump() {
+    auto keys = client_.Command({"KEYS", "*"});
+    EXPECT_TRUE(keys.ok());
+    std::vector<std::string> names;
+    for (const auto& k : keys->elements)
+      names.push_back(k.str);
+    std::sort(names.begin(), names.end());
+    std::string out;
+    for (const auto& k : names) {
+      const std::string type = client_.Command({"TYPE", k})->str;
+      out += k + " " + type + " ttl=" + std::to_string(Ttl(k)) + ":";
+      std::vector<std::string> parts;
+      if (type == "string") {
+        parts.push_back(client_.Command({"GET", k})->AsString());
+      } else if (type == "hash") {
+        auto h = client_.Command({"HGETALL", k});
+        for (size_t i = 0; i + 1 < h->elements.size(); i += 2)
+          parts.push_back(h->elements[i].str + "=" + h->elements[i + 1].str);
+        std::sort(parts.begin(), parts.end());
+      } else if (type == "set") {
+        auto members = client_.Command({"SMEMBERS", k});
+        for (const auto& m : members->elements)
+          parts.push_back(m.str);
+        std::sort(parts.begin(), parts.end());
+      } else if (type == "zset") {
+        auto z = client_.Command({"ZRANGE", k, "0", "-1", "WITHSCORES"});
+        for (size_t i = 0; i + 1 < z->elements.size(); i += 2)
+          parts.push_back(z->elements[i].str + "@" + z->elements[i + 1].str);
+      } else if (type == "stream") {
+        auto entries = client_.Command({"XRANGE", k, "-", "+"});
+        for (const auto& e : entries->elements) {
+          std::string entry;
+          for (const auto& f : e.elements.at(1).elements)
+            entry += f.AsString() + ",";
+          parts.push_back(entry);
+        }
+      } else {
+        parts.push_back("unexpected type");
+      }
+      for (const auto& p : parts)
+        out += " " + p;
+      out += "\n";
+    }
+    return out;
+  }
   // How many EVALSHA calls the server has run so far.
   int64_t EvalCalls() {
     auto info = client_.Command({"INFO", "commandstats"});
@@ -158,6 +205,75 @@ TEST_F(QueueScripts, RunsCompletedCountsEachRunOnce) {
   ASSERT_TRUE(queue_.Ack(MustLease("w1"), "w1", {}, &done).ok());
   EXPECT_TRUE(done);                     // ...finishes again (and is assembled again)...
   EXPECT_EQ(Stat("runs_completed"), 2);  // ...but completed once
+}
+
+// Issue #14 P6: many scenes per script call (enqueue_many.lua) leave Redis exactly as one
+// enqueue.lua call per scene did: keys, fields, scores, counters, runs, events in order, with
+// duplicates (of an existing scene and within the list) refused alike.
+TEST_F(QueueScripts, BatchedEnqueueLeavesRedisAsOneCallPerSceneDid) {
+  std::vector<Scene> scenes;
+  for (int i = 0; i < 40; ++i) {
+    Scene s = MakeScene("s" + std::to_string(i), i % 5 - 2,
+                        i % 4 == 0 ? std::optional<int>(3) : std::nullopt);
+    s.run = i % 3 == 0 ? "run2" : "run1";
+    if (i % 7 == 0) s.metadata = {{"shot", i}};
+    scenes.push_back(s);
+  }
+  scenes.push_back(MakeScene("s3"));   // a duplicate within the list
+  scenes.push_back(MakeScene("s39"));  // a duplicate across calls
+  auto one_scene = [&](const Scene& s) {
+    return Raw("enqueue", queue::scripts::k_enqueue,
+               {s.id, s.run, std::to_string(s.priority), std::to_string(s.retry_budget.value_or(1)),
+                SceneToJson(s).dump()});
+  };
+  ASSERT_EQ(one_scene(MakeScene("s5")).integer, 1);  // exists before
+  std::vector<bool> by_one;
+  for (const auto& s : scenes)
+    by_one.push_back(one_scene(s).integer == 1);
+  const std::string state_by_one = Dump();
+  ASSERT_TRUE(client_.Command({"FLUSHALL"}).ok());
+
+  ASSERT_EQ(one_scene(MakeScene("s5")).integer, 1);
+  queue::QueueOptions options;
+  options.enqueue_batch = 7;  // calls cut through the duplicates and the runs
+  options.enqueue_calls_per_round_trip = 3;
+  queue::Queue batched(client_, options, clock_);
+  const int64_t calls_before = EvalCalls();
+  auto created = batched.Enqueue(scenes);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(*created, by_one);
+  EXPECT_EQ(std::count(by_one.begin(), by_one.end(), false), 3);
+  EXPECT_EQ(EvalCalls() - calls_before, 6) << "42 scenes, 7 per call";
+  EXPECT_EQ(Dump(), state_by_one);
+  EXPECT_NE(state_by_one.find("sf:{scenes}:pending zset"), std::string::npos) << state_by_one;
+}
+
+// A bad scene refuses its whole call before any write; the calls before it stay enqueued and
+// the error says so (the CLI validates every scene first, so it never sends one).
+TEST_F(QueueScripts, ABadSceneInABatchEnqueuesNothingOfItsCall) {
+  EXPECT_TRUE(Raw("enqueue_many", queue::scripts::k_enqueue_many,
+                  {"a", "run1", "0", "1", "{}", "b", "run1", "high", "1", "{}", "c", "run1", "0",
+                   "1", "{}"})
+                  .is_error());
+  EXPECT_TRUE(
+      Raw("enqueue_many", queue::scripts::k_enqueue_many, {"a", "run1", "0", "1"}).is_error());
+  EXPECT_EQ(client_.Command({"DBSIZE"})->AsInt(), 0) << Dump();
+
+  queue::QueueOptions options;
+  options.enqueue_batch = 2;
+  queue::Queue batched(client_, options, clock_);
+  std::vector<queue::EnqueueDoc> docs;
+  for (const char* id : {"a", "b", "c", "d"})
+    docs.push_back(queue::ToEnqueueDoc(MakeScene(id)));
+  docs[2].priority = 5000;
+  auto r = batched.EnqueueDocs(docs);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("priority"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(Places("a"), "pending state=pending");
+  EXPECT_EQ(Places("b"), "pending state=pending");
+  EXPECT_EQ(Places("c"), "state=");
+  EXPECT_EQ(Places("d"), "state=");
+  EXPECT_EQ(Stat("enqueued"), 2);
 }
 
 TEST_F(QueueScripts, BadArgumentsAreRefusedBeforeAnyWrite) {

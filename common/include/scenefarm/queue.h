@@ -31,11 +31,22 @@ struct QueueOptions {
   // How long a finished scene's record (succeeded or cancelled) and a finished run's record
   // are kept, and how long a worker without a heartbeat stays in sf:workers.
   int64_t retention_seconds = 7 * 86400;
-  size_t enqueue_batch = 1000;  // scenes per pipelined round trip
+  size_t enqueue_batch = 500;               // scenes per enqueue script call (enqueue_many.lua)
+  size_t enqueue_calls_per_round_trip = 8;  // script calls pipelined in one round trip
   // Scenes per script call in long operations (purge, reclaim, expiring gone workers' leases):
   // each call holds Redis, heartbeats included, only that long.
   size_t script_batch = 200;
 };
+
+// A validated scene as enqueue sends it: its document already serialized (SceneToJson).
+struct EnqueueDoc {
+  std::string id;
+  std::string run;
+  int priority = 0;
+  std::optional<int> retry_budget;
+  std::string doc;
+};
+EnqueueDoc ToEnqueueDoc(Scene scene);
 
 struct LeasedScene {
   std::string queue;
@@ -95,8 +106,12 @@ class Queue {
 
   const std::string& name() const { return options_.name; }
 
-  // Pipelined in batches; created[i] is false where a scene with that id already exists.
+  // enqueue_batch scenes per script call, enqueue_calls_per_round_trip calls pipelined per round
+  // trip; created[i] is false where a scene with that id already exists (or came earlier in
+  // the list). Each call enqueues all of its scenes or none; on an error the calls before it
+  // stay enqueued.
   Result<std::vector<bool>> Enqueue(const std::vector<Scene>& scenes);
+  Result<std::vector<bool>> EnqueueDocs(const std::vector<EnqueueDoc>& docs);
   // nullopt when nothing is pending (or due).
   Result<std::optional<LeasedScene>> Lease(const std::string& worker,
                                            std::chrono::milliseconds lease);

@@ -49,6 +49,71 @@ TEST(Scene, RefusalsNameTheField) {
   }
 }
 
+std::string WithPrefix(const nlohmann::json& prefix) {
+  nlohmann::json d = {{"workflow",
+                       {{"1", {{"class_type", "EmptyImage"}, {"inputs", nlohmann::json::object()}}},
+                        {"2",
+                         {{"class_type", "SaveImage"},
+                          {"inputs", {{"images", {"1", 0}}, {"filename_prefix", prefix}}}}}}}};
+  return d.dump();
+}
+
+TEST(Scene, FilenamePrefixMustStayInsideTheOutputDirectory) {
+  const std::vector<std::string> bad = {"../x",
+                                        "a/../../x",
+                                        "a/..",
+                                        "..",
+                                        "/etc/x",
+                                        "a//b",
+                                        "./a",
+                                        "a\\..\\b",
+                                        std::string("a\0b", 3),
+                                        "a\nb",
+                                        "a\x7f",
+                                        "",
+                                        std::string(201, 'x'),
+                                        "ok/" + std::string(201, 'x')};
+  for (const auto& p : bad) {
+    auto s = ParseScene(WithPrefix(p));
+    ASSERT_FALSE(s.ok()) << nlohmann::json(p).dump();
+    EXPECT_NE(s.status().message().find("'workflow' node '2' filename_prefix"), std::string::npos)
+        << s.status().message();
+  }
+  for (const std::string& p :
+       std::vector<std::string>{"run1/scene_01", "x", "a.b/c-d_e", std::string(200, 'x')}) {
+    EXPECT_TRUE(ParseScene(WithPrefix(p)).ok()) << p;
+  }
+  EXPECT_TRUE(ParseScene(WithPrefix(nlohmann::json::array({"3", 0}))).ok()) << "a link";
+  EXPECT_FALSE(IsValidId(std::string(129, 'a')));
+  EXPECT_FALSE(IsValidId("a/b"));
+  EXPECT_FALSE(IsValidId(std::string("a\0", 2)));
+}
+
+TEST(SceneStream, RefusesDocumentsOverTheSizeLimit) {
+  const std::string small = Doc(R"("id": "a")");
+  const std::string big =
+      Doc(R"("id": "b", "metadata": {"pad": ")" + std::string(300, 'p') + "\"}");
+  const size_t limit = 200;
+  ASSERT_LT(small.size(), limit);
+  ASSERT_GT(big.size(), limit);
+  auto lines = ParseSceneStream(small + "\n" + big + "\n", {}, limit);
+  ASSERT_FALSE(lines.ok());
+  EXPECT_NE(lines.status().message().find("line 2: scene document is"), std::string::npos)
+      << lines.status().message();
+  EXPECT_NE(lines.status().message().find("limit of 200"), std::string::npos);
+  auto arr = ParseSceneStream("[" + small + "," + big + "]", {}, limit);
+  ASSERT_FALSE(arr.ok());
+  EXPECT_NE(arr.status().message().find("element 1: scene document is"), std::string::npos);
+  auto one = ParseSceneStream(big, {}, limit);
+  ASSERT_FALSE(one.ok());
+  EXPECT_NE(one.status().message().find("document: scene document is"), std::string::npos);
+  EXPECT_TRUE(ParseSceneStream(small + "\n" + big, {}, big.size()).ok());
+  EXPECT_TRUE(ParseSceneStream(small + "\n" + big).ok()) << "default limit 1 MiB";
+  const std::string huge =
+      Doc(R"("metadata": {"pad": ")" + std::string(kDefaultMaxSceneBytes, 'p') + "\"}");
+  EXPECT_FALSE(ParseSceneStream(huge).ok());
+}
+
 TEST(Scene, RoundTripsThroughJson) {
   auto s = ParseScene(Doc(R"("id": "shot_01.a", "run": "story-7", "priority": -3,
                              "retry_budget": 2, "expected_frames": 24, "metadata": {"k": 1})"));

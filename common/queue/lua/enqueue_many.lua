@@ -1,0 +1,68 @@
+-- ARGV[3..]: groups of 5 per scene: id, run, priority, retry_budget, scene document (JSON), the
+-- arguments of enqueue.lua. Enqueues the scenes in their order with the same keys, fields,
+-- scores, counters and events as that many enqueue.lua calls, in one call: every argument is
+-- checked before the first write, so a bad one enqueues nothing of the call.
+-- Returns one integer per scene: 1, or 0 when the id exists and has not been purged (or came
+-- earlier in this call).
+local n = (#ARGV - 2) / 5
+if n < 1 or n ~= math.floor(n) then
+  bad('arguments after the prefix and the time must be groups of 5 (id, run, priority, ' ..
+      'retry_budget, document), got ' .. (#ARGV - 2))
+end
+local reply, new, seen = {}, {}, {}
+for k = 0, n - 1 do
+  local b = 3 + 5 * k
+  local id = str_arg(b, 'scene id')
+  str_arg(b + 1, 'run')
+  local priority = int_arg(b + 2, 'priority', -999)
+  if priority > 999 then bad('priority (argument ' .. (b + 2) .. ') must be within -999..999') end
+  int_arg(b + 3, 'retry_budget', 0)
+  str_arg(b + 4, 'scene document')
+  if seen[id] or redis.call('EXISTS', skey(id)) == 1 then
+    reply[k + 1] = 0
+  else
+    seen[id] = true
+    reply[k + 1] = 1
+    new[#new + 1] = b
+  end
+end
+if #new == 0 then return reply end
+local seq = redis.call('INCRBY', P .. 'seq', #new) - #new
+local runs, run_order = {}, {}
+local pending, since = {}, {}
+local function flush()
+  if #pending > 0 then
+    redis.call('ZADD', P .. 'pending', unpack(pending))
+    redis.call('ZADD', P .. 'pending_since', unpack(since))
+    pending, since = {}, {}
+  end
+end
+for _, b in ipairs(new) do
+  seq = seq + 1
+  local id, run = ARGV[b], ARGV[b + 1]
+  -- The fields of enqueue.lua and to_pending, in the same two HSETs.
+  redis.call('HSET', skey(id), 'doc', ARGV[b + 4], 'run', run, 'priority', ARGV[b + 2], 'seq', seq,
+             'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0, 'reclaims', 0,
+             'enqueued_at', now)
+  redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
+  pending[#pending + 1] = (1000 - tonumber(ARGV[b + 2])) * PRIORITY_SPAN + seq
+  pending[#pending + 1] = id
+  since[#since + 1] = now
+  since[#since + 1] = id
+  if #pending >= 1000 then flush() end
+  if not runs[run] then
+    runs[run] = 0
+    run_order[#run_order + 1] = run
+  end
+  runs[run] = runs[run] + 1
+  event(id, run, 'enqueued', 0)
+end
+flush()
+for _, run in ipairs(run_order) do
+  redis.call('HINCRBY', P .. 'run:' .. run, 'total', runs[run])
+  redis.call('PERSIST', P .. 'run:' .. run)
+  redis.call('SADD', P .. 'runs', run)
+end
+redis.call('SADD', 'sf:queues', string.sub(P, 5, -3))
+count('enqueued', #new)
+return reply

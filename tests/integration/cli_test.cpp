@@ -10,22 +10,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
 class CliTest : public ::testing::Test {
  protected:
   CliRun Cli(std::vector<std::string> args, const std::string& stdin_text = "") {
-    fs::path in = dir_.path() / "stdin", out = dir_.path() / "stdout", err = dir_.path() / "stderr";
-    std::ofstream(in) << stdin_text;
-    std::string cmd = std::string(SCENEFARM_CLI_BIN);
-    for (const auto& a : args)
-      cmd += " '" + a + "'";
-    cmd += " <" + in.string() + " >" + out.string() + " 2>" + err.string();
-    const int rc = std::system(cmd.c_str());
-    return {WEXITSTATUS(rc), ReadFile(out), ReadFile(err)};
+    return RunCommand(SCENEFARM_CLI_BIN, args, dir_.path(), stdin_text);
   }
   std::vector<std::string> Base() { return {"--redis-url", redis_.url(), "--queue", "scenes"}; }
   std::vector<std::string> With(std::vector<std::string> extra) {

@@ -51,6 +51,26 @@ std::set<std::string> DeclaredFamilies(const std::string& text) {
   return out;
 }
 
+// The ComfyUI test server as a process on a port it picks.
+class ComfyProcess {
+ public:
+  ComfyProcess()
+      : server_({SCENEFARM_TEST_SERVER_BIN, "--port", "0", "--port-file",
+                 (dir_.path() / "port").string(), "--base-dir", dir_.path().string()},
+                dir_.path() / "log") {}
+  // Its URL once it listens; "" when it never wrote its port.
+  std::string Url() {
+    if (!WaitFor([&] { return !ReadFile(dir_.path() / "port").empty(); })) return "";
+    std::string port = ReadFile(dir_.path() / "port");
+    port.erase(port.find_last_not_of(" \n") + 1);
+    return "http://127.0.0.1:" + port;
+  }
+
+ private:
+  TempDir dir_;  // before server_: it is built first
+  Process server_;
+};
+
 int Shell(const std::string& cmd) {
   const int rc = std::system(cmd.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -237,14 +257,9 @@ TEST_F(ExporterTest, GpuFiguresComeFromNvml) {
 
 TEST_F(ExporterTest, WithoutNvmlGpuMemoryComesFromComfyUisSystemStats) {
   setenv("SCENEFARM_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1", 1);
-  TempDir comfy;
-  Process server({SCENEFARM_TEST_SERVER_BIN, "--port", "0", "--port-file",
-                  (comfy.path() / "port").string(), "--base-dir", comfy.path().string()},
-                 comfy.path() / "log");
-  ASSERT_TRUE(WaitFor([&] { return !ReadFile(comfy.path() / "port").empty(); }));
-  std::string port = ReadFile(comfy.path() / "port");
-  port.erase(port.find_last_not_of(" \n") + 1);
-  const std::string url = "http://127.0.0.1:" + port;
+  ComfyProcess comfy;
+  const std::string url = comfy.Url();
+  ASSERT_FALSE(url.empty());
   StartExporter({"--comfyui-url", url, "--gpu-source", "auto"});
   const std::string m = Scrape();
   EXPECT_EQ(Metric(m, R"(scenefarm_gpu_memory_total_bytes{gpu="0",uuid=""})"), 24.0 * (1ULL << 30));
@@ -288,14 +303,9 @@ TEST_F(ExporterTest, LlmProbeUpDownAndSkipped) {
 }
 
 TEST_F(ExporterTest, AHungSourceCostsOnlyItsOwnCollectorAndHealthzReportsIt) {
-  TempDir comfy;
-  Process server({SCENEFARM_TEST_SERVER_BIN, "--port", "0", "--port-file",
-                  (comfy.path() / "port").string(), "--base-dir", comfy.path().string()},
-                 comfy.path() / "log");
-  ASSERT_TRUE(WaitFor([&] { return !ReadFile(comfy.path() / "port").empty(); }));
-  std::string port = ReadFile(comfy.path() / "port");
-  port.erase(port.find_last_not_of(" \n") + 1);
-  const std::string url = "http://127.0.0.1:" + port;
+  ComfyProcess comfy;
+  const std::string url = comfy.Url();
+  ASSERT_FALSE(url.empty());
   http::Client control(url);
   // ComfyUI accepts /queue and answers nothing for a minute; the exporter's own timeout for it
   // is longer still, so only the collector deadline can end the wait.
@@ -553,18 +563,14 @@ TEST_F(ExporterTest, DocsListEveryFamilyAndTheExporterServesNoOther) {
     named.insert(std::string(n));
   EXPECT_EQ(documented, named);
 
-  TempDir comfy;
-  Process server({SCENEFARM_TEST_SERVER_BIN, "--port", "0", "--port-file",
-                  (comfy.path() / "port").string(), "--base-dir", comfy.path().string()},
-                 comfy.path() / "log");
-  ASSERT_TRUE(WaitFor([&] { return !ReadFile(comfy.path() / "port").empty(); }));
-  std::string port = ReadFile(comfy.path() / "port");
-  port.erase(port.find_last_not_of(" \n") + 1);
+  ComfyProcess comfy;
+  const std::string url = comfy.Url();
+  ASSERT_FALSE(url.empty());
   LlmStub llm;
   auto worker = StartWorker("wd", "idle", {"--artifacts-dir", dir_.path().string()});
   ASSERT_TRUE(queue_->Enqueue({MakeScene("a")}).ok());
-  StartExporter({"--comfyui-url", "http://127.0.0.1:" + port, "--llm-url", llm.url(), "--llm-model",
-                 "m", "--worker-labels"});
+  StartExporter(
+      {"--comfyui-url", url, "--llm-url", llm.url(), "--llm-model", "m", "--worker-labels"});
   std::string m;
   ASSERT_TRUE(WaitFor([&] {
     m = Scrape();

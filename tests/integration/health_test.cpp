@@ -14,24 +14,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
 class HealthTest : public ComfyServerTest {
  protected:
   CliRun Health(std::vector<std::string> args) {
-    const fs::path out = dir_.path() / "stdout", err = dir_.path() / "stderr";
     // Redis is never up here: a check that reaches it fails, so --only is seen to skip it.
-    std::string cmd = std::string(SCENEFARM_CLI_BIN) +
-                      " --redis-url 'redis://127.0.0.1:" + std::to_string(dead_port_) +
-                      "/0' health";
-    for (const auto& a : args)
-      cmd += " '" + a + "'";
-    cmd += " </dev/null >" + out.string() + " 2>" + err.string();
-    const int rc = std::system(cmd.c_str());
-    return {WEXITSTATUS(rc), ReadFile(out), ReadFile(err)};
+    args.insert(args.begin(), {"--redis-url",
+                               "redis://127.0.0.1:" + std::to_string(dead_port_) + "/0", "health"});
+    return RunCommand(SCENEFARM_CLI_BIN, args, dir_.path());
   }
   void FailSystemStats(int count) {
     auto r = Post(

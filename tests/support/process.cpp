@@ -96,4 +96,16 @@ std::string ReadFile(const std::filesystem::path& p) {
   return ss.str();
 }
 
+CliRun RunCommand(const std::string& binary, const std::vector<std::string>& args,
+                  const std::filesystem::path& dir, const std::string& stdin_text) {
+  const auto in = dir / "stdin", out = dir / "stdout", err = dir / "stderr";
+  std::ofstream(in) << stdin_text;
+  std::string cmd = binary;
+  for (const auto& a : args)
+    cmd += " '" + a + "'";
+  cmd += " <" + in.string() + " >" + out.string() + " 2>" + err.string();
+  const int rc = std::system(cmd.c_str());
+  return {WEXITSTATUS(rc), ReadFile(out), ReadFile(err)};
+}
+
 }  // namespace scenefarm::testing

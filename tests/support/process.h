@@ -51,6 +51,16 @@ bool WaitFor(Pred pred, std::chrono::milliseconds timeout = std::chrono::millise
 // Reads a whole file ("" when absent).
 std::string ReadFile(const std::filesystem::path& p);
 
+// A command's exit code and output.
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+// Runs `binary args...` to its end with `stdin_text` as its input; its stdin, stdout and stderr
+// go through files in `dir`.
+CliRun RunCommand(const std::string& binary, const std::vector<std::string>& args,
+                  const std::filesystem::path& dir, const std::string& stdin_text = "");
+
 }  // namespace scenefarm::testing
 
 #include <thread>

@@ -12,7 +12,9 @@ int main(int argc, char** argv) {
       "scenefarm: the operator's tool for a scenefarm render farm\n"
       "Exit codes: 0 success, 1 failure, 2 usage error"};
   app.require_subcommand(1);
-  app.add_option("--redis-url", g.redis_url, "redis://[[user]:password@]host:port[/db]")
+  app.add_option(
+         "--redis-url", g.redis_url,
+         "redis://[[user]:password@]host:port[/db] or redis+sentinel://host:port[,...]/MASTER[/db]")
       ->envname("SCENEFARM_REDIS_URL")
       ->capture_default_str();
   app.add_option("--queue", g.queue)->envname("SCENEFARM_QUEUE")->capture_default_str();

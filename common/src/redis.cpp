@@ -60,14 +60,88 @@ int64_t Value::AsInt(int64_t fallback) const {
   return *end == '\0' ? n : fallback;
 }
 
+namespace {
+
+// "host:port" (port optional: default_port); "[::1]:port" for IPv6 literals.
+Status ParseHostPort(const std::string& in, const std::string& url, int default_port,
+                     std::string* host, int* port) {
+  std::string rest = in;
+  *port = default_port;
+  size_t colon = std::string::npos;
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    if (close == std::string::npos)
+      return Status::InvalidArgument("Redis URL: bad host in '" + log::RedactUrl(url) + "'");
+    if (close + 1 < rest.size() && rest[close + 1] == ':') colon = close + 1;
+    *host = rest.substr(1, close - 1);
+  } else {
+    colon = rest.rfind(':');
+    *host = rest.substr(0, colon);
+  }
+  if (colon != std::string::npos) {
+    char* end = nullptr;
+    const std::string p = rest.substr(colon + 1);
+    *port = static_cast<int>(std::strtol(p.c_str(), &end, 10));
+    if (p.empty() || *end != '\0' || *port <= 0 || *port > 65535)
+      return Status::InvalidArgument("Redis URL: bad port in '" + log::RedactUrl(url) + "'");
+  }
+  return Status::Ok();
+}
+
+Status ParseDb(const std::string& db, int* out) {
+  if (db.empty()) return Status::Ok();
+  char* end = nullptr;
+  const long n = std::strtol(db.c_str(), &end, 10);
+  if (*end != '\0' || n < 0 || n > 1 << 20)
+    return Status::InvalidArgument("Redis URL: bad db '" + db + "'");
+  *out = static_cast<int>(n);
+  return Status::Ok();
+}
+
+// wait_replicas=N&wait_timeout_ms=T
+Status ParseQuery(const std::string& query, RedisUrl* u) {
+  size_t pos = 0;
+  while (pos < query.size()) {
+    auto amp = query.find('&', pos);
+    if (amp == std::string::npos) amp = query.size();
+    const std::string kv = query.substr(pos, amp - pos);
+    pos = amp + 1;
+    const auto eq = kv.find('=');
+    const std::string key = kv.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    char* end = nullptr;
+    const long n = std::strtol(value.c_str(), &end, 10);
+    const bool number = !value.empty() && *end == '\0';
+    if (key == "wait_replicas") {
+      if (!number || n < 0 || n > 16)
+        return Status::InvalidArgument("Redis URL: wait_replicas must be 0..16, got '" + value +
+                                       "'");
+      u->wait_replicas = static_cast<int>(n);
+    } else if (key == "wait_timeout_ms") {
+      if (!number || n < 1 || n > 60000)
+        return Status::InvalidArgument("Redis URL: wait_timeout_ms must be 1..60000, got '" +
+                                       value + "'");
+      u->wait_timeout_ms = static_cast<int>(n);
+    } else {
+      return Status::InvalidArgument("Redis URL: unknown parameter '" + key +
+                                     "' (known: wait_replicas, wait_timeout_ms)");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<RedisUrl> ParseRedisUrl(const std::string& url) {
   RedisUrl u;
-  const std::string scheme = "redis://";
-  if (url.rfind(scheme, 0) != 0) {
-    return Status::InvalidArgument("Redis URL must start with redis://, got '" +
-                                   log::RedactUrl(url) + "'");
+  const std::string plain = "redis://", sentinel = "redis+sentinel://";
+  const bool is_sentinel = url.rfind(sentinel, 0) == 0;
+  if (!is_sentinel && url.rfind(plain, 0) != 0) {
+    return Status::InvalidArgument(
+        "Redis URL must start with redis:// or redis+sentinel://, got '" + log::RedactUrl(url) +
+        "'");
   }
-  std::string rest = url.substr(scheme.size());
+  std::string rest = url.substr(is_sentinel ? sentinel.size() : plain.size());
   if (const auto at = rest.rfind('@'); at != std::string::npos) {
     const std::string cred = rest.substr(0, at);
     rest = rest.substr(at + 1);
@@ -75,25 +149,49 @@ Result<RedisUrl> ParseRedisUrl(const std::string& url) {
     u.user = colon == std::string::npos ? "" : cred.substr(0, colon);
     u.password = colon == std::string::npos ? cred : cred.substr(colon + 1);
   }
+  if (const auto q = rest.find('?'); q != std::string::npos) {
+    if (Status s = ParseQuery(rest.substr(q + 1), &u); !s.ok()) return s;
+    rest = rest.substr(0, q);
+  }
+  std::string path;
   if (const auto slash = rest.find('/'); slash != std::string::npos) {
-    const std::string db = rest.substr(slash + 1);
+    path = rest.substr(slash + 1);
     rest = rest.substr(0, slash);
-    if (!db.empty()) {
-      char* end = nullptr;
-      u.db = static_cast<int>(std::strtol(db.c_str(), &end, 10));
-      if (*end != '\0' || u.db < 0)
-        return Status::InvalidArgument("Redis URL: bad db '" + db + "'");
-    }
   }
-  if (const auto colon = rest.rfind(':'); colon != std::string::npos) {
-    char* end = nullptr;
-    u.port = static_cast<int>(std::strtol(rest.c_str() + colon + 1, &end, 10));
-    if (*end != '\0' || u.port <= 0 || u.port > 65535) {
-      return Status::InvalidArgument("Redis URL: bad port in '" + log::RedactUrl(url) + "'");
+  if (!is_sentinel) {
+    if (Status s = ParseDb(path, &u.db); !s.ok()) return s;
+    if (!rest.empty()) {
+      std::string host;
+      if (Status s = ParseHostPort(rest, url, 6379, &host, &u.port); !s.ok()) return s;
+      if (!host.empty()) u.host = host;
     }
-    rest = rest.substr(0, colon);
+    return u;
   }
-  if (!rest.empty()) u.host = rest;
+  // Sentinel: host:port[,host:port...]/MASTER_NAME[/db]
+  size_t pos = 0;
+  while (pos <= rest.size()) {
+    const auto comma = rest.find(',', pos);
+    const std::string one = rest.substr(pos, comma == std::string::npos ? comma : comma - pos);
+    std::string host;
+    int port = 26379;
+    if (Status s = ParseHostPort(one, url, 26379, &host, &port); !s.ok()) return s;
+    if (host.empty())
+      return Status::InvalidArgument("Redis URL: empty sentinel address in '" +
+                                     log::RedactUrl(url) + "'");
+    u.sentinels.emplace_back(host, port);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  const auto slash = path.find('/');
+  u.master_name = path.substr(0, slash);
+  if (u.master_name.empty())
+    return Status::InvalidArgument("Redis URL: redis+sentinel:// needs /MASTER_NAME, got '" +
+                                   log::RedactUrl(url) + "'");
+  if (slash != std::string::npos) {
+    if (Status s = ParseDb(path.substr(slash + 1), &u.db); !s.ok()) return s;
+  }
+  u.host.clear();
+  u.port = 0;
   return u;
 }
 
@@ -101,6 +199,8 @@ Client::Client(Options options) : options_(std::move(options)), backoff_(options
   auto u = ParseRedisUrl(options_.url);
   if (u.ok()) {
     url_ = *u;
+    host_ = url_.host;
+    port_ = url_.port;
   } else {
     url_status_ = u.status();
   }
@@ -114,18 +214,111 @@ bool Client::connected() const {
   return ctx_ != nullptr && ctx_->err == 0;
 }
 
+std::string Client::Where() const {
+  if (url_.sentinel() && host_.empty()) return "sentinel master " + url_.master_name;
+  return host_ + ":" + std::to_string(port_);
+}
+
 void Client::Disconnect(const std::string& why) {
   if (ctx_ == nullptr) return;
-  log::Warn("redis_disconnected", {{"host", url_.host}, {"port", url_.port}, {"error", why}});
+  log::Warn("redis_disconnected", {{"host", host_}, {"port", port_}, {"error", why}});
   redisFree(ctx_);
   ctx_ = nullptr;
 }
 
-Status Client::Connect() {
-  if (!url_status_.ok()) return url_status_;
+namespace {
+
+// Commands on a short-lived connection (asking a sentinel): the reply of the last one.
+Result<Value> AskOnce(const std::string& host, int port,
+                      const std::vector<std::vector<std::string>>& commands,
+                      std::chrono::milliseconds timeout) {
+  redisContext* c = redisConnectWithTimeout(host.c_str(), port, ToTimeval(timeout));
+  if (c == nullptr || c->err) {
+    const std::string err = c ? c->errstr : "out of memory";
+    if (c) redisFree(c);
+    return Status::Unavailable(err);
+  }
+  redisSetTimeout(c, ToTimeval(timeout));
+  for (const auto& argv : commands) {
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    for (const auto& a : argv) {
+      ptrs.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    redisAppendCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+  }
+  Value last;
+  for (size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
+      const std::string err = c->errstr[0] ? c->errstr : "connection lost";
+      redisFree(c);
+      return Status::Unavailable(err);
+    }
+    last = Convert(static_cast<redisReply*>(raw));
+    freeReplyObject(raw);
+  }
+  redisFree(c);
+  return last;
+}
+
+// Errors after which this connection is not to the master any more, or not usable yet: drop it
+// and let the next call connect (through the sentinels) again.
+bool IsFailoverError(const Value& v) {
+  if (!v.is_error()) return false;
+  return v.str.rfind("READONLY", 0) == 0 || v.str.rfind("LOADING", 0) == 0 ||
+         v.str.rfind("MASTERDOWN", 0) == 0 ||
+         // a script's write refused on a replica: "ERR ... READONLY You can't write ..."
+         v.str.find("READONLY You can't write") != std::string::npos;
+}
+
+}  // namespace
+
+Result<std::pair<std::string, int>> Client::AskSentinels() {
+  std::string errors;
+  const size_t n = url_.sentinels.size();
+  for (size_t i = 0; i < n; ++i) {
+    const size_t k = (next_sentinel_ + i) % n;
+    const auto& [host, port] = url_.sentinels[k];
+    const std::string where = host + ":" + std::to_string(port);
+    const std::vector<std::string> ask = {"SENTINEL", "get-master-addr-by-name", url_.master_name};
+    auto r = AskOnce(host, port, {ask}, options_.connect_timeout);
+    if (r.ok() && r->is_error() && r->str.rfind("NOAUTH", 0) == 0 && !url_.password.empty()) {
+      // A sentinel with requirepass: ask again with the URL's credentials.
+      std::vector<std::string> auth = {"AUTH"};
+      if (!url_.user.empty()) auth.push_back(url_.user);
+      auth.push_back(url_.password);
+      r = AskOnce(host, port, {auth, ask}, options_.connect_timeout);
+    }
+    if (!r.ok()) {
+      errors += " " + where + ": " + r.status().message() + ";";
+      continue;
+    }
+    if (r->type != Value::Type::kArray || r->elements.size() != 2) {
+      errors += " " + where + ": " +
+                (r->is_error() ? r->str : "does not know master " + url_.master_name) + ";";
+      continue;
+    }
+    const std::string mhost = r->elements[0].AsString();
+    const int64_t mport = r->elements[1].AsInt(0);
+    if (mhost.empty() || mport <= 0 || mport > 65535) {
+      errors += " " + where + ": bad master address;";
+      continue;
+    }
+    next_sentinel_ = k;
+    return std::make_pair(mhost, static_cast<int>(mport));
+  }
+  next_sentinel_ = (next_sentinel_ + 1) % n;
+  return Status::Unavailable("redis sentinels for master " + url_.master_name + ":" + errors);
+}
+
+Status Client::ConnectTo(const std::string& host, int port) {
   if (ctx_ != nullptr) redisFree(ctx_);
-  ctx_ = redisConnectWithTimeout(url_.host.c_str(), url_.port, ToTimeval(options_.connect_timeout));
-  const std::string where = url_.host + ":" + std::to_string(url_.port);
+  host_ = host;
+  port_ = port;
+  ctx_ = redisConnectWithTimeout(host.c_str(), port, ToTimeval(options_.connect_timeout));
+  const std::string where = Where();
   if (ctx_ == nullptr || ctx_->err) {
     const std::string err = ctx_ ? ctx_->errstr : "out of memory";
     if (ctx_) redisFree(ctx_);
@@ -139,6 +332,8 @@ Status Client::Connect() {
                                       : std::vector<std::string>{"AUTH", url_.user, url_.password});
   }
   if (url_.db != 0) setup.push_back({"SELECT", std::to_string(url_.db)});
+  // A sentinel's answer may be stale (a failover in progress): only a master is used.
+  if (url_.sentinel()) setup.push_back({"ROLE"});
   if (setup.empty()) return Status::Ok();
   auto replies = RawPipeline(setup);
   if (!replies.ok()) return replies.status();
@@ -149,15 +344,38 @@ Status Client::Connect() {
       return Status::FailedPrecondition("redis " + where + ": " + r.str);
     }
   }
+  if (url_.sentinel()) {
+    const Value& role = replies->back();
+    const std::string r = role.type == Value::Type::kArray && !role.elements.empty()
+                              ? role.elements[0].AsString()
+                              : "";
+    if (r != "master") {
+      Disconnect("not the master (role " + (r.empty() ? "unknown" : r) + ")");
+      return Status::Unavailable("redis " + where + ": sentinels named it master of " +
+                                 url_.master_name + " but it is " +
+                                 (r.empty() ? "not a master" : "a " + r));
+    }
+  }
   return Status::Ok();
+}
+
+Status Client::Connect() {
+  if (!url_status_.ok()) return url_status_;
+  if (!url_.sentinel()) return ConnectTo(url_.host, url_.port);
+  auto master = AskSentinels();
+  if (!master.ok()) return master.status();
+  if (master->first != host_ || master->second != port_) {
+    log::Info("redis_master_found",
+              {{"master", url_.master_name}, {"host", master->first}, {"port", master->second}});
+  }
+  return ConnectTo(master->first, master->second);
 }
 
 Status Client::EnsureConnected() {
   if (connected()) return Status::Ok();
   const auto now = std::chrono::steady_clock::now();
   if (now < next_attempt_) {
-    return Status::Unavailable("redis " + url_.host + ":" + std::to_string(url_.port) +
-                               " unreachable; next reconnect attempt pending");
+    return Status::Unavailable("redis " + Where() + " unreachable; next reconnect attempt pending");
   }
   Status s = Connect();
   if (s.ok()) {
@@ -192,6 +410,15 @@ Result<std::vector<Value>> Client::RawPipeline(
     }
     out.push_back(Convert(static_cast<redisReply*>(raw)));
     freeReplyObject(raw);
+  }
+  for (const Value& v : out) {
+    if (IsFailoverError(v)) {
+      // Demoted by a failover, or still loading its data: nothing was written here. Fail the
+      // call as a lost connection, so that callers retry on the master found next time.
+      const std::string err = v.str.substr(0, v.str.find('\n'));
+      Disconnect(err);
+      return Status::Unavailable("redis " + Where() + ": " + err);
+    }
   }
   return out;
 }
@@ -236,8 +463,24 @@ Result<std::vector<Value>> Client::EvalPipeline(const Script& script,
       argv.insert(argv.end(), a.begin(), a.end());
       commands.push_back(std::move(argv));
     }
+    if (url_.wait_replicas > 0) {
+      commands.push_back(
+          {"WAIT", std::to_string(url_.wait_replicas), std::to_string(url_.wait_timeout_ms)});
+    }
     auto replies = Pipeline(commands);
     if (!replies.ok()) return replies.status();
+    if (url_.wait_replicas > 0) {
+      const Value wait = std::move(replies->back());
+      replies->pop_back();
+      if (wait.is_error() || wait.integer < url_.wait_replicas) {
+        // Written on the master, not (yet) on enough replicas: a failover now could lose it.
+        // Callers treat this like a connection lost after sending (they retry idempotently).
+        return Status::Unavailable(
+            "redis " + Where() + ": write not confirmed by " + std::to_string(url_.wait_replicas) +
+            " replica(s) within " + std::to_string(url_.wait_timeout_ms) + " ms (" +
+            (wait.is_error() ? wait.str : "WAIT answered " + std::to_string(wait.integer)) + ")");
+      }
+    }
     const bool noscript = !replies->empty() && replies->front().is_error() &&
                           replies->front().str.rfind("NOSCRIPT", 0) == 0;
     if (!noscript) return replies;

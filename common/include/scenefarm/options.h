@@ -11,7 +11,7 @@
 namespace scenefarm {
 
 struct WorkerOptions {
-  // SCENEFARM_REDIS_URL: redis://[[user]:password@]host:port[/db]. The password is never logged.
+  // SCENEFARM_REDIS_URL: redis://... or redis+sentinel://... (redis.h); never logged.
   std::string redis_url = "redis://127.0.0.1:6379/0";
   // SCENEFARM_QUEUE: queues served, in priority order (comma-separated).
   std::vector<std::string> queues = {"scenes"};

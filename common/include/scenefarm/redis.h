@@ -3,6 +3,12 @@
 // Connection loss never throws and never spins: a call on a broken connection tries to
 // reconnect at most once per backoff period (doubling from reconnect_min to reconnect_max) and
 // otherwise fails at once with kUnavailable. A client is not thread-safe: one per thread.
+//
+// Sentinel (redis+sentinel://...): each connect asks the sentinels, in turn, for the master's
+// address and checks with ROLE that the server found is the master. A reply of READONLY (the
+// server was demoted by a failover), LOADING or MASTERDOWN drops the connection and fails the
+// call with kUnavailable, so the next call finds the new master. docs/queue-protocol.md says
+// what a failover can lose and how the protocol copes.
 #pragma once
 
 #include <chrono>
@@ -19,12 +25,22 @@ struct redisContext;
 namespace scenefarm::redis {
 
 // redis://[[user]:password@]host:port[/db]
+// redis+sentinel://[[user]:password@]host:port[,host:port...]/MASTER_NAME[/db]
+// (the credentials are the master's; sentinels are asked without them unless they refuse.)
+// Either may end in ?wait_replicas=N[&wait_timeout_ms=T]: every script call then waits (WAIT)
+// until N replicas have its writes, and fails with kUnavailable when they do not within T ms
+// (default 1000), so that an acknowledged write survives a failover.
 struct RedisUrl {
   std::string host = "127.0.0.1";
   int port = 6379;
   std::string user;
   std::string password;
   int db = 0;
+  std::vector<std::pair<std::string, int>> sentinels;  // empty: host:port is the server
+  std::string master_name;
+  int wait_replicas = 0;
+  int wait_timeout_ms = 1000;
+  bool sentinel() const { return !sentinels.empty(); }
 };
 Result<RedisUrl> ParseRedisUrl(const std::string& url);
 
@@ -83,6 +99,10 @@ class Client {
  private:
   Status EnsureConnected();
   void Disconnect(const std::string& why);
+  // Sentinel: the master's address from the first sentinel that knows it.
+  Result<std::pair<std::string, int>> AskSentinels();
+  Status ConnectTo(const std::string& host, int port);
+  std::string Where() const;
   Result<std::string> LoadScript(const Script& script);
   Result<std::vector<Value>> RawPipeline(const std::vector<std::vector<std::string>>& commands);
 
@@ -90,6 +110,9 @@ class Client {
   RedisUrl url_;
   Status url_status_;
   redisContext* ctx_ = nullptr;
+  std::string host_;  // the server connected to (the master found, with Sentinel)
+  int port_ = 0;
+  size_t next_sentinel_ = 0;  // the one that answered last is asked first
   std::chrono::steady_clock::time_point next_attempt_{};
   std::chrono::milliseconds backoff_;
   std::map<std::string, std::string> shas_;  // script name -> sha1

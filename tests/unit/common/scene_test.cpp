@@ -169,6 +169,49 @@ TEST(RedisUrl, ParsesEveryPart) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message().find("secret"), std::string::npos);
   EXPECT_FALSE(redis::ParseRedisUrl("redis://host:99999").ok());
+  EXPECT_FALSE(redis::ParseRedisUrl("redis://host:").ok());
+  auto defaults = redis::ParseRedisUrl("redis://");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->host, "127.0.0.1");
+  EXPECT_EQ(defaults->port, 6379);
+  EXPECT_FALSE(defaults->sentinel());
+}
+
+TEST(RedisUrl, ParsesSentinelUrls) {
+  auto u =
+      redis::ParseRedisUrl("redis+sentinel://:pw@10.0.0.1:26380,sent-2,[::1]:26381/mymaster/3");
+  ASSERT_TRUE(u.ok()) << u.status().message();
+  ASSERT_TRUE(u->sentinel());
+  ASSERT_EQ(u->sentinels.size(), 3u);
+  EXPECT_EQ(u->sentinels[0], (std::pair<std::string, int>{"10.0.0.1", 26380}));
+  EXPECT_EQ(u->sentinels[1], (std::pair<std::string, int>{"sent-2", 26379}));  // default port
+  EXPECT_EQ(u->sentinels[2], (std::pair<std::string, int>{"::1", 26381}));
+  EXPECT_EQ(u->master_name, "mymaster");
+  EXPECT_EQ(u->db, 3);
+  EXPECT_EQ(u->password, "pw");
+  auto no_db = redis::ParseRedisUrl("redis+sentinel://h:1/m");
+  ASSERT_TRUE(no_db.ok());
+  EXPECT_EQ(no_db->db, 0);
+  EXPECT_EQ(no_db->master_name, "m");
+  auto wait = redis::ParseRedisUrl("redis+sentinel://h:1/m/2?wait_replicas=1&wait_timeout_ms=250");
+  ASSERT_TRUE(wait.ok()) << wait.status().message();
+  EXPECT_EQ(wait->wait_replicas, 1);
+  EXPECT_EQ(wait->wait_timeout_ms, 250);
+  EXPECT_EQ(wait->db, 2);
+  auto plain_wait = redis::ParseRedisUrl("redis://:p@h:1/0?wait_replicas=2");
+  ASSERT_TRUE(plain_wait.ok());
+  EXPECT_EQ(plain_wait->wait_replicas, 2);
+  EXPECT_EQ(plain_wait->wait_timeout_ms, 1000);
+  EXPECT_EQ(plain_wait->password, "p");
+  for (const char* bad : {"redis+sentinel://:secret@h:1/m?wait_replicas=x",
+                          "redis+sentinel://:secret@h:1/m?wait_replica=1",
+                          "redis://:secret@h:1/0?wait_timeout_ms=0", "redis+sentinel://:secret@h:1",
+                          "redis+sentinel://:secret@h:1/", "redis+sentinel://:secret@h:1,,h2:2/m",
+                          "redis+sentinel://:secret@h:0/m", "redis+sentinel://:secret@h:1/m/x"}) {
+    auto r = redis::ParseRedisUrl(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().message().find("secret"), std::string::npos) << r.status().message();
+  }
 }
 
 }  // namespace

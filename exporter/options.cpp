@@ -63,6 +63,11 @@ Result<ExporterOptions> ParseExporterOptions(int argc, const char* const* argv) 
       ->envname("SCENEFARM_GPU_SOURCE")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "nvml", "system_stats", "nvidia-smi", "none"}));
+  app.add_option("--artifacts-dir", o.artifacts_dir, "the workers' artifacts directory (frames)")
+      ->envname("SCENEFARM_ARTIFACTS_DIR")
+      ->capture_default_str();
+  app.add_flag("--web.disable-ui", o.web_disable_ui, "do not serve the /ui/ pages")
+      ->envname("SCENEFARM_WEB_DISABLE_UI");
   app.add_option("--log-level", o.log_level)
       ->envname("SCENEFARM_LOG_LEVEL")
       ->capture_default_str()

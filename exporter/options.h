@@ -39,6 +39,10 @@ struct ExporterOptions {
   bool worker_labels = false;       // SCENEFARM_EXPORTER_WORKER_LABELS: per-worker series
   std::string gpu_source = "auto";  // SCENEFARM_GPU_SOURCE: auto|nvml|system_stats|nvidia-smi|none
   std::string log_level = "info";   // SCENEFARM_LOG_LEVEL
+  // SCENEFARM_ARTIFACTS_DIR: where workers write runs (the worker's default); the pages show
+  // its frames and files (docs/ui.md).
+  std::string artifacts_dir = "./artifacts";
+  bool web_disable_ui = false;  // SCENEFARM_WEB_DISABLE_UI: no /ui/ pages
 
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));

@@ -115,7 +115,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
   s->collectors_ = std::move(collectors);
   s->redis_ = std::move(redis);
   s->stuck_ = options.stuck();
-  ui::Configure(ui::FromExporterOptions(options));
+  ui::Configure(ui::FromExporterOptions(options), s->redis_);
   if (!options.web_config.empty()) {
     auto web = LoadWebConfig(options.web_config);
     if (!web.ok()) return web.status();

@@ -2,6 +2,7 @@
 
 #include <civetweb.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +12,9 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "scenefarm/http_client.h"
+#include "scenefarm/keys.h"
+#include "scenefarm/readings.h"
 #include "scenefarm/telemetry.h"
 
 namespace scenefarm::exporter::ui {
@@ -21,6 +25,7 @@ using json = nlohmann::json;
 
 std::mutex g_mu;
 UiOptions g_options;
+std::shared_ptr<SharedRedis> g_redis;
 
 // Every answer of ours carries these: the pages load nothing but their own assets, run no inline
 // script, and no response is sniffed into another type or framed by another site.
@@ -259,6 +264,75 @@ int Validation(mg_connection* conn, const UiOptions& o, const std::string& run, 
       head_only);
 }
 
+// RUN/SCENE/NAME when the artifacts directory does not have it: the frame NAME of the scene's
+// result ("outputs": [{filename, subfolder, type}], as the worker records it) through /view of
+// the ComfyUI the scene's worker drives, else of each configured instance in turn. Only names the
+// result lists, only configured instances, at most view_max_bytes.
+int ProxyView(mg_connection* conn, const UiOptions& o, const std::shared_ptr<SharedRedis>& redis,
+              const std::string& run, const std::string& rel, const std::string& queue,
+              bool head_only) {
+  const auto slash = rel.find('/');
+  if (redis == nullptr || o.comfyui_urls.empty() || slash == std::string::npos ||
+      rel.find('/', slash + 1) != std::string::npos) {
+    return Error(conn, 404, "no such file", head_only);
+  }
+  const std::string scene = rel.substr(0, slash), name = rel.substr(slash + 1);
+  std::string scene_run, result_text, worker, readings_text;
+  {
+    std::lock_guard<std::mutex> lock(redis->mu);
+    auto r = redis->client.Command(
+        {"HMGET", keys::QueueKeys(queue).Scene(scene), "run", "result", "worker"});
+    if (!r.ok() || r->elements.size() != 3) return Error(conn, 404, "no such file", head_only);
+    scene_run = r->elements[0].AsString();
+    result_text = r->elements[1].AsString();
+    worker = r->elements[2].AsString();
+    if (!worker.empty()) {
+      auto w = redis->client.Command({"HGET", keys::Worker(worker), readings::kField});
+      if (w.ok()) readings_text = w->AsString();
+    }
+  }
+  if (scene_run != run) return Error(conn, 404, "no such file", head_only);
+  const json result = json::parse(result_text, nullptr, false);
+  const json* output = nullptr;
+  if (result.is_object() && result.contains("outputs") && result["outputs"].is_array()) {
+    for (const auto& out : result["outputs"]) {
+      if (out.is_object() && out.value("filename", "") == name) output = &out;
+    }
+  }
+  if (output == nullptr) return Error(conn, 404, "no such file", head_only);
+  std::vector<std::string> urls;
+  const json readings_doc = json::parse(readings_text, nullptr, false);
+  if (readings_doc.is_object()) {
+    const std::string instance = readings_doc.value("instance", "");
+    if (std::find(o.comfyui_urls.begin(), o.comfyui_urls.end(), instance) != o.comfyui_urls.end())
+      urls.push_back(instance);
+  }
+  for (const auto& u : o.comfyui_urls) {
+    if (std::find(urls.begin(), urls.end(), u) == urls.end()) urls.push_back(u);
+  }
+  const std::string query = "/view?filename=" + http::UrlEncode(name) +
+                            "&subfolder=" + http::UrlEncode(output->value("subfolder", "")) +
+                            "&type=" + http::UrlEncode(output->value("type", "output"));
+  std::string last_error = "no such file";
+  for (const auto& u : urls) {
+    http::ClientOptions co;
+    co.timeout = o.view_timeout;
+    co.max_body_bytes = o.view_max_bytes;
+    http::Client client(u, co);
+    auto r = client.Get(query);
+    if (!r.ok()) {
+      last_error = "ComfyUI " + u + ": " + r.status().message();
+      if (r.status().code() == StatusCode::kInternal)
+        return Error(conn, 502, "frame larger than the proxy limit", head_only);
+      continue;
+    }
+    if (r->status != 200) continue;
+    return Send(conn, 200, ContentTypeFor(name), r->body, head_only,
+                "Cache-Control: private, no-cache\r\nX-Scenefarm-Source: comfyui\r\n");
+  }
+  return Error(conn, 404, last_error, head_only);
+}
+
 // The pages are one document; the browser renders the route from location.pathname.
 bool IsPage(const std::string& rest) {
   if (rest.empty() || rest == "dead" || rest == "runs" || rest == "queues") return true;
@@ -297,6 +371,9 @@ UiOptions FromExporterOptions(const ExporterOptions& o) {
   UiOptions u;
   u.disabled = o.web_disable_ui;
   u.artifacts = o.artifacts_dir;
+  if (!o.queues.empty()) u.default_queue = o.queues.front();
+  u.comfyui_urls = o.comfyui_urls;
+  u.view_timeout = o.timeout();
   return u;
 }
 
@@ -363,9 +440,10 @@ std::string ContentTypeFor(const fs::path& p) {
   return "application/octet-stream";
 }
 
-void Configure(const UiOptions& options) {
+void Configure(const UiOptions& options, std::shared_ptr<SharedRedis> redis) {
   std::lock_guard<std::mutex> lock(g_mu);
   g_options = options;
+  g_redis = std::move(redis);
 }
 
 int HandleRequest(mg_connection* conn) {
@@ -375,9 +453,11 @@ int HandleRequest(mg_connection* conn) {
   const bool runs = StartsWith(path, "/api/runs/");
   if (!ui && !runs) return 0;
   UiOptions o;
+  std::shared_ptr<SharedRedis> redis;
   {
     std::lock_guard<std::mutex> lock(g_mu);
     o = g_options;
+    redis = g_redis;
   }
   // /api/runs/RUN/files[/PATH] and /api/runs/RUN/validation are ours; the rest of /api/runs/ not.
   std::string run, sub, rel;
@@ -408,14 +488,21 @@ int HandleRequest(mg_connection* conn) {
   }
   // civetweb hands over the path decoded, with dot segments removed and ended at a decoded NUL
   // ("%00"): what is left is checked below like any other path.
-  if (sub == "files") {
-    char scene[512] = {0};
+  auto query = [&](const char* name) {
+    char value[512] = {0};
     const char* qs = ri->query_string;
-    if (qs != nullptr) mg_get_var(qs, std::strlen(qs), "scene", scene, sizeof(scene));
-    return ListFiles(conn, o, run, scene, head_only);
-  }
+    if (qs != nullptr) mg_get_var(qs, std::strlen(qs), name, value, sizeof(value));
+    return std::string(value);
+  };
+  if (sub == "files") return ListFiles(conn, o, run, query("scene"), head_only);
   if (sub == "validation") return Validation(conn, o, run, head_only);
   auto file = ResolveRunFile(o.artifacts, run, rel);
+  const bool readable = file.ok() && ::access(file->c_str(), R_OK) == 0;
+  if ((!file.ok() && file.status().code() == StatusCode::kNotFound) || (file.ok() && !readable)) {
+    // Not here, or not readable by this process: the rendering ComfyUI may still have it.
+    const std::string q = query("queue");
+    return ProxyView(conn, o, redis, run, rel, q.empty() ? o.default_queue : q, head_only);
+  }
   if (!file.ok())
     return Error(conn, StatusToHttp(file.status()), file.status().message(), head_only);
   return ServeFile(conn, *file, head_only);

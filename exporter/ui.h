@@ -3,15 +3,23 @@
 //                                    from exporter/ui/), rendered in the browser from /api/
 //   GET /api/runs/RUN/files          the files of a run's directory in the artifacts directory
 //   GET /api/runs/RUN/files/PATH     one of them, with its Content-Type (ETag, Range)
+//                                    When RUN/SCENE/NAME is not in the artifacts directory (or
+//                                    the exporter cannot read it), a frame the scene's result
+//                                    names comes through ComfyUI's /view, from one of the
+//                                    exporter's --comfyui-url instances only, size-limited.
 //   GET /api/runs/RUN/validation     telemetry::ValidateRun's verdict on the run directory
 // Paths never leave the artifacts directory: "..", absolute paths, NUL and symlinks resolving
 // outside it are refused.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "collector.h"
 #include "options.h"
 #include "scenefarm/status.h"
 
@@ -29,8 +37,12 @@ extern const EmbeddedAsset kEmbeddedAssets[];
 const EmbeddedAsset* FindAsset(const std::string& name);
 
 struct UiOptions {
-  bool disabled = false;            // --web.disable-ui: /ui/ answers 404
-  std::filesystem::path artifacts;  // --artifacts-dir
+  bool disabled = false;                  // --web.disable-ui: /ui/ answers 404
+  std::filesystem::path artifacts;        // --artifacts-dir
+  std::string default_queue = "scenes";   // a scene's queue when no ?queue= says
+  std::vector<std::string> comfyui_urls;  // the only hosts /view is asked
+  size_t view_max_bytes = size_t{64} << 20;
+  std::chrono::milliseconds view_timeout{10000};
 };
 UiOptions FromExporterOptions(const ExporterOptions& o);
 
@@ -45,8 +57,9 @@ Result<std::filesystem::path> RunDir(const std::filesystem::path& root, const st
 // Content-Type by extension: images, videos, audio, json, text; else application/octet-stream.
 std::string ContentTypeFor(const std::filesystem::path& p);
 
-// Set once by Server::Start (one Server per process).
-void Configure(const UiOptions& options);
+// Set once by Server::Start (one Server per process); redis: for a scene's result (the /view
+// fallback).
+void Configure(const UiOptions& options, std::shared_ptr<SharedRedis> redis);
 // Answers /ui/... and the artifact endpoints above; 0 when the request is none of them (the
 // caller goes on routing). Authentication is the caller's, before this.
 int HandleRequest(mg_connection* conn);

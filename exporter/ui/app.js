@@ -477,7 +477,13 @@
         el('dt', {}, 'Reason'), el('dd', {id: 'scene-reason'}, text(s.reason))));
       replace(acts, sceneActions(queue, s));
       const files = run ? await maybe('/api/runs/' + seg(run) + '/files?scene=' + seg(id)) : null;
-      const list = files && files.files ? files.files : [];
+      let list = files && files.files ? files.files : [];
+      const outputs = s.result && Array.isArray(s.result.outputs) ? s.result.outputs : [];
+      if (!list.some((f) => f.kind === 'image') && outputs.length) {
+        // Not in the artifacts directory here: the exporter fetches them from ComfyUI's /view.
+        list = list.concat(outputs.map((o) => ({path: id + '/' + o.filename, name: String(o.filename),
+          kind: o.kind || 'image', scene: id})));
+      }
       replace(media, mediaFor(run, list));
       let t = s.result && s.result.telemetry;
       if (!t && list.some((f) => f.name === 'telemetry.json')) {

@@ -71,7 +71,8 @@ class Proc:
 class Farm:
     """redis-server + the fixture's state + scenefarm-exporter over it."""
 
-    def __init__(self, run="story", frames=4, size=(64, 48), exporter_args=()):
+    def __init__(self, run="story", frames=4, size=(64, 48), exporter_args=(), noise=False,
+                 comfyui=False):
         self.dir = tempfile.mkdtemp(prefix="scenefarm-ui-")
         self.artifacts = os.path.join(self.dir, "artifacts")
         os.makedirs(self.artifacts)
@@ -84,11 +85,22 @@ class Farm:
         wait_until(lambda: port_open(self.redis_port), "redis-server listening")
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         out = subprocess.run([os.environ["SCENEFARM_UI_FIXTURE_BIN"], self.redis_url, self.artifacts,
-                              run, str(frames), str(size[0]), str(size[1])],
+                              run, str(frames), str(size[0]), str(size[1]), "1" if noise else "0"],
                              capture_output=True, text=True, timeout=DEADLINE_S)
         if out.returncode != 0:
             raise RuntimeError("fixture failed: " + out.stderr)
         self.state = json.loads(out.stdout)
+        self.comfy_url = ""
+        if comfyui:  # the ComfyUI test server (tests/comfyui_server), output under comfy/output
+            self.comfy_dir = os.path.join(self.dir, "comfy")
+            os.makedirs(self.comfy_dir)
+            port_file = os.path.join(self.comfy_dir, "port")
+            self.procs.append(Proc([os.environ["SCENEFARM_TEST_SERVER_BIN"], "--port", "0",
+                                    "--port-file", port_file, "--base-dir", self.comfy_dir],
+                                   os.path.join(self.dir, "comfy.log")))
+            wait_until(lambda: os.path.exists(port_file) and open(port_file).read().strip(),
+                       "ComfyUI test server's port")
+            self.comfy_url = "http://127.0.0.1:" + open(port_file).read().strip()
         self.exporter = None
         self.start_exporter(exporter_args)
 
@@ -100,7 +112,7 @@ class Farm:
         self.base = f"http://127.0.0.1:{self.port}"
         self.exporter = Proc([os.environ["SCENEFARM_EXPORTER_BIN"], "--listen",
                               f"127.0.0.1:{self.port}", "--redis-url", self.redis_url,
-                              "--artifacts-dir", self.artifacts, "--comfyui-url", "",
+                              "--artifacts-dir", self.artifacts, "--comfyui-url", self.comfy_url,
                               "--gpu-source", "none", "--timeout-seconds", "2", *extra],
                              os.path.join(self.dir, "exporter.log"))
         self.procs.append(self.exporter)

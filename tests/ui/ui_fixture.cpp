@@ -6,7 +6,9 @@
 //              (artifact-metadata.json, run-summary.txt) as the worker does;
 //   run RUN-next: RUN-next-1 pending.
 // A worker id "ui-fixture-worker" heartbeats once (it shows in sf:workers while live).
-// Usage: scenefarm-ui-fixture REDIS_URL ARTIFACTS_DIR RUN [FRAMES [WIDTH HEIGHT]]
+// Usage: scenefarm-ui-fixture REDIS_URL ARTIFACTS_DIR RUN [FRAMES [WIDTH HEIGHT [NOISE]]]
+// NOISE 1: frames with per-pixel noise, which PNG compresses about as badly as a real render
+// (the thumbnail benchmark, bench/ui_thumbs_bench.py); 0 (default): smooth gradients.
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -30,14 +32,21 @@ int Fail(const std::string& what, const Status& s) {
 }
 
 // A gradient frame, different per index (the strip shows distinct images).
-std::string Frame(int width, int height, int index) {
+std::string Frame(int width, int height, int index, bool noise) {
   std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3);
+  uint32_t rng = 2463534242u + static_cast<uint32_t>(index);
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
       uint8_t* p = &rgb[(static_cast<size_t>(y) * width + x) * 3];
       p[0] = static_cast<uint8_t>((x * 255 / std::max(1, width - 1) + index * 37) % 256);
       p[1] = static_cast<uint8_t>(y * 255 / std::max(1, height - 1));
       p[2] = static_cast<uint8_t>((index * 53) % 256);
+      if (noise) {
+        for (int c = 0; c < 3; ++c) {
+          rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;  // xorshift32
+          p[c] = static_cast<uint8_t>(p[c] ^ (rng & 0x3f));
+        }
+      }
     }
   }
   return testing::comfy::EncodePng(width, height, rgb, {});
@@ -47,13 +56,14 @@ std::string Frame(int width, int height, int index) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::cerr << "usage: scenefarm-ui-fixture REDIS_URL ARTIFACTS_DIR RUN [FRAMES [W H]]\n";
+    std::cerr << "usage: scenefarm-ui-fixture REDIS_URL ARTIFACTS_DIR RUN [FRAMES [W H [NOISE]]]\n";
     return 2;
   }
   const std::string url = argv[1], run = argv[3];
   const fs::path artifacts = argv[2];
   const int frames = argc > 4 ? std::atoi(argv[4]) : 4;
   const int width = argc > 6 ? std::atoi(argv[5]) : 64, height = argc > 6 ? std::atoi(argv[6]) : 48;
+  const bool noise = argc > 7 && std::string(argv[7]) == "1";
   redis::Options ro;
   ro.url = url;
   redis::Client client(ro);
@@ -105,7 +115,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < frames; ++i) {
     char name[64];
     std::snprintf(name, sizeof(name), "%s_%05d_.png", run.c_str(), i + 1);
-    std::ofstream(scene_dir / name, std::ios::binary) << Frame(width, height, i);
+    std::ofstream(scene_dir / name, std::ios::binary) << Frame(width, height, i, noise);
     t.frames.push_back(name);
     t.files.push_back({name, "image"});
   }
@@ -120,9 +130,14 @@ int main(int argc, char** argv) {
   t.AddNote("Forced copy after stability retries");
   t.forced_copy_triggered = true;
   t.frame_count = frames;
+  json outputs = json::array();  // as the worker records them: what /view serves
+  for (const auto& name : t.frames)
+    outputs.push_back(
+        {{"filename", name}, {"subfolder", ""}, {"type", "output"}, {"kind", "image"}});
   const json doc = t.ToJson();
   std::ofstream(scene_dir / "telemetry.json") << doc.dump(2) << "\n";
   json result = {{"prompt_id", t.prompt_id},
+                 {"outputs", outputs},
                  {"frame_count", frames},
                  {"expected_frames", frames},
                  {"telemetry", doc["Telemetry"]},

@@ -177,6 +177,48 @@ class OptionsTest(unittest.TestCase):
             farm.close()
 
 
+class ComfyViewTest(unittest.TestCase):
+    """Frames the exporter cannot find in the artifacts directory come through /view of a
+    configured ComfyUI, for the names the scene's result lists only."""
+
+    def test_frames_through_view_when_not_in_the_artifacts_directory(self):
+        import shutil
+        farm = Farm(run=RUN, frames=2, comfyui=True)
+        try:
+            scene = os.path.join(farm.artifacts, RUN, f"{RUN}-ok")
+            out = os.path.join(farm.comfy_dir, "output")
+            os.makedirs(out, exist_ok=True)
+            name = f"{RUN}_00001_.png"
+            with open(os.path.join(scene, name), "rb") as f:
+                frame = f.read()
+            path = f"/api/runs/{RUN}/files/{RUN}-ok/{name}"
+            # Served from the artifacts directory while it is there.
+            status, h, body = http(farm.base, path)
+            self.assertEqual((status, h.get("X-Scenefarm-Source")), (200, None))
+            # Gone from the artifacts directory (another host's disk): through /view.
+            shutil.move(os.path.join(scene, name), os.path.join(out, name))
+            status, h, body = http(farm.base, path)
+            self.assertEqual((status, h["X-Scenefarm-Source"], h["Content-Type"]),
+                             (200, "comfyui", "image/png"))
+            self.assertEqual(body, frame)
+            # A file ComfyUI has but the scene's result does not name is not fetched.
+            shutil.copy(os.path.join(out, name), os.path.join(out, "other.png"))
+            self.assertEqual(http(farm.base, f"/api/runs/{RUN}/files/{RUN}-ok/other.png")[0], 404)
+            # Nor for a scene of another run, nor for an unknown scene.
+            self.assertEqual(http(farm.base, f"/api/runs/other/files/{RUN}-ok/{name}")[0], 404)
+            self.assertEqual(http(farm.base, f"/api/runs/{RUN}/files/nobody/{name}")[0], 404)
+            # Unreadable here (permissions) is the same as absent: /view. Root reads anything,
+            # so this part only runs as another user.
+            if os.geteuid() != 0:
+                second = f"{RUN}_00002_.png"
+                shutil.copy(os.path.join(scene, second), os.path.join(out, second))
+                os.chmod(os.path.join(scene, second), 0)
+                status, h, _ = http(farm.base, f"/api/runs/{RUN}/files/{RUN}-ok/{second}")
+                self.assertEqual((status, h["X-Scenefarm-Source"]), (200, "comfyui"))
+        finally:
+            farm.close()
+
+
 class PagesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -217,6 +217,7 @@ int ListFiles(mg_connection* conn, const UiOptions& o, const std::string& run,
   auto dir = RunDir(o.artifacts, run);
   if (!dir.ok()) return Error(conn, StatusToHttp(dir.status()), dir.status().message(), head_only);
   std::error_code ec;
+  const fs::path base = fs::weakly_canonical(fs::absolute(o.artifacts, ec), ec);
   json files = json::array();
   bool truncated = false;
   const bool exists = fs::is_directory(*dir, ec);
@@ -228,6 +229,8 @@ int ListFiles(mg_connection* conn, const UiOptions& o, const std::string& run,
       if (ec) break;
       if (it.depth() >= 1) it.disable_recursion_pending();  // RUN/file, RUN/SCENE/file
       if (!it->is_regular_file(ec)) continue;
+      // A symlink leading out of the artifacts directory is not listed (nor served).
+      if (it->is_symlink(ec) && !Inside(base, fs::weakly_canonical(it->path(), ec))) continue;
       const fs::path rel = it->path().lexically_relative(*dir);
       const std::string scene_of = rel.has_parent_path() ? rel.begin()->string() : "";
       if (!scene.empty() && scene_of != scene) continue;

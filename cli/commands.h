@@ -43,6 +43,8 @@ nlohmann::json DiskReport(const std::string& path);
 // [{"id", "busy", "scene", "host", "heartbeat_age_seconds"}] (status.cpp; also used by watch).
 nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit);
 
+// Who an operator's action is recorded as: "cli:$USER" (control.cpp).
+std::string CliActor();
 // "30s", "15m", "12h", "7d".
 Result<std::chrono::milliseconds> ParseDuration(const std::string& s);
 

@@ -43,6 +43,15 @@ struct ExporterOptions {
   // its frames and files (docs/ui.md).
   std::string artifacts_dir = "./artifacts";
   bool web_disable_ui = false;  // SCENEFARM_WEB_DISABLE_UI: no /ui/ pages
+  // The JSON API's actions (enqueue, cancel, retry, pause, resume, purge): off unless
+  // --web.enable-actions (SCENEFARM_WEB_ENABLE_ACTIONS), and then only for a user of the web
+  // config's basic_auth_users carrying the CSRF token (docs/api.md).
+  bool web_enable_actions = false;
+  // SCENEFARM_WEB_MAX_BODY_BYTES: the largest request body (POST /api/scenes) read; 413 above.
+  size_t web_max_body_bytes = size_t{64} << 20;
+  // SCENEFARM_MAX_SCENE_BYTES: POST /api/scenes refuses a scene document over this (the CLI's
+  // --max-scene-bytes, same variable).
+  size_t max_scene_bytes = size_t{1} << 20;
 
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));

@@ -43,6 +43,7 @@ const char kLanding[] =
     "<ul><li><a href=\"/metrics\">/metrics</a>: the farm for Prometheus</li>"
     "<li><a href=\"/healthz\">/healthz</a>: the process is alive, no collector stuck</li>"
     "<li><a href=\"/readyz\">/readyz</a>: Redis answers</li>"
+    "<li><a href=\"/api/queues\">/api/</a>: the JSON API (docs/api.md)</li>"
     "<li><a href=\"/ui/\">/ui/</a>: the farm's pages (unless "
     "--web.disable-ui)</li></ul></body></html>\n";
 
@@ -80,6 +81,9 @@ int Server::BeginRequest(mg_connection* conn) {
   }
   if (const int ui = ui::HandleRequest(conn); ui != 0) return ui;  // /ui/, artifact files
   if (path == "/") return Reply(conn, 200, "OK", "text/html", kLanding);
+  if (path == "/api" || path.rfind("/api/", 0) == 0)
+    return self->api_->Handle(
+        conn, self->auth_->enabled() ? BasicAuthUser(mg_get_header(conn, "Authorization")) : "");
   if (path == "/healthz") {
     // A collector running far past every timeout will not come back: say so, so that a
     // liveness probe restarts the process.
@@ -122,6 +126,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
     s->web_ = std::move(web).value();
   }
   s->auth_ = std::make_unique<BasicAuth>(s->web_.users);
+  s->api_ = std::make_unique<Api>(options, s->web_);
   std::vector<std::string> opts = {
       "listening_ports",    options.listen + (s->web_.tls() ? "s" : ""),
       "num_threads",        "4",

@@ -1,5 +1,5 @@
 // scenefarm status [--json]: depth by state, outcomes, workers (busy/idle, last heartbeat),
-// oldest pending age, runs in progress.
+// oldest pending age, runs in progress, paused.
 #include <iostream>
 
 #include "commands.h"
@@ -12,6 +12,9 @@ void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
   std::cout << "queue " << s.queue << "\n"
             << "  pending " << s.depth.pending << "  delayed " << s.depth.delayed << "  leased "
             << s.depth.leased << "  dead " << s.depth.dead << "\n"
+            << (s.paused ? "  PAUSED by " + (s.paused_by.empty() ? "?" : s.paused_by) +
+                               " (nothing is leased; scenefarm resume " + s.queue + ")\n"
+                         : "")
             << "  oldest pending " << s.oldest_pending_age_seconds << " s\n"
             << "  workers live " << s.workers_live << "  busy " << s.workers_busy << "\n  outcomes";
   const nlohmann::json outcomes = s.ToJson()["outcomes"];

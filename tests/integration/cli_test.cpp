@@ -469,5 +469,41 @@ TEST_F(CliTest, WatchRedrawsInPlaceAndLeavesTheTerminalClean) {
   tmux("kill-server");
 }
 
+// Issue #17: scenefarm pause/resume QUEUE, shown by status (text and --json), recorded with
+// who asked.
+TEST_F(CliTest, PauseAndResumeAQueueShownInStatus) {
+  ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("a") + "\n").code, 0);
+  auto j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  EXPECT_EQ(j["paused"], false);
+  CliRun p = Cli(With({"pause", "scenes", "--json"}));
+  ASSERT_EQ(p.code, 0) << p.err;
+  auto pj = nlohmann::json::parse(p.out);
+  EXPECT_EQ(pj["queue"], "scenes");
+  EXPECT_EQ(pj["paused"], true);
+  EXPECT_EQ(pj["changed"], true);
+  EXPECT_EQ(nlohmann::json::parse(Cli(With({"pause", "scenes", "--json"})).out)["changed"], false);
+  j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  EXPECT_EQ(j["paused"], true);
+  EXPECT_EQ(j["paused_by"].get<std::string>().rfind("cli:", 0), 0u) << j.dump();
+  EXPECT_NE(Cli(With({"status"})).out.find("PAUSED by cli:"), std::string::npos);
+  {
+    redis::Client client(redis_.options());
+    SystemClock clock;
+    queue::Queue q(client, queue::QueueOptions{}, clock);
+    bool paused = false;
+    auto r = q.Lease("w1", std::chrono::seconds(30), &paused);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->has_value());
+    EXPECT_TRUE(paused);
+  }
+  CliRun rs = Cli(With({"resume", "scenes"}));
+  ASSERT_EQ(rs.code, 0) << rs.err;
+  EXPECT_EQ(rs.out, "queue scenes resumed\n");
+  j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  EXPECT_EQ(j["paused"], false);
+  EXPECT_FALSE(j.contains("paused_by"));
+  EXPECT_EQ(Cli(With({"pause", "bad/name"})).code, 2);
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

@@ -87,8 +87,9 @@
   // Actions: offered only when GET /api/csrf answers (actions enabled and a signed-in user).
   let csrf = null;
   async function loadCsrf() {
+    // {"token", "header", "actions_enabled"}: buttons only when the exporter allows actions.
     const r = await maybe('/api/csrf');
-    csrf = r && r.token ? r.token : null;
+    csrf = r && r.token && r.actions_enabled === true ? r.token : null;
     document.body.dataset.actions = csrf ? 'on' : 'off';
   }
   async function act(path, body, what) {

@@ -18,6 +18,18 @@ RUN = "story"
 FRAMES = 6
 
 
+USER, PASSWORD = "alice", "s3cret"
+
+
+def web_config(farm):
+    import crypt  # libxcrypt: bcrypt as the web config wants
+    path = os.path.join(farm.dir, "web.yml")
+    with open(path, "w") as f:
+        f.write("basic_auth_users:\n  %s: '%s'\n" %
+                (USER, crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32))))
+    return path
+
+
 class HttpTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -120,6 +132,10 @@ class HttpTest(unittest.TestCase):
         scene = os.path.join(self.farm.artifacts, RUN, f"{RUN}-ok")
         os.symlink(self.secret, os.path.join(scene, "escape.png"))
         os.symlink(f"{RUN}_00001_.png", os.path.join(scene, "inside.png"))
+        listing = json.loads(self.get(f"/api/runs/{RUN}/files")[2])
+        names = [f["name"] for f in listing["files"]]
+        self.assertIn("inside.png", names)
+        self.assertNotIn("escape.png", names)
         status, _, body = self.get(base + f"{RUN}-ok/escape.png")
         self.assertEqual(status, 403)
         self.assertIn(b"outside the artifacts directory", body)
@@ -153,26 +169,21 @@ class OptionsTest(unittest.TestCase):
     """--web.disable-ui, and the web config's basic auth in front of pages and files."""
 
     def test_disable_ui_and_basic_auth(self):
-        import crypt  # libxcrypt: bcrypt as the web config wants
         farm = Farm(run=RUN, frames=1, exporter_args=["--web.disable-ui"])
         try:
             self.assertEqual(http(farm.base, "/ui/")[0], 404)
             self.assertEqual(http(farm.base, "/ui/app.js")[0], 404)
             # The files stay: they are API.
             self.assertEqual(http(farm.base, f"/api/runs/{RUN}/files")[0], 200)
-            web = os.path.join(farm.dir, "web.yml")
-            with open(web, "w") as f:
-                f.write("basic_auth_users:\n  alice: '%s'\n" %
-                        crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32)))
-            farm.start_exporter(["--web-config", web])
+            farm.start_exporter(["--web-config", web_config(farm)])
             png = f"/api/runs/{RUN}/files/{RUN}-ok/{RUN}_00001_.png"
             for path in ["/ui/", png]:
                 with self.subTest(path=path):
                     self.assertEqual(http(farm.base, path)[0], 401)
                     self.assertEqual(http(farm.base, path, headers={
-                        "Authorization": basic("alice", "wrong")})[0], 401)
+                        "Authorization": basic(USER, "wrong")})[0], 401)
                     self.assertEqual(http(farm.base, path, headers={
-                        "Authorization": basic("alice", "s3cret")})[0], 200)
+                        "Authorization": basic(USER, PASSWORD)})[0], 200)
         finally:
             farm.close()
 
@@ -219,6 +230,59 @@ class ComfyViewTest(unittest.TestCase):
             farm.close()
 
 
+class ActionsTest(unittest.TestCase):
+    """Retry of a dead scene by a click, recorded with who did it; actions refused without
+    auth, without the token and from another origin."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.farm = Farm(run=RUN, frames=2)
+        cls.farm.start_exporter(["--web-config", web_config(cls.farm), "--web.enable-actions"])
+        cls.auth = {"Authorization": basic(USER, PASSWORD)}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.farm.close()
+
+    def test_refused_without_auth_token_or_from_another_origin(self):
+        base, path = self.farm.base, f"/api/scenes/{RUN}-dead/retry"
+        self.assertEqual(http(base, path, method="POST", body=b"{}")[0], 401)
+        status, _, body = http(base, "/api/csrf", headers=self.auth)
+        self.assertEqual(status, 200)
+        token = json.loads(body)["token"]
+        # Without the token, with a wrong one, and with the right one from another origin.
+        for headers in [{}, {"X-Scenefarm-CSRF": "nope"},
+                        {"X-Scenefarm-CSRF": token, "Origin": "http://elsewhere.test"}]:
+            with self.subTest(headers=headers):
+                status, _, _ = http(base, path, method="POST", body=b"{}",
+                                    headers={**self.auth, **headers, "Content-Type": "application/json"})
+                self.assertEqual(status, 403)
+        # Nothing changed.
+        scene = json.loads(http(base, f"/api/scenes/{RUN}-dead", headers=self.auth)[2])
+        self.assertEqual(scene["state"], "dead")
+
+    def test_retry_of_a_dead_scene_by_clicking(self):
+        farm = self.farm
+        b = Chromium(farm.dir)
+        try:
+            b.set_headers(self.auth)
+            b.go(farm.base + "/ui/dead")
+            b.wait("Number(document.body.dataset.loaded || 0) >= 1", "first render")
+            self.assertEqual(b.js("document.body.dataset.actions"), "on")
+            button = f"#dead tr[data-scene=\"{RUN}-dead\"] button[data-action=retry]"
+            b.wait(f"!!document.querySelector('{button}')", "the Retry button")
+            b.js(f"document.querySelector('{button}').click()")
+            b.wait(f"!document.querySelector('#dead tr[data-scene=\"{RUN}-dead\"]')",
+                   "the scene left the dead letters")
+            scene = json.loads(http(farm.base, f"/api/scenes/{RUN}-dead", headers=self.auth)[2])
+            self.assertIn(scene["state"], ("pending", "delayed"))
+            # Recorded with who did it (docs/api.md: "api:USER").
+            self.assertTrue(any(h.get("by") == "api:" + USER for h in scene["history"]),
+                            scene["history"])
+        finally:
+            b.close()
+
+
 class PagesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -232,8 +296,12 @@ class PagesTest(unittest.TestCase):
 
     def open(self, path):
         self.browser.go(self.farm.base + path)
-        # Rendered from the API at least once (body[data-loaded] counts refreshes).
-        self.browser.wait("Number(document.body.dataset.loaded || 0) >= 1", "first render of " + path)
+        # Rendered from the API at least once (body[data-loaded] counts refreshes), or an error
+        # shown (then the test fails with it at once).
+        state = self.browser.wait("""Number(document.body.dataset.loaded || 0) >= 1 ? 'ok'
+            : document.getElementById('notice').className === 'error'
+              ? document.getElementById('notice').textContent : null""", "first render of " + path)
+        self.assertEqual(state, "ok", path)
 
     def test_run_page_shows_its_frames_loaded(self):
         b = self.browser
@@ -261,6 +329,37 @@ class PagesTest(unittest.TestCase):
         self.assertEqual(b.js("document.body.dataset.paused"), "1")
         self.assertEqual(b.js("document.getElementById('refresh-toggle').textContent"),
                          "Resume refresh")
+
+    def test_overview_shows_queues_and_workers(self):
+        b = self.browser
+        self.open("/ui/")
+        row = "#queues tr[data-queue=scenes]"
+        b.wait(f"!!document.querySelector('{row}')", "the queue's row")
+        cells = b.js(f"[...document.querySelectorAll('{row} td')].map((c) => c.textContent)")
+        # pending 1 (RUN-next-1), delayed 0, leased 0, dead 1 (RUN-dead)
+        self.assertEqual(cells[1:5], ["1", "0", "0", "1"])
+        b.wait("!!document.querySelector('#workers tr[data-worker=\"ui-fixture-worker\"]')",
+               "the fixture's worker")
+        self.assertTrue(b.js(f"!!document.querySelector('#runs tr[data-run=\"{RUN}\"]')"))
+        # Read-only: no action offered without --web.enable-actions and a signed-in user.
+        self.assertEqual(b.js("document.body.dataset.actions"), "off")
+        self.assertEqual(b.js("document.querySelectorAll('button[data-action]').length"), 0)
+
+    def test_scene_page_shows_state_frames_fallback_notes_history_and_workflow(self):
+        b = self.browser
+        self.open(f"/ui/scenes/{RUN}-ok")
+        b.wait("document.querySelector('#scene-state').textContent === 'succeeded'", "state")
+        b.wait(f"""(() => {{ const i = [...document.querySelectorAll('#thumbs img')];
+            return i.length === {FRAMES} && i.every((x) => x.complete && x.naturalWidth > 0); }})()""",
+               "the scene's frames loaded")
+        self.assertIn("Forced copy after stability retries",
+                      b.js("document.querySelector('#fallback-notes .fallback').textContent"))
+        self.assertTrue(b.js("document.querySelectorAll('#history-table tbody tr').length >= 2"))
+        self.assertIn("SaveImage", b.js("document.getElementById('workflow').textContent"))
+        # The dead one: its reason.
+        self.open(f"/ui/scenes/{RUN}-dead")
+        b.wait("document.querySelector('#scene-reason').textContent.includes('prompt rejected')",
+               "the dead scene's reason")
 
     def test_data_is_text_never_markup(self):
         # A run name full of markup is shown as text: nothing is parsed out of it.

@@ -361,6 +361,15 @@ class PagesTest(unittest.TestCase):
         b.wait("document.querySelector('#scene-reason').textContent.includes('prompt rejected')",
                "the dead scene's reason")
 
+    def test_queue_page_by_state_with_search(self):
+        b = self.browser
+        self.open("/ui/queues/scenes?state=dead")
+        b.wait(f"!!document.querySelector('#scenes tr[data-scene=\"{RUN}-dead\"]')", "dead row")
+        self.open(f"/ui/queues/scenes?state=pending&q=next")
+        b.wait(f"!!document.querySelector('#scenes tr[data-scene=\"{RUN}-next-1\"]')", "pending row")
+        self.open(f"/ui/queues/scenes?state=pending&q=no-such-scene")
+        b.wait("!!document.querySelector('#scenes tr.empty')", "no match")
+
     def test_data_is_text_never_markup(self):
         # A run name full of markup is shown as text: nothing is parsed out of it.
         b = self.browser

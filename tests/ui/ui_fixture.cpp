@@ -136,6 +136,9 @@ int main(int argc, char** argv) {
         {{"filename", name}, {"subfolder", ""}, {"type", "output"}, {"kind", "image"}});
   const json doc = t.ToJson();
   std::ofstream(scene_dir / "telemetry.json") << doc.dump(2) << "\n";
+  // A forced copy leaves its debug file (the contract's rule): the run validates.
+  std::ofstream(scene_dir / "forced-copy-debug-2026-01-01T00-00-00.txt")
+      << "stable after 3 retries\n";
   json result = {{"prompt_id", t.prompt_id},
                  {"outputs", outputs},
                  {"frame_count", frames},

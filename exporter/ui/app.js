@@ -341,7 +341,7 @@
     const base = '/api/scenes/' + seg(s.id);
     const qq = q === 'scenes' ? '' : '?queue=' + seg(q);
     const out = [];
-    if (s.state === 'dead' || s.state === 'cancelled' || s.state === 'failed')
+    if (s.state === 'dead')  // the API retries dead scenes only (409 otherwise)
       out.push(actionButton('Retry', base + '/retry' + qq, 'Retry ' + s.id));
     if (s.state === 'pending' || s.state === 'delayed' || s.state === 'leased')
       out.push(actionButton('Cancel', base + '/cancel' + qq, 'Cancel ' + s.id, true, 'Cancel scene ' + s.id + '?'));

@@ -259,6 +259,28 @@ class ActionsTest(unittest.TestCase):
         scene = json.loads(http(base, f"/api/scenes/{RUN}-dead", headers=self.auth)[2])
         self.assertEqual(scene["state"], "dead")
 
+    def test_pause_and_resume_a_queue_by_clicking(self):
+        farm = self.farm
+        b = Chromium(farm.dir)
+        try:
+            b.set_headers(self.auth)
+            b.go(farm.base + "/ui/")
+            pause = "#queues tr[data-queue=scenes] button[data-action=pause]"
+            b.wait(f"!!document.querySelector('{pause}')", "the Pause button")
+            b.js(f"document.querySelector('{pause}').click()")
+            b.wait("!!document.querySelector('#queues tr[data-queue=scenes] .badge.paused')",
+                   "the queue shown paused")
+            queues = json.loads(http(farm.base, "/api/queues", headers=self.auth)[2])["queues"]
+            self.assertTrue(next(q for q in queues if q["queue"] == "scenes")["paused"])
+            resume = "#queues tr[data-queue=scenes] button[data-action=resume]"
+            b.wait(f"!!document.querySelector('{resume}')", "the Resume button")
+            b.js(f"document.querySelector('{resume}').click()")
+            b.wait(f"!!document.querySelector('{pause}')", "the queue shown running")
+            queues = json.loads(http(farm.base, "/api/queues", headers=self.auth)[2])["queues"]
+            self.assertFalse(next(q for q in queues if q["queue"] == "scenes")["paused"])
+        finally:
+            b.close()
+
     def test_retry_of_a_dead_scene_by_clicking(self):
         farm = self.farm
         b = Chromium(farm.dir)

@@ -7,6 +7,7 @@ Not part of `make test`: it writes into docs/.
 Usage: scripts/ui-screenshots.py EXPORTER_URL RUN SCENE [OUT_DIR]"""
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -26,20 +27,27 @@ def main():
              ("scene", f"/ui/scenes/{scene}", "#scene-state"),
              ("queue", "/ui/queues/scenes?state=done", "#scenes"),
              ("dead", "/ui/dead", "#dead")]
-    with tempfile.TemporaryDirectory(prefix="ui-shots-") as work:
+    work = tempfile.mkdtemp(prefix="ui-shots-")
+    try:
         b = Chromium(work, width=1200, height=800)
         try:
             for name, path, selector in pages:
                 b.go(base + path)
                 b.wait("Number(document.body.dataset.loaded || 0) >= 1", "render of " + path)
                 b.wait(f"!!document.querySelector({selector!r})", selector + " on " + path)
-                # Every image on the page has arrived (or failed) before the picture.
-                b.wait("[...document.images].every((i) => i.complete)", "images of " + path)
+                # Every image in view has arrived (or failed) before the picture (lazy ones
+                # further on are never fetched).
+                b.wait("""[...document.images].filter((i) => { const r = i.getBoundingClientRect();
+                    return r.left < innerWidth && r.top < innerHeight; }).every((i) => i.complete)""",
+                       "images of " + path)
                 target = os.path.join(out, name + ".png")
                 b.screenshot(target)
                 print(f"  {target}")
         finally:
             b.close()
+    finally:
+        # Chromium's helpers may still be writing into the profile as it exits.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ constexpr size_t kLastHourEvents = 50000;  // events read for a queue's last hou
 constexpr size_t kMaxWorkers = 200;
 constexpr size_t kRunScenes = 2000;  // scenes listed for one run
 constexpr size_t kMaxPurge = 100000;
+constexpr size_t kEventChunk = 5000;  // stream entries per command
 
 const char* Reason(int code) {
   switch (code) {
@@ -110,6 +111,101 @@ std::string Hex(const unsigned char* p, size_t n) {
 std::map<std::string, std::string> EventFields(const redis::Value& entry) {
   if (entry.elements.size() < 2) return {};
   return Fields(entry.elements[1]);
+}
+
+// A stream newest first, from its end down to min_id ("-": its start), at most `max` entries,
+// kEventChunk per command: Redis serves its other clients (heartbeats) in between.
+Result<std::vector<redis::Value>> NewestEvents(redis::Client& c, const std::string& key,
+                                               const std::string& min_id, size_t max) {
+  std::vector<redis::Value> out;
+  std::string end = "+";
+  while (out.size() < max) {
+    const size_t n = std::min(kEventChunk, max - out.size());
+    auto r = c.Command({"XREVRANGE", key, end, min_id, "COUNT", std::to_string(n)});
+    if (!r.ok()) return r.status();
+    if (r->is_error()) return Status::Internal("XREVRANGE: " + r->str);
+    const size_t got = r->elements.size();
+    for (auto& e : r->elements)
+      out.push_back(std::move(e));
+    if (got < n || out.back().elements.empty()) break;
+    end = "(" + out.back().elements[0].AsString();
+  }
+  return out;
+}
+
+// The ids of a state's scenes, bounded: the first kScan of its sorted set, or for "done" the
+// scenes of the succeeded/cancelled events among the newest kDoneEvents (newest first).
+// *truncated: there were more to read.
+Result<std::vector<std::string>> StateIds(redis::Client& c, const keys::QueueKeys& k,
+                                          const std::string& state, bool* truncated) {
+  std::vector<std::string> ids;
+  if (state == "done") {
+    auto ev = NewestEvents(c, k.Events(), "-", kDoneEvents);
+    if (!ev.ok()) return ev.status();
+    *truncated = ev->size() >= kDoneEvents;
+    std::set<std::string> seen;
+    for (const auto& e : *ev) {
+      auto f = EventFields(e);
+      if ((f["event"] == "succeeded" || f["event"] == "cancelled") &&
+          seen.insert(f["scene"]).second)
+        ids.push_back(f["scene"]);
+    }
+    return ids;
+  }
+  auto r = c.Pipeline(
+      {{"ZCARD", k.State(state)}, {"ZRANGE", k.State(state), "0", std::to_string(kScan - 1)}});
+  if (!r.ok()) return r.status();
+  *truncated = (*r)[0].integer > static_cast<int64_t>(kScan);
+  for (const auto& v : (*r)[1].elements)
+    ids.push_back(v.str);
+  return ids;
+}
+
+// The run of each scene ("" when its record is gone), one pipelined round trip.
+Result<std::vector<std::string>> RunsOf(redis::Client& c, const keys::QueueKeys& k,
+                                        const std::vector<std::string>& ids) {
+  std::vector<std::string> runs;
+  if (ids.empty()) return runs;
+  std::vector<std::vector<std::string>> cmds;
+  for (const auto& id : ids)
+    cmds.push_back({"HGET", k.Scene(id), "run"});
+  auto r = c.Pipeline(cmds);
+  if (!r.ok()) return r.status();
+  for (const auto& v : *r)
+    runs.push_back(v.AsString());
+  return runs;
+}
+
+// `jobs show --json` of each scene without its history, plus enqueued_at_ms and priority, in
+// order; a scene whose record is gone (expired, purged meanwhile) is left out.
+Result<json> SceneRows(redis::Client& c, const keys::QueueKeys& k,
+                       const std::vector<std::string>& ids) {
+  json rows = json::array();
+  if (ids.empty()) return rows;
+  std::vector<std::vector<std::string>> cmds;
+  for (const auto& id : ids)
+    cmds.push_back({"HMGET", k.Scene(id), "run", "state", "attempts", "failures", "reason",
+                    "worker", "enqueued_at", "priority"});
+  auto r = c.Pipeline(cmds);
+  if (!r.ok()) return r.status();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto& h = (*r)[i].elements;
+    if (h.size() < 8 || h[1].is_nil()) continue;
+    queue::SceneInfo s;
+    s.id = ids[i];
+    s.run = h[0].AsString();
+    s.state = h[1].AsString();
+    s.attempts = h[2].AsInt();
+    s.failures = h[3].AsInt();
+    s.reason = h[4].AsString();
+    s.worker = h[5].AsString();
+    json j = s.ToJson();
+    j.erase("history");
+    j["enqueued_at_ms"] = h[6].AsInt();
+    j["priority"] = h[7].AsInt();
+    rows.push_back(std::move(j));
+  }
+  return rows;
 }
 
 }  // namespace
@@ -300,13 +396,12 @@ int Api::Queues(Request& req) {
     json j = st->ToJson();
     auto now = q.TimeMs();
     if (!now.ok()) return req.Error(503, "redis: " + now.status().message());
-    // The last hour from the queue's event stream (bounded: the newest kLastHourEvents of it).
-    auto ev = redis_.client.Command({"XRANGE", keys::QueueKeys(name).Events(),
-                                     std::to_string(*now - 3600000), "+", "COUNT",
-                                     std::to_string(kLastHourEvents)});
+    // The last hour from the queue's event stream (bounded: its newest kLastHourEvents).
+    auto ev = NewestEvents(redis_.client, keys::QueueKeys(name).Events(),
+                           std::to_string(*now - 3600000), kLastHourEvents);
     if (!ev.ok()) return req.Error(503, "redis: " + ev.status().message());
     int64_t succeeded = 0, failed = 0, dead = 0, cancelled = 0;
-    for (const auto& e : ev->elements) {
+    for (const auto& e : *ev) {
       const auto f = EventFields(e);
       const auto it = f.find("event");
       if (it == f.end()) continue;
@@ -319,7 +414,7 @@ int Api::Queues(Request& req) {
                       {"failed", failed},
                       {"dead_lettered", dead},
                       {"cancelled", cancelled},
-                      {"truncated", ev->elements.size() >= kLastHourEvents}};
+                      {"truncated", ev->size() >= kLastHourEvents}};
     out.push_back(std::move(j));
   }
   return req.Reply(200, json{{"queues", out}});
@@ -334,7 +429,7 @@ int Api::Scenes(Request& req, const std::string& queue) {
   int code = 0;
   int64_t limit = 0, offset = 0;
   if (!req.IntParam("limit", 50, 1, kMaxLimit, &limit, &code)) return code;
-  if (!req.IntParam("offset", 0, 0, static_cast<int64_t>(kScan), &offset, &code)) return code;
+  if (!req.IntParam("offset", 0, 0, int64_t{1} << 40, &offset, &code)) return code;
   const std::string run = req.Param("run");
   const std::string search = req.Param("q");
   std::lock_guard<std::mutex> lock(redis_.mu);
@@ -356,74 +451,30 @@ int Api::Scenes(Request& req, const std::string& queue) {
       ids.push_back(v.str);
   } else {
     // Candidates (bounded), filtered by run / search, then the page.
-    std::vector<std::string> cand;
-    if (state == "done") {
-      auto r = c.Command({"XREVRANGE", k.Events(), "+", "-", "COUNT", std::to_string(kDoneEvents)});
+    auto cand = StateIds(c, k, state, &truncated);
+    if (!cand.ok()) return req.Error(503, "redis: " + cand.status().message());
+    std::vector<std::string> runs(cand->size());
+    if (filtered) {
+      auto r = RunsOf(c, k, *cand);
       if (!r.ok()) return req.Error(503, "redis: " + r.status().message());
-      truncated = r->elements.size() >= kDoneEvents;
-      std::set<std::string> seen;
-      for (const auto& e : r->elements) {
-        auto f = EventFields(e);
-        if ((f["event"] == "succeeded" || f["event"] == "cancelled") &&
-            seen.insert(f["scene"]).second)
-          cand.push_back(f["scene"]);
-      }
-    } else {
-      auto r = c.Pipeline(
-          {{"ZCARD", k.State(state)}, {"ZRANGE", k.State(state), "0", std::to_string(kScan - 1)}});
-      if (!r.ok()) return req.Error(503, "redis: " + r.status().message());
-      truncated = (*r)[0].integer > static_cast<int64_t>(kScan);
-      for (const auto& v : (*r)[1].elements)
-        cand.push_back(v.str);
-    }
-    std::vector<std::string> runs(cand.size());
-    if (filtered && !cand.empty()) {
-      std::vector<std::vector<std::string>> cmds;
-      for (const auto& id : cand)
-        cmds.push_back({"HGET", k.Scene(id), "run"});
-      auto r = c.Pipeline(cmds);
-      if (!r.ok()) return req.Error(503, "redis: " + r.status().message());
-      for (size_t i = 0; i < cand.size(); ++i)
-        runs[i] = (*r)[i].AsString();
+      runs = std::move(r).value();
     }
     std::vector<std::string> match;
-    for (size_t i = 0; i < cand.size(); ++i) {
+    for (size_t i = 0; i < cand->size(); ++i) {
+      const std::string& id = (*cand)[i];
       if (!run.empty() && runs[i] != run) continue;
-      if (!search.empty() && cand[i].find(search) == std::string::npos &&
+      if (!search.empty() && id.find(search) == std::string::npos &&
           runs[i].find(search) == std::string::npos)
         continue;
-      match.push_back(cand[i]);
+      match.push_back(id);
     }
     total = static_cast<int64_t>(match.size());
     for (int64_t i = offset; i < total && i < offset + limit; ++i)
       ids.push_back(match[static_cast<size_t>(i)]);
   }
-  json scenes = json::array();
-  if (!ids.empty()) {
-    std::vector<std::vector<std::string>> cmds;
-    for (const auto& id : ids)
-      cmds.push_back({"HMGET", k.Scene(id), "run", "state", "attempts", "failures", "reason",
-                      "worker", "enqueued_at", "priority"});
-    auto r = c.Pipeline(cmds);
-    if (!r.ok()) return req.Error(503, "redis: " + r.status().message());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      const auto& h = (*r)[i].elements;
-      if (h.size() < 8 || h[1].is_nil()) continue;  // expired or purged meanwhile
-      queue::SceneInfo s;
-      s.id = ids[i];
-      s.run = h[0].AsString();
-      s.state = h[1].AsString();
-      s.attempts = h[2].AsInt();
-      s.failures = h[3].AsInt();
-      s.reason = h[4].AsString();
-      s.worker = h[5].AsString();
-      json j = s.ToJson();
-      j.erase("history");
-      j["enqueued_at_ms"] = h[6].AsInt();
-      j["priority"] = h[7].AsInt();
-      scenes.push_back(std::move(j));
-    }
-  }
+  auto rows = SceneRows(c, k, ids);
+  if (!rows.ok()) return req.Error(503, "redis: " + rows.status().message());
+  const json& scenes = *rows;
   json out = {{"queue", queue},   {"state", state}, {"total", total},
               {"offset", offset}, {"limit", limit}, {"scenes", scenes}};
   if (filtered || state == "done") out["truncated"] = truncated;
@@ -510,16 +561,16 @@ int Api::Runs(Request& req) {
   // The runs: those not finished, those waiting for assembly, and those seen in the newest
   // kDoneEvents events (a finished run's record lives for the retention period; there is no
   // index of all of them, so older finished runs are not listed).
-  auto r = c.Pipeline({{"SMEMBERS", k.Runs()},
-                       {"SMEMBERS", k.RunsFinished()},
-                       {"XREVRANGE", k.Events(), "+", "-", "COUNT", std::to_string(kDoneEvents)}});
+  auto r = c.Pipeline({{"SMEMBERS", k.Runs()}, {"SMEMBERS", k.RunsFinished()}});
   if (!r.ok()) return req.Error(503, "redis: " + r.status().message());
+  auto ev = NewestEvents(c, k.Events(), "-", kDoneEvents);
+  if (!ev.ok()) return req.Error(503, "redis: " + ev.status().message());
   std::vector<std::string> runs;
   std::set<std::string> seen;
   for (int s = 0; s < 2; ++s)
     for (const auto& v : (*r)[s].elements)
       if (seen.insert(v.str).second) runs.push_back(v.str);
-  for (const auto& e : (*r)[2].elements) {
+  for (const auto& e : *ev) {
     auto f = EventFields(e);
     if (!f["run"].empty() && seen.insert(f["run"]).second) runs.push_back(f["run"]);
   }
@@ -562,25 +613,28 @@ int Api::GetRun(Request& req, const std::string& run) {
   json out = RunJson(run, f, p.first, p.second);
   out["queue"] = queue;
   // Its scenes, from each state (bounded scans) and the newest finished ones.
-  queue::QueueOptions qo;
-  qo.name = queue;
-  queue::Queue q(c, qo, req.clock);
-  json scenes = json::array();
+  std::vector<std::string> ids;
+  std::set<std::string> seen;
   bool truncated = false;
   for (const char* state : {"leased", "delayed", "pending", "dead", "done"}) {
-    const size_t room = kRunScenes - std::min(kRunScenes, scenes.size());
-    if (room == 0) {
-      truncated = true;
-      break;
-    }
-    auto list = q.List(state, run, room);
-    if (!list.ok()) return req.Error(503, "redis: " + list.status().message());
-    for (const auto& s : *list) {
-      json j = s.ToJson();
-      j.erase("history");
-      scenes.push_back(std::move(j));
+    bool more = false;
+    auto cand = StateIds(c, k, state, &more);
+    if (!cand.ok()) return req.Error(503, "redis: " + cand.status().message());
+    auto runs = RunsOf(c, k, *cand);
+    if (!runs.ok()) return req.Error(503, "redis: " + runs.status().message());
+    truncated = truncated || more;
+    for (size_t i = 0; i < cand->size(); ++i) {
+      if ((*runs)[i] != run || !seen.insert((*cand)[i]).second) continue;
+      if (ids.size() >= kRunScenes) {
+        truncated = true;
+        break;
+      }
+      ids.push_back((*cand)[i]);
     }
   }
+  auto rows = SceneRows(c, k, ids);
+  if (!rows.ok()) return req.Error(503, "redis: " + rows.status().message());
+  const json& scenes = *rows;
   out["scenes"] = scenes;
   out["scenes_truncated"] = truncated;
   return req.Reply(200, out);
@@ -613,12 +667,13 @@ int Api::Workers(Request& req) {
       const bool busy = f["busy"] == "1";
       json queues = json::parse(f["queues"], nullptr, false);
       json paused = json::parse(f["paused_queues"], nullptr, false);
+      if (!queues.is_array()) queues = json::array();
       json j = {{"id", ids[i].first},
                 {"host", f["host"]},
-                {"queues", queues.is_array() ? queues : json::array()},
+                {"queues", queues},
                 {"busy", busy},
                 {"scene", busy ? f["scene"] : ""},
-                {"scenes", busy && !f["scene"].empty() ? json::array({f["scene"]}) : json::array()},
+                {"scenes", json::array()},
                 {"state", !live  ? "gone"
                           : busy ? "busy"
                                  : "idle"},
@@ -636,6 +691,24 @@ int Api::Workers(Request& req) {
         }
       }
       out.push_back(std::move(j));
+    }
+    // The scenes each holds: its leases in each of its queues (sf:{Q}:wl:<worker>).
+    std::vector<std::vector<std::string>> held;
+    std::vector<size_t> whose;
+    for (size_t i = 0; i < out.size(); ++i) {
+      for (const auto& q : out[i]["queues"]) {
+        if (!q.is_string() || !IsValidId(q.get<std::string>())) continue;
+        held.push_back(
+            {"SMEMBERS", keys::QueueKeys(q.get<std::string>()).WorkerLeases(ids[i].first)});
+        whose.push_back(i);
+      }
+    }
+    if (!held.empty()) {
+      auto l = c.Pipeline(held);
+      if (!l.ok()) return req.Error(503, "redis: " + l.status().message());
+      for (size_t n = 0; n < held.size(); ++n)
+        for (const auto& v : (*l)[n].elements)
+          out[whose[n]]["scenes"].push_back(v.AsString());
     }
   }
   return req.Reply(200, json{{"workers", out}});

@@ -276,6 +276,33 @@ TEST_F(ApiTest, PagingAndSearchAreBoundedAndCounted) {
   EXPECT_EQ(Get("/api/queues/scenes/scenes?offset=-1").status, 400);
 }
 
+// The event stream is read in chunks (5,000 entries per command): what lies past the first
+// chunk is still found.
+TEST_F(ApiTest, EventScansReadPastTheFirstChunk) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("first", "early")}).ok());
+  auto s = queue_.Lease("w1", std::chrono::seconds(30));
+  ASSERT_TRUE(s.ok() && s->has_value());
+  ASSERT_TRUE(queue_.Ack(**s, "w1", json::object()).ok());
+  std::vector<Scene> bulk;
+  for (int i = 0; i < 6000; ++i)
+    bulk.push_back(MakeScene("b" + std::to_string(i), "bulk"));
+  ASSERT_TRUE(queue_.Enqueue(bulk).ok());
+  StartExporter();
+  Reply done = Get("/api/queues/scenes/scenes?state=done");
+  ASSERT_EQ(done.status, 200) << done.body;
+  ASSERT_EQ(done.j["scenes"].size(), 1u) << done.body;
+  EXPECT_EQ(done.j["scenes"][0]["id"], "first");
+  EXPECT_EQ(Get("/api/queues").j["queues"][0]["last_hour"]["succeeded"], 1);
+  Reply runs = Get("/api/runs");
+  ASSERT_EQ(runs.j["runs"].size(), 2u) << runs.body;
+  EXPECT_EQ(runs.j["runs"][1]["run"], "early");
+  EXPECT_EQ(runs.j["runs"][1]["finished"], true);
+  Reply early = Get("/api/runs/early");
+  ASSERT_EQ(early.j["scenes"].size(), 1u) << early.body;
+  EXPECT_EQ(early.j["scenes"][0]["state"], "succeeded");
+  EXPECT_EQ(Get("/api/queues/scenes/scenes?limit=1&offset=5999").j["scenes"][0]["id"], "b5999");
+}
+
 TEST_F(ApiTest, RunsWorkersAndComfyUi) {
   ASSERT_TRUE(
       queue_.Enqueue({MakeScene("r1"), MakeScene("r2"), MakeScene("r3"), MakeScene("x1", "other")})
@@ -323,6 +350,7 @@ TEST_F(ApiTest, RunsWorkersAndComfyUi) {
   EXPECT_EQ(w["state"], "busy");
   EXPECT_EQ(w["scene"], "r2");
   EXPECT_EQ(w["queues"], json::array({"scenes"}));
+  EXPECT_EQ(w["scenes"], json::array({"r2"}));
   EXPECT_TRUE(w["heartbeat_age_seconds"].is_number());
 
   Reply before = Get("/api/comfyui");

@@ -486,6 +486,20 @@ TEST_F(CliTest, PauseAndResumeAQueueShownInStatus) {
   EXPECT_EQ(j["paused"], true);
   EXPECT_EQ(j["paused_by"].get<std::string>().rfind("cli:", 0), 0u) << j.dump();
   EXPECT_NE(Cli(With({"status"})).out.find("PAUSED by cli:"), std::string::npos);
+  // A worker that found the queue paused says so in its hash; status shows it.
+  {
+    redis::Client client(redis_.options());
+    SystemClock clock;
+    queue::Queue q(client, queue::QueueOptions{}, clock);
+    ASSERT_TRUE(q.Heartbeat("w9", std::chrono::seconds(30), {}).ok());
+    ASSERT_TRUE(
+        client.Command({"HSET", queue::WorkerKey("w9"), "paused_queues", R"(["scenes"])"}).ok());
+  }
+  j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  ASSERT_EQ(j["workers"]["list"].size(), 1u);
+  EXPECT_EQ(j["workers"]["list"][0]["paused_queues"], nlohmann::json::array({"scenes"}));
+  EXPECT_NE(Cli(With({"status"})).out.find("worker w9  idle  last heartbeat"), std::string::npos);
+  EXPECT_NE(Cli(With({"status"})).out.find("waiting on paused scenes"), std::string::npos);
   {
     redis::Client client(redis_.options());
     SystemClock clock;

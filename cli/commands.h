@@ -40,9 +40,12 @@ void RegisterRerun(CLI::App& app, Global& g, int* exit_code);
 // {"path", "error"} (repair.cpp; also used by health).
 nlohmann::json DiskReport(const std::string& path);
 // The `limit` freshest worker heartbeats, in one pipelined round trip after the ZREVRANGE:
-// [{"id", "busy", "scene", "host", "heartbeat_age_seconds"}] (status.cpp; also used by watch).
+// [{"id", "busy", "scene", "host", "heartbeat_age_seconds", "paused_queues"}] (status.cpp; also
+// used by watch).
 nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit);
 
+// Who an operator's action is recorded as: "cli:$USER" (control.cpp).
+std::string CliActor();
 // "30s", "15m", "12h", "7d".
 Result<std::chrono::milliseconds> ParseDuration(const std::string& s);
 

@@ -4,8 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api.h"
 #include "collector.h"
 #include "families.h"
+#include "scenefarm/clock.h"
 #include "scenefarm/gpu.h"
 #include "scenefarm/http_client.h"
 
@@ -27,6 +29,7 @@ class ComfyUiCollector : public Collector {
                          "Free memory of each device as /system_stats reports it.");
     Family vtotal = Gauge(names::kComfyUiDeviceMemoryTotal,
                           "Total memory of each device as /system_stats reports it.");
+    json seen = json::array();  // for GET /api/comfyui
     for (const auto& url : urls_) {
       const Labels inst = {{"instance", url}};
       const auto t0 = std::chrono::steady_clock::now();
@@ -34,6 +37,11 @@ class ComfyUiCollector : public Collector {
       auto q = c.Get("/queue");
       json qj = q.ok() && q->status == 200 ? json::parse(q->body, nullptr, false) : json();
       const bool ok = qj.is_object();
+      seen.push_back(
+          {{"url", url},
+           {"up", ok},
+           {"queue_running", ok ? json(qj.value("queue_running", json::array()).size()) : json()},
+           {"queue_pending", ok ? json(qj.value("queue_pending", json::array()).size()) : json()}});
       if (ok) {
         queue.Add({{"instance", url}, {"state", "running"}},
                   static_cast<double>(qj.value("queue_running", json::array()).size()));
@@ -50,6 +58,12 @@ class ComfyUiCollector : public Collector {
       }
       up.Add(inst, ok ? 1 : 0);
       dur.Add(inst, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    {
+      ComfyUiSeen& last = LastComfyUiSeen();
+      std::lock_guard<std::mutex> lock(last.mu);
+      last.instances = std::move(seen);
+      last.at_ms = SystemClock().NowMs();
     }
     // A ComfyUI that is down is reported (up 0), not a failure of this collector.
     Families out;

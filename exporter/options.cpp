@@ -63,6 +63,25 @@ Result<ExporterOptions> ParseExporterOptions(int argc, const char* const* argv) 
       ->envname("SCENEFARM_GPU_SOURCE")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "nvml", "system_stats", "nvidia-smi", "none"}));
+  app.add_option("--artifacts-dir", o.artifacts_dir, "the workers' artifacts directory (frames)")
+      ->envname("SCENEFARM_ARTIFACTS_DIR")
+      ->capture_default_str();
+  app.add_flag("--web.disable-ui,--web-disable-ui", o.web_disable_ui, "do not serve the /ui/ pages")
+      ->envname("SCENEFARM_WEB_DISABLE_UI");
+  app.add_flag("--web.enable-actions,--web-enable-actions", o.web_enable_actions,
+               "allow the API's actions (enqueue, cancel, retry, pause, resume, purge) to users "
+               "of the web config's basic_auth_users, with the CSRF token")
+      ->envname("SCENEFARM_WEB_ENABLE_ACTIONS");
+  app.add_option("--web.max-body-bytes,--web-max-body-bytes", o.web_max_body_bytes,
+                 "the largest request body the API reads (POST /api/scenes)")
+      ->envname("SCENEFARM_WEB_MAX_BODY_BYTES")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-scene-bytes", o.max_scene_bytes,
+                 "POST /api/scenes refuses a scene document over this many bytes")
+      ->envname("SCENEFARM_MAX_SCENE_BYTES")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--log-level", o.log_level)
       ->envname("SCENEFARM_LOG_LEVEL")
       ->capture_default_str()

@@ -39,6 +39,19 @@ struct ExporterOptions {
   bool worker_labels = false;       // SCENEFARM_EXPORTER_WORKER_LABELS: per-worker series
   std::string gpu_source = "auto";  // SCENEFARM_GPU_SOURCE: auto|nvml|system_stats|nvidia-smi|none
   std::string log_level = "info";   // SCENEFARM_LOG_LEVEL
+  // SCENEFARM_ARTIFACTS_DIR: where workers write runs (the worker's default); the pages show
+  // its frames and files (docs/ui.md).
+  std::string artifacts_dir = "./artifacts";
+  bool web_disable_ui = false;  // SCENEFARM_WEB_DISABLE_UI: no /ui/ pages
+  // The JSON API's actions (enqueue, cancel, retry, pause, resume, purge): off unless
+  // --web.enable-actions (SCENEFARM_WEB_ENABLE_ACTIONS), and then only for a user of the web
+  // config's basic_auth_users carrying the CSRF token (docs/api.md).
+  bool web_enable_actions = false;
+  // SCENEFARM_WEB_MAX_BODY_BYTES: the largest request body (POST /api/scenes) read; 413 above.
+  size_t web_max_body_bytes = size_t{64} << 20;
+  // SCENEFARM_MAX_SCENE_BYTES: POST /api/scenes refuses a scene document over this (the CLI's
+  // --max-scene-bytes, same variable).
+  size_t max_scene_bytes = size_t{1} << 20;
 
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));

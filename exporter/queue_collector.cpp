@@ -1,4 +1,5 @@
-// queue: depth per state, oldest pending age and runs in progress, per queue, in one round trip.
+// queue: depth per state, oldest pending age, runs in progress and paused, per queue, in one
+// round trip.
 #include "collector.h"
 #include "families.h"
 #include "scenefarm/keys.h"
@@ -36,6 +37,7 @@ class QueueCollector : public Collector {
       cmds.push_back({"ZRANGE", k.PendingSince(), "0", "0", "WITHSCORES"});
       cmds.push_back({"SCARD", k.Runs()});
       cmds.push_back({"ZRANGE", k.Leased(), "0", "-1"});
+      cmds.push_back({"EXISTS", k.Paused()});
     }
     auto r = redis_->client.Pipeline(cmds);
     if (!r.ok()) return r.status();
@@ -49,6 +51,7 @@ class QueueCollector : public Collector {
     Family runs = Gauge(names::kQueueRunsInProgress, "Runs with scenes not yet finished.");
     Family leased_age = Gauge(names::kQueueOldestLeasedAge,
                               "How long the longest-held lease has been held (0 when none).");
+    Family paused = Gauge(names::kQueuePaused, "1 while the queue is paused (nothing is leased).");
     // Second round trip: when each leased scene was leased (bounded by workers x depth).
     std::vector<std::vector<std::string>> since_cmds;
     {
@@ -57,6 +60,7 @@ class QueueCollector : public Collector {
         k += 6;
         for (const auto& id : v[k++].elements)
           since_cmds.push_back({"HGET", keys::QueueKeys(q).Scene(id.str), "leased_at"});
+        ++k;  // paused
       }
     }
     std::vector<redis::Value> since_replies;
@@ -85,8 +89,9 @@ class QueueCollector : public Collector {
       }
       ++i;
       leased_age.Add({{"queue", q}}, held);
+      paused.Add({{"queue", q}}, v[i++].AsInt() == 1 ? 1 : 0);
     }
-    return Families{depth.Take(), oldest.Take(), runs.Take(), leased_age.Take()};
+    return Families{depth.Take(), oldest.Take(), runs.Take(), leased_age.Take(), paused.Take()};
   }
 
  private:

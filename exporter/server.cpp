@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "scenefarm/log.h"
+#include "ui.h"
 
 namespace scenefarm::exporter {
 namespace {
@@ -41,7 +42,10 @@ const char kLanding[] =
     "<html><head><title>scenefarm exporter</title></head><body><h1>scenefarm exporter</h1>"
     "<ul><li><a href=\"/metrics\">/metrics</a>: the farm for Prometheus</li>"
     "<li><a href=\"/healthz\">/healthz</a>: the process is alive, no collector stuck</li>"
-    "<li><a href=\"/readyz\">/readyz</a>: Redis answers</li></ul></body></html>\n";
+    "<li><a href=\"/readyz\">/readyz</a>: Redis answers</li>"
+    "<li><a href=\"/api/queues\">/api/</a>: the JSON API (docs/api.md)</li>"
+    "<li><a href=\"/ui/\">/ui/</a>: the farm's pages (unless "
+    "--web.disable-ui)</li></ul></body></html>\n";
 
 // ssl_shim.c says why. Found next to this binary, or where SCENEFARM_SSL_SHIM says.
 Status LoadSslShim() {
@@ -75,7 +79,11 @@ int Server::BeginRequest(mg_connection* conn) {
     return Reply(conn, 401, "Unauthorized", "text/plain", "Unauthorized\n",
                  "WWW-Authenticate: Basic realm=\"scenefarm\"\r\n");
   }
+  if (const int ui = ui::HandleRequest(conn); ui != 0) return ui;  // /ui/, artifact files
   if (path == "/") return Reply(conn, 200, "OK", "text/html", kLanding);
+  if (path == "/api" || path.rfind("/api/", 0) == 0)
+    return self->api_->Handle(
+        conn, self->auth_->enabled() ? BasicAuthUser(mg_get_header(conn, "Authorization")) : "");
   if (path == "/healthz") {
     // A collector running far past every timeout will not come back: say so, so that a
     // liveness probe restarts the process.
@@ -111,12 +119,14 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
   s->collectors_ = std::move(collectors);
   s->redis_ = std::move(redis);
   s->stuck_ = options.stuck();
+  ui::Configure(ui::FromExporterOptions(options), s->redis_);
   if (!options.web_config.empty()) {
     auto web = LoadWebConfig(options.web_config);
     if (!web.ok()) return web.status();
     s->web_ = std::move(web).value();
   }
   s->auth_ = std::make_unique<BasicAuth>(s->web_.users);
+  s->api_ = std::make_unique<Api>(options, s->web_);
   std::vector<std::string> opts = {
       "listening_ports",    options.listen + (s->web_.tls() ? "s" : ""),
       "num_threads",        "4",

@@ -1,5 +1,5 @@
 // The exporter's HTTP endpoint: prometheus-cpp's pull Exposer (civetweb) serving /metrics, plus
-// / (a page listing the endpoints), /healthz (alive: no collector stuck past
+// / (a page listing the endpoints), /api/ (api.h), /healthz (alive: no collector stuck past
 // options.stuck_seconds) and /readyz (Redis answers),
 // with TLS and basic auth from the web config. One Server per process.
 #pragma once
@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 
+#include "api.h"
 #include "collector_set.h"
 #include "options.h"
 #include "web.h"
@@ -33,6 +34,7 @@ class Server {
 
   WebConfig web_;
   std::unique_ptr<BasicAuth> auth_;
+  std::unique_ptr<Api> api_;  // /api/ (api.h)
   std::shared_ptr<CollectorSet> collectors_;
   std::shared_ptr<SharedRedis> redis_;
   std::unique_ptr<prometheus::Exposer> exposer_;

@@ -56,6 +56,7 @@ pids+=($!)
 EXPORTER=http://127.0.0.1:$EXPORTER_PORT
 for _ in $(seq 1 100); do curl -sf "$EXPORTER/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
 echo "scenefarm-exporter  $EXPORTER/metrics (pid ${pids[-1]})"
+echo "web pages           $EXPORTER/ui/ (the run: $EXPORTER/ui/runs/demo-story)"
 
 echo
 echo "scenefarm enqueue examples/scenes.jsonl:"
@@ -98,3 +99,9 @@ echo "scenefarm validate .demo/artifacts/demo-story:"
 echo
 echo "A few lines of $EXPORTER/metrics:"
 curl -sf "$EXPORTER/metrics" | grep -E '^scenefarm_(queue_depth|scenes_total\{.*(succeeded|dead_lettered)|scene_completions_total|scene_duration_seconds_(count|sum)|scene_frames_(count|sum)|workers_live|gpu_memory_free_bytes|gpu_info|comfyui_up|redis_up|exporter_collector_success)' | sed 's/^/  /'
+
+if [ "${SCENEFARM_DEMO_SCREENSHOTS:-}" = 1 ]; then
+  echo
+  echo "Screenshots of the web pages (docs/ui.md), headless Chromium:"
+  /usr/bin/python3 scripts/ui-screenshots.py "$EXPORTER" demo-story scene-01 docs/ui
+fi

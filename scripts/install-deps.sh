@@ -10,6 +10,8 @@ packages=(
   libyaml-cpp-dev libcrypt-dev libssl-dev openssl
   redis-server redis-tools prometheus prometheus-alertmanager
   curl jq procps tmux python3 python3-yaml docker-compose systemd
+  # the web pages' tests (tests/ui/): headless Chromium driven over DevTools from Python
+  chromium python3-websocket
   # make images / make compose-test: podman without a daemon (runc: see
   # deploy/docker/podman/containers.conf.in), the base image from debootstrap, docker-compose
   # through podman's API, podman-compose and the Kubernetes client's schemas for the offline checks.

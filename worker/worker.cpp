@@ -190,12 +190,14 @@ bool Worker::FillPipeline() {
 
 std::shared_ptr<Job> Worker::LeaseOne() {
   for (auto& q : queues_) {
-    auto r = q.Lease(options_.worker_id, options_.lease());
+    bool paused = false;
+    auto r = q.Lease(options_.worker_id, options_.lease(), &paused);
     if (!r.ok()) {
       log::Warn("lease_failed", {{"queue", q.name()}, {"error", r.status().ToString()}});
       return nullptr;
     }
-    if (!r->has_value()) continue;
+    NotePaused(q.name(), paused);
+    if (!r->has_value()) continue;  // nothing due, or paused: the next queue
     auto job = std::make_shared<Job>();
     job->lease = **r;
     log::Info("scene_leased", {{"queue", q.name()},
@@ -373,6 +375,20 @@ void Worker::Drain(const std::atomic<bool>&) {
     if (job->submitted) renderer_.Withdraw(*job);
     if (!job->lease_lost) ReleaseJob(*job, "worker draining");
   }
+}
+
+void Worker::NotePaused(const std::string& queue, bool paused) {
+  if (paused == (paused_queues_.count(queue) > 0)) return;
+  if (paused) {
+    paused_queues_.insert(queue);
+    log::Info("queue_paused", {{"queue", queue}});
+  } else {
+    paused_queues_.erase(queue);
+    log::Info("queue_resumed", {{"queue", queue}});
+  }
+  (void)redis_.Command(
+      {"HSET", queue::WorkerKey(options_.worker_id), "paused_queues",
+       json(std::vector<std::string>(paused_queues_.begin(), paused_queues_.end())).dump()});
 }
 
 void Worker::SetBusy(bool busy, const std::string& scene) {

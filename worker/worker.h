@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "renderer.h"
@@ -44,6 +45,7 @@ class Worker {
   // The queue the job was leased from; nullptr (logged) for a queue this worker does not serve.
   queue::Queue* QueueFor(const Job& job);
   void SetBusy(bool busy, const std::string& scene);
+  void NotePaused(const std::string& queue, bool paused);
   void AssembleFinishedRuns(queue::Queue& q);
 
   const WorkerOptions options_;
@@ -67,6 +69,9 @@ class Worker {
   std::chrono::milliseconds probe_backoff_{0};
   std::chrono::steady_clock::time_point last_reclaim_{};
   int idle_rounds_ = 0;
+  // Queues whose last lease answer was "paused": logged once when each pauses and resumes, and
+  // published in the worker's hash (field paused_queues, a JSON list).
+  std::set<std::string> paused_queues_;
   int64_t scenes_finished_ = 0;  // by the loop's Wait/Finish, for the stop log line
 };
 

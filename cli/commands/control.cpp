@@ -1,6 +1,8 @@
-// scenefarm cancel ID...; retry ID... | --all-dead [--run R]; purge --dead --older-than D.
+// scenefarm cancel ID...; retry ID... | --all-dead [--run R]; purge --dead --older-than D;
+// pause QUEUE; resume QUEUE. Each records who asked ("cli:$USER") in the queue's events.
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -27,7 +29,56 @@ Result<std::chrono::milliseconds> ParseDuration(const std::string& s) {
   return std::chrono::milliseconds(n * mult * 1000);
 }
 
+std::string CliActor() {
+  const char* user = std::getenv("USER");
+  if (user == nullptr || *user == '\0') user = std::getenv("LOGNAME");
+  return std::string("cli:") + (user && *user ? user : std::to_string(getuid()));
+}
+
+namespace {
+
+void RegisterPauseResume(CLI::App& app, Global& g, int* exit_code, bool pause) {
+  auto* cmd = app.add_subcommand(
+      pause ? "pause" : "resume",
+      pause ? "pause a queue: nothing is leased from it (workers keep heartbeats and finish "
+              "what they hold)"
+            : "resume a paused queue");
+  auto name = std::make_shared<std::string>();
+  cmd->add_option("queue", *name, "queue name")->required();
+  cmd->add_flag("--json", g.json, "print JSON");
+  cmd->callback([&g, name, exit_code, pause] {
+    if (!IsValidId(*name)) {
+      *exit_code = kExitUsage;
+      std::cerr << "scenefarm: " << (pause ? "pause" : "resume")
+                << ": queue must match [A-Za-z0-9._-]{1,128}\n";
+      return;
+    }
+    Global q = g;
+    q.queue = *name;
+    QueueHandle h(q);
+    auto changed = pause ? h.queue.Pause(CliActor()) : h.queue.Resume(CliActor());
+    if (!changed.ok()) {
+      *exit_code = Fail(std::string(pause ? "pause " : "resume ") + *name + ": " +
+                        changed.status().message());
+      return;
+    }
+    if (g.json) {
+      std::cout << nlohmann::json{{"queue", *name}, {"paused", pause}, {"changed", *changed}}.dump()
+                << "\n";
+    } else {
+      std::cout << "queue " << *name << (*changed ? "" : " already")
+                << (pause ? " paused" : " resumed") << "\n";
+    }
+    *exit_code = kExitOk;
+  });
+}
+
+}  // namespace
+
 void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
+  RegisterPauseResume(app, g, exit_code, true);
+  RegisterPauseResume(app, g, exit_code, false);
+
   auto* cancel = app.add_subcommand(
       "cancel", "cancel scenes: pending/delayed/dead at once, leased ones via their worker");
   auto ids = std::make_shared<std::vector<std::string>>();
@@ -38,7 +89,7 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
     nlohmann::json out = nlohmann::json::array();
     int rc = kExitOk;
     for (const auto& id : *ids) {
-      auto r = h.queue.Cancel(id);
+      auto r = h.queue.Cancel(id, CliActor());
       if (!r.ok()) {
         rc = Fail("cancel " + id + ": " + r.status().message());
         if (r.status().code() == StatusCode::kUnavailable) break;
@@ -83,7 +134,7 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
     int rc = kExitOk;
     nlohmann::json out = nlohmann::json::array();
     for (const auto& id : todo) {
-      Status s = h.queue.Retry(id);
+      Status s = h.queue.Retry(id, CliActor());
       if (!s.ok()) {
         rc = Fail("retry " + id + ": " + s.message());
         if (s.code() == StatusCode::kUnavailable) break;
@@ -142,7 +193,7 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
     std::vector<std::string> done = *ids;
     if (!*dry) {
       // What was listed (and confirmed), a few hundred per script call.
-      auto r = h.queue.PurgeDead(cutoff, ids->size());
+      auto r = h.queue.PurgeDead(cutoff, ids->size(), CliActor());
       if (!r.ok()) {
         *exit_code = Fail("purge: " + r.status().message());
         return;

@@ -1,5 +1,5 @@
 // scenefarm status [--json]: depth by state, outcomes, workers (busy/idle, last heartbeat),
-// oldest pending age, runs in progress.
+// oldest pending age, runs in progress, paused.
 #include <iostream>
 
 #include "commands.h"
@@ -12,6 +12,9 @@ void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
   std::cout << "queue " << s.queue << "\n"
             << "  pending " << s.depth.pending << "  delayed " << s.depth.delayed << "  leased "
             << s.depth.leased << "  dead " << s.depth.dead << "\n"
+            << (s.paused ? "  PAUSED by " + (s.paused_by.empty() ? "?" : s.paused_by) +
+                               " (nothing is leased; scenefarm resume " + s.queue + ")\n"
+                         : "")
             << "  oldest pending " << s.oldest_pending_age_seconds << " s\n"
             << "  workers live " << s.workers_live << "  busy " << s.workers_busy << "\n  outcomes";
   const nlohmann::json outcomes = s.ToJson()["outcomes"];
@@ -25,7 +28,11 @@ void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
     std::cout << "  worker " << w["id"].get<std::string>() << "  "
               << (w["busy"].get<bool>() ? "busy " + w["scene"].get<std::string>() : "idle")
               << "  last heartbeat "
-              << static_cast<int64_t>(w["heartbeat_age_seconds"].get<double>()) << " s ago\n";
+              << static_cast<int64_t>(w["heartbeat_age_seconds"].get<double>()) << " s ago";
+    std::string paused;
+    for (const auto& q : w["paused_queues"])
+      paused += (paused.empty() ? "" : ",") + q.get<std::string>();
+    std::cout << (paused.empty() ? "" : "  waiting on paused " + paused) << "\n";
   }
 }
 
@@ -40,19 +47,23 @@ nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit) {
   for (size_t i = 0; i + 1 < w->elements.size(); i += 2) {
     ids.emplace_back(w->elements[i].str,
                      (now_ms - std::stod(w->elements[i + 1].AsString())) / 1000.0);
-    cmds.push_back({"HMGET", keys::Worker(w->elements[i].str), "busy", "scene", "host"});
+    cmds.push_back(
+        {"HMGET", keys::Worker(w->elements[i].str), "busy", "scene", "host", "paused_queues"});
   }
   if (cmds.empty()) return list;
   auto h = c.Pipeline(cmds);
   if (!h.ok()) return list;
   for (size_t i = 0; i < ids.size(); ++i) {
     const auto& f = (*h)[i].elements;
-    const bool busy = f.size() == 3 && f[0].AsString() == "1";
+    const bool busy = f.size() == 4 && f[0].AsString() == "1";
+    nlohmann::json paused =
+        f.size() == 4 ? nlohmann::json::parse(f[3].AsString(), nullptr, false) : nlohmann::json();
     list.push_back({{"id", ids[i].first},
                     {"busy", busy},
                     {"scene", busy ? f[1].AsString() : ""},
-                    {"host", f.size() == 3 ? f[2].AsString() : ""},
-                    {"heartbeat_age_seconds", ids[i].second}});
+                    {"host", f.size() == 4 ? f[2].AsString() : ""},
+                    {"heartbeat_age_seconds", ids[i].second},
+                    {"paused_queues", paused.is_array() ? paused : nlohmann::json::array()}});
   }
   return list;
 }

@@ -18,16 +18,22 @@ json QueueStatus::ToJson() const {
     const auto it = outcomes.find(o);
     outcomes_json[o] = it == outcomes.end() ? 0 : it->second;
   }
-  return {{"queue", queue},
-          {"depth",
-           {{"pending", depth.pending},
-            {"delayed", depth.delayed},
-            {"leased", depth.leased},
-            {"dead", depth.dead}}},
-          {"outcomes", outcomes_json},
-          {"workers", {{"live", workers_live}, {"busy", workers_busy}}},
-          {"oldest_pending_age_seconds", oldest_pending_age_seconds},
-          {"runs_in_progress", runs_in_progress}};
+  json j = {{"queue", queue},
+            {"depth",
+             {{"pending", depth.pending},
+              {"delayed", depth.delayed},
+              {"leased", depth.leased},
+              {"dead", depth.dead}}},
+            {"outcomes", outcomes_json},
+            {"workers", {{"live", workers_live}, {"busy", workers_busy}}},
+            {"oldest_pending_age_seconds", oldest_pending_age_seconds},
+            {"runs_in_progress", runs_in_progress},
+            {"paused", paused}};
+  if (paused) {
+    j["paused_by"] = paused_by;
+    j["paused_at_ms"] = paused_at_ms;
+  }
+  return j;
 }
 
 json SceneInfo::ToJson() const {
@@ -54,6 +60,7 @@ Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
       {"ZRANGEBYSCORE", keys::kWorkers, std::to_string(now - live_window.count()), "+inf"},
       {"SMEMBERS", keys_.Runs()},
       {"ZRANGE", keys_.PendingSince(), "0", "0", "WITHSCORES"},
+      {"HMGET", keys_.Paused(), "by", "at"},
   });
   if (!replies.ok()) return replies.status();
   const auto& r = *replies;
@@ -70,6 +77,11 @@ Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
   if (r[7].elements.size() == 2) {
     const double since = std::atof(r[7].elements[1].str.c_str());
     st.oldest_pending_age_seconds = std::max(0.0, (static_cast<double>(now) - since) / 1000.0);
+  }
+  if (r[8].elements.size() == 2 && !r[8].elements[1].is_nil()) {
+    st.paused = true;
+    st.paused_by = r[8].elements[0].AsString();
+    st.paused_at_ms = r[8].elements[1].AsInt();
   }
   std::vector<std::vector<std::string>> busy;
   for (const auto& w : r[5].elements)

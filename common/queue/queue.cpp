@@ -22,6 +22,7 @@ const redis::Script kPurge{"purge", scripts::k_purge};
 const redis::Script kExpireGone{"expire_gone", scripts::k_expire_gone};
 const redis::Script kResume{"resume", scripts::k_resume};
 const redis::Script kRerun{"rerun", scripts::k_rerun};
+const redis::Script kPause{"pause", scripts::k_pause};
 
 Status ScriptError(const char* what, const redis::Value& v) {
   return Status::Internal(std::string(what) + ": " + v.str);
@@ -115,11 +116,13 @@ Result<LeasedScene> Queue::ParseLeased(const redis::Value& v) const {
 }
 
 Result<std::optional<LeasedScene>> Queue::Lease(const std::string& worker,
-                                                std::chrono::milliseconds lease) {
+                                                std::chrono::milliseconds lease, bool* paused) {
   auto r = redis_.Eval(kLease, Args({worker, std::to_string(lease.count())}));
   if (!r.ok()) return r.status();
   if (r->is_error()) return ScriptError("lease", *r);
-  if (r->is_nil()) return std::optional<LeasedScene>();
+  const bool is_paused = r->type != redis::Value::Type::kArray && r->AsString() == "paused";
+  if (paused) *paused = is_paused;
+  if (r->is_nil() || is_paused) return std::optional<LeasedScene>();
   auto s = ParseLeased(*r);
   if (!s.ok()) return s.status();
   return std::optional<LeasedScene>(std::move(s).value());
@@ -228,21 +231,42 @@ Result<std::vector<LeasedScene>> Queue::Resume(const std::string& worker,
   return out;
 }
 
-Result<std::string> Queue::Cancel(const std::string& id) {
-  auto r = redis_.Eval(kCancel, Args({id, std::to_string(options_.retention_seconds)}));
+Result<std::string> Queue::Cancel(const std::string& id, const std::string& actor) {
+  auto r = redis_.Eval(kCancel, Args({id, std::to_string(options_.retention_seconds), actor}));
   if (!r.ok()) return r.status();
   if (r->is_error()) return ScriptError("cancel", *r);
   if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
   return r->AsString();
 }
 
-Status Queue::Retry(const std::string& id) {
-  auto r = redis_.Eval(kRetry, Args({id}));
+Status Queue::Retry(const std::string& id, const std::string& actor) {
+  auto r = redis_.Eval(kRetry, Args({id, actor}));
   if (!r.ok()) return r.status();
   if (r->is_error()) return ScriptError("retry", *r);
   if (r->type == redis::Value::Type::kInteger && r->integer == 1) return Status::Ok();
   if (r->AsString().empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
   return Status::FailedPrecondition("scene '" + id + "' is " + r->AsString() + ", not dead");
+}
+
+Result<bool> Queue::Pause(const std::string& actor) {
+  auto r = redis_.Eval(kPause, Args({"1", actor}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("pause", *r);
+  return r->integer == 1;
+}
+
+Result<bool> Queue::Resume(const std::string& actor) {
+  auto r = redis_.Eval(kPause, Args({"0", actor}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError("resume", *r);
+  return r->integer == 1;
+}
+
+Result<bool> Queue::IsPaused() {
+  auto r = redis_.Command({"EXISTS", keys_.Paused()});
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return Status::Internal("EXISTS: " + r->str);
+  return r->integer == 1;
 }
 
 Status Queue::Rerun(const std::string& id, const std::string& reason) {
@@ -317,11 +341,12 @@ Result<std::vector<std::string>> Queue::DeadBefore(int64_t cutoff_ms, size_t lim
   return ids;
 }
 
-Result<std::vector<std::string>> Queue::PurgeDead(int64_t cutoff_ms, size_t limit) {
+Result<std::vector<std::string>> Queue::PurgeDead(int64_t cutoff_ms, size_t limit,
+                                                  const std::string& actor) {
   std::vector<std::string> ids;
   while (ids.size() < limit) {
     const size_t batch = std::min(limit - ids.size(), Batch());
-    auto r = redis_.Eval(kPurge, Args({std::to_string(cutoff_ms), std::to_string(batch)}));
+    auto r = redis_.Eval(kPurge, Args({std::to_string(cutoff_ms), std::to_string(batch), actor}));
     if (!r.ok()) return r.status();
     if (r->is_error()) return ScriptError("purge", *r);
     for (const auto& v : r->elements)

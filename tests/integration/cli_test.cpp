@@ -469,5 +469,55 @@ TEST_F(CliTest, WatchRedrawsInPlaceAndLeavesTheTerminalClean) {
   tmux("kill-server");
 }
 
+// Issue #17: scenefarm pause/resume QUEUE, shown by status (text and --json), recorded with
+// who asked.
+TEST_F(CliTest, PauseAndResumeAQueueShownInStatus) {
+  ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("a") + "\n").code, 0);
+  auto j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  EXPECT_EQ(j["paused"], false);
+  CliRun p = Cli(With({"pause", "scenes", "--json"}));
+  ASSERT_EQ(p.code, 0) << p.err;
+  auto pj = nlohmann::json::parse(p.out);
+  EXPECT_EQ(pj["queue"], "scenes");
+  EXPECT_EQ(pj["paused"], true);
+  EXPECT_EQ(pj["changed"], true);
+  EXPECT_EQ(nlohmann::json::parse(Cli(With({"pause", "scenes", "--json"})).out)["changed"], false);
+  j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  EXPECT_EQ(j["paused"], true);
+  EXPECT_EQ(j["paused_by"].get<std::string>().rfind("cli:", 0), 0u) << j.dump();
+  EXPECT_NE(Cli(With({"status"})).out.find("PAUSED by cli:"), std::string::npos);
+  // A worker that found the queue paused says so in its hash; status shows it.
+  {
+    redis::Client client(redis_.options());
+    SystemClock clock;
+    queue::Queue q(client, queue::QueueOptions{}, clock);
+    ASSERT_TRUE(q.Heartbeat("w9", std::chrono::seconds(30), {}).ok());
+    ASSERT_TRUE(
+        client.Command({"HSET", queue::WorkerKey("w9"), "paused_queues", R"(["scenes"])"}).ok());
+  }
+  j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  ASSERT_EQ(j["workers"]["list"].size(), 1u);
+  EXPECT_EQ(j["workers"]["list"][0]["paused_queues"], nlohmann::json::array({"scenes"}));
+  EXPECT_NE(Cli(With({"status"})).out.find("worker w9  idle  last heartbeat"), std::string::npos);
+  EXPECT_NE(Cli(With({"status"})).out.find("waiting on paused scenes"), std::string::npos);
+  {
+    redis::Client client(redis_.options());
+    SystemClock clock;
+    queue::Queue q(client, queue::QueueOptions{}, clock);
+    bool paused = false;
+    auto r = q.Lease("w1", std::chrono::seconds(30), &paused);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->has_value());
+    EXPECT_TRUE(paused);
+  }
+  CliRun rs = Cli(With({"resume", "scenes"}));
+  ASSERT_EQ(rs.code, 0) << rs.err;
+  EXPECT_EQ(rs.out, "queue scenes resumed\n");
+  j = nlohmann::json::parse(Cli(With({"status", "--json"})).out);
+  EXPECT_EQ(j["paused"], false);
+  EXPECT_FALSE(j.contains("paused_by"));
+  EXPECT_EQ(Cli(With({"pause", "bad/name"})).code, 2);
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

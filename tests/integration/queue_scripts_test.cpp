@@ -325,6 +325,9 @@ TEST_F(QueueScripts, BadArgumentsAreRefusedBeforeAnyWrite) {
   EXPECT_TRUE(Raw("cancel", k_cancel, {"b", "forever"}).is_error());
   EXPECT_TRUE(Raw("retry", k_retry, {""}).is_error());
   EXPECT_TRUE(Raw("purge", k_purge, {"0", "all"}).is_error());
+  // pause: neither 1 nor 0 pauses nothing.
+  EXPECT_TRUE(Raw("pause", queue::scripts::k_pause, {"yes", "t"}).is_error());
+  EXPECT_EQ(client_.Command({"EXISTS", "sf:{scenes}:paused"})->integer, 0);
   ExpectInOnePlace("b", "pending");
   // A key prefix that is not a queue's touches nothing.
   auto wrong = client_.Eval(redis::Script{"cancel", k_cancel},

@@ -304,5 +304,88 @@ TEST(RedisAuth, PasswordFromTheUrlAndAClearRefusal) {
   EXPECT_EQ(s.message().find("nope"), std::string::npos) << s.message();
 }
 
+// Issue #17: a paused queue leases nothing, while what is already leased is heartbeated and
+// acked as usual; resumed, it leases again. Who paused and resumed is in the stream.
+TEST_F(QueueTest, APausedQueueLeasesNothingUntilResumedAndRecordsWho) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  const queue::LeasedScene held = MustLease("w1");
+  ASSERT_EQ(held.id, "a");
+  auto paused = queue_.Pause("cli:alice");
+  ASSERT_TRUE(paused.ok()) << paused.status().ToString();
+  EXPECT_TRUE(*paused);
+  EXPECT_FALSE(*queue_.Pause("cli:alice"));  // already paused: nothing changes
+  EXPECT_TRUE(*queue_.IsPaused());
+  bool said_paused = false;
+  auto r = queue_.Lease("w2", std::chrono::seconds(30), &said_paused);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->has_value());
+  EXPECT_TRUE(said_paused);
+  EXPECT_EQ(Field("b", "state"), "pending");
+  auto hb = queue_.Heartbeat("w1", std::chrono::seconds(30), {held});
+  ASSERT_TRUE(hb.ok());
+  ASSERT_EQ(hb->size(), 1u);
+  EXPECT_EQ((*hb)[0], queue::HeartbeatResult::kRenewed);
+  EXPECT_TRUE(queue_.Ack(held, "w1", nlohmann::json::object()).ok());
+  auto st = queue_.GetStatus(std::chrono::seconds(30));
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->paused);
+  EXPECT_EQ(st->paused_by, "cli:alice");
+  EXPECT_EQ(st->ToJson()["paused"], true);
+  EXPECT_EQ(st->depth.pending, 1);
+
+  ASSERT_TRUE(*queue_.Resume("api:bob"));
+  EXPECT_FALSE(*queue_.Resume("api:bob"));
+  EXPECT_FALSE(*queue_.IsPaused());
+  EXPECT_EQ(queue_.GetStatus(std::chrono::seconds(30))->ToJson()["paused"], false);
+  r = queue_.Lease("w2", std::chrono::seconds(30), &said_paused);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ((*r)->id, "b");
+  EXPECT_FALSE(said_paused);
+
+  auto events = client_.Command({"XRANGE", "sf:{scenes}:events", "-", "+"});
+  ASSERT_TRUE(events.ok());
+  std::vector<std::string> seen;
+  for (const auto& e : events->elements) {
+    std::map<std::string, std::string> f;
+    for (size_t i = 0; i + 1 < e.elements[1].elements.size(); i += 2)
+      f[e.elements[1].elements[i].str] = e.elements[1].elements[i + 1].str;
+    if (f["event"] == "queue_paused" || f["event"] == "queue_resumed")
+      seen.push_back(f["event"] + " by " + f["by"]);
+  }
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{"queue_paused by cli:alice", "queue_resumed by api:bob"}));
+}
+
+// Delayed scenes fall due while a queue is paused: they are promoted to pending, not leased.
+TEST_F(QueueTest, APausedQueueStillPromotesDueDelayedScenes) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("d", 0, 2)}).ok());
+  auto s = MustLease("w1");
+  ASSERT_EQ(*queue_.Fail(s, "w1", "boom", false, std::chrono::seconds(10)), "delayed");
+  ASSERT_TRUE(*queue_.Pause("t"));
+  clock_.AdvanceMs(20000);
+  EXPECT_TRUE(NothingToLease("w1"));
+  EXPECT_EQ(Field("d", "state"), "pending");
+}
+
+// An operator's cancel and retry carry who asked into the scene's history.
+TEST_F(QueueTest, CancelAndRetryRecordTheActor) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("c"), MakeScene("r", 0, 0)}).ok());
+  ASSERT_EQ(*queue_.Cancel("c", "api:carol"), "pending");
+  auto info = queue_.Show("c");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->history.back()["event"], "cancelled");
+  EXPECT_EQ(info->history.back()["by"], "api:carol");
+  auto s = MustLease("w1");
+  ASSERT_EQ(s.id, "r");
+  ASSERT_EQ(*queue_.Fail(s, "w1", "boom", true, std::chrono::seconds(0)), "dead");
+  ASSERT_TRUE(queue_.Retry("r", "cli:dave").ok());
+  info = queue_.Show("r");
+  EXPECT_EQ(info->history.back()["event"], "retried_from_dead");
+  EXPECT_EQ(info->history.back()["by"], "cli:dave");
+  // Without an actor the event has no `by` at all (the format before issue #17).
+  ASSERT_EQ(*queue_.Cancel("r"), "pending");
+  EXPECT_FALSE(queue_.Show("r")->history.back().contains("by"));
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

@@ -170,5 +170,34 @@ TEST_F(WorkerTest, AFailingReclaimIsLogged) {
   EXPECT_NE(w.Log().find("WRONGTYPE"), std::string::npos) << w.Log();
 }
 
+// Issue #17: a worker serving two queues renders the one that is not paused, keeps its
+// heartbeat, says which queue is paused (log and worker hash), and takes up the paused queue
+// once it is resumed.
+TEST_F(WorkerTest, APausedQueueIsSkippedWhileTheOtherRendersAndHeartbeatsGoOn) {
+  options_.queues = {"scenes", "other"};
+  queue::QueueOptions oo;
+  oo.name = "other";
+  queue::Queue other(client_, oo, clock_);
+  ASSERT_TRUE(*queue_.Pause("test"));
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("p1", nlohmann::json::object())}).ok());
+  ASSERT_TRUE(other.Enqueue({FakeScene("o1", nlohmann::json::object())}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return other.Show("o1")->state == "succeeded"; }, 20s));
+  auto paused_field = [&] {
+    return client_.Command({"HGET", queue::WorkerKey("w-test"), "paused_queues"})->AsString();
+  };
+  ASSERT_TRUE(WaitFor([&] { return paused_field() == R"(["scenes"])"; }));
+  EXPECT_EQ(queue_.Show("p1")->state, "pending");
+  // Still heartbeating: its entry in sf:workers comes back after being removed.
+  ASSERT_TRUE(client_.Command({"ZREM", queue::kWorkersKey, "w-test"}).ok());
+  EXPECT_TRUE(WaitFor([&] {
+    return client_.Command({"ZSCORE", queue::kWorkersKey, "w-test"})->AsString() != "";
+  }));
+  EXPECT_EQ(queue_.Show("p1")->state, "pending");
+  ASSERT_TRUE(*queue_.Resume("test"));
+  EXPECT_TRUE(WaitFor([&] { return queue_.Show("p1")->state == "succeeded"; }, 20s));
+  EXPECT_TRUE(WaitFor([&] { return paused_field() == "[]"; }));
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

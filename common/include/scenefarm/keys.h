@@ -41,6 +41,8 @@ class QueueKeys {
   std::string Run(const std::string& run) const { return prefix_ + "run:" + run; }
   std::string Runs() const { return prefix_ + "runs"; }                   // runs not finished
   std::string RunsFinished() const { return prefix_ + "runs_finished"; }  // to assemble
+  // Hash {by, at}; present while the queue is paused (pause.lua): nothing is leased from it.
+  std::string Paused() const { return prefix_ + "paused"; }
 
  private:
   std::string prefix_;

@@ -74,6 +74,9 @@ struct QueueStatus {
   int64_t workers_busy = 0;
   double oldest_pending_age_seconds = 0;
   std::vector<std::string> runs_in_progress;
+  bool paused = false;            // pause.lua: nothing is leased while paused
+  std::string paused_by;          // who paused it ("" when not paused)
+  int64_t paused_at_ms = 0;       // when (Redis time), 0 when not paused
   nlohmann::json ToJson() const;  // the shape of `scenefarm status --json` (DESIGN.md)
 };
 
@@ -112,9 +115,9 @@ class Queue {
   // stay enqueued.
   Result<std::vector<bool>> Enqueue(const std::vector<Scene>& scenes);
   Result<std::vector<bool>> EnqueueDocs(const std::vector<EnqueueDoc>& docs);
-  // nullopt when nothing is pending (or due).
+  // nullopt when nothing is pending (or due), or when the queue is paused (*paused set).
   Result<std::optional<LeasedScene>> Lease(const std::string& worker,
-                                           std::chrono::milliseconds lease);
+                                           std::chrono::milliseconds lease, bool* paused = nullptr);
   // Renews the leases in one round trip, and marks the worker alive.
   Result<std::vector<HeartbeatResult>> Heartbeat(const std::string& worker,
                                                  std::chrono::milliseconds lease,
@@ -143,10 +146,17 @@ class Queue {
   // The scenes this worker id still holds (after a restart), each with a new attempt.
   Result<std::vector<LeasedScene>> Resume(const std::string& worker,
                                           std::chrono::milliseconds lease);
-  // Returns the state the scene was in; kNotFound when unknown.
-  Result<std::string> Cancel(const std::string& id);
+  // Returns the state the scene was in; kNotFound when unknown. actor: who asked (the event's
+  // `by`, e.g. "cli:alice", "api:bob"); "" records none.
+  Result<std::string> Cancel(const std::string& id, const std::string& actor = "");
   // Dead -> pending; kFailedPrecondition when the scene is not dead, kNotFound when unknown.
-  Status Retry(const std::string& id);
+  Status Retry(const std::string& id, const std::string& actor = "");
+  // Pause: nothing is leased from the queue until Resume (heartbeats, acks, fails, reclaims
+  // go on). Each returns true when the state changed (an event queue_paused / queue_resumed
+  // with `by` = actor), false when the queue already was so.
+  Result<bool> Pause(const std::string& actor);
+  Result<bool> Resume(const std::string& actor);
+  Result<bool> IsPaused();
   // Succeeded -> pending, to be rendered again on purpose (rerun.lua): a new attempt, no
   // earlier attempt adopted, the event "rerun" with `reason` in its history.
   // kFailedPrecondition when the scene is not succeeded, kNotFound when unknown or expired.
@@ -161,7 +171,8 @@ class Queue {
   // Dead-lettered at or before cutoff_ms (read only), and their deletion (script_batch per
   // script call, so Redis keeps answering heartbeats between calls).
   Result<std::vector<std::string>> DeadBefore(int64_t cutoff_ms, size_t limit);
-  Result<std::vector<std::string>> PurgeDead(int64_t cutoff_ms, size_t limit);
+  Result<std::vector<std::string>> PurgeDead(int64_t cutoff_ms, size_t limit,
+                                             const std::string& actor = "");
   // Leased scenes whose deadline has passed by the queue's time (Redis TIME).
   Result<std::vector<std::string>> ExpiredLeases();
   // Leased scenes whose worker has no heartbeat within live_window: (id, worker).

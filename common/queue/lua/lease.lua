@@ -1,7 +1,8 @@
 -- ARGV[3] worker, [4] lease_ms
 -- Moves due delayed scenes to pending, then leases the first pending scene.
--- Returns {id, attempt, doc, run, retry_budget, failures, enqueued_at, failed_attempt} or nil when
--- none is pending. failed_attempt: the last attempt that failed (0: none); later ones were cut
+-- Returns {id, attempt, doc, run, retry_budget, failures, enqueued_at, failed_attempt}, nil when
+-- none is pending, or the string 'paused' when the queue is paused (pause.lua): due delayed
+-- scenes are still promoted, nothing is leased. failed_attempt: the last attempt that failed (0: none); later ones were cut
 -- short (reclaimed, released), so their render may be adopted.
 local worker, lease_ms = str_arg(3, 'worker'), int_arg(4, 'lease_ms', 1)
 local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
@@ -14,6 +15,7 @@ for _, id in ipairs(due) do
     redis.call('ZADD', P .. 'delayed', now + 3600000, id)
   end  -- no record at all: nothing to promote
 end
+if redis.call('EXISTS', P .. 'paused') == 1 then return 'paused' end
 local first = redis.call('ZRANGE', P .. 'pending', 0, 0)
 if #first == 0 then return nil end
 local id = first[1]

@@ -24,7 +24,14 @@ local WAIT_BUCKETS = {'0.1', '0.5', '1', '2', '5', '10', '30', '60', '120', '300
 
 local function skey(id) return P .. 'scene:' .. id end
 
-local function event(id, run, name, attempt, worker, reason)
+-- by: who asked for it (an operator's action: "cli:USER", "api:USER"); omitted when empty.
+local function event(id, run, name, attempt, worker, reason, by)
+  if by and by ~= '' then
+    redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'scene', id, 'run', run,
+               'event', name, 'attempt', tostring(attempt), 'worker', worker or '',
+               'reason', reason or '', 'by', by)
+    return
+  end
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'scene', id, 'run', run,
              'event', name, 'attempt', tostring(attempt), 'worker', worker or '',
              'reason', reason or '')

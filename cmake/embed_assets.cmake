@@ -1,0 +1,21 @@
+# Generates a .cpp holding every file under ASSET_DIR (the exporter's web pages) as a byte
+# array, with a table from the name relative to ASSET_DIR to the bytes. Invoked at build time
+# (cmake -P) by exporter/CMakeLists.txt, so that editing a page rebuilds; nothing is downloaded.
+file(GLOB_RECURSE files RELATIVE "${ASSET_DIR}" "${ASSET_DIR}/*")
+list(SORT files)
+set(out "// Generated from exporter/ui/ by cmake/embed_assets.cmake. Do not edit.\n#include \"ui.h\"\n\nnamespace scenefarm::exporter::ui {\nnamespace {\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  file(READ "${ASSET_DIR}/${f}" hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR size "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND out "const unsigned char k${i}[] = {${bytes}0x00};\n")
+  string(APPEND table "    {\"${f}\", k${i}, ${size}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND out "}  // namespace\n\n")
+string(APPEND out "const EmbeddedAsset kEmbeddedAssets[] = {\n${table}    {nullptr, nullptr, 0}};\n}  // namespace scenefarm::exporter::ui\n")
+file(WRITE "${OUT}.tmp" "${out}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

@@ -804,7 +804,7 @@ int Api::Enqueue(Request& req) {
   qo.name = queue;
   qo.default_retry_budget = static_cast<int>(budget);
   queue::Queue q(redis_.client, qo, req.clock);
-  auto r = q.EnqueueDocs(docs);
+  auto r = q.EnqueueDocs(docs, "api:" + req.user);
   if (!r.ok()) return req.Error(503, "enqueue: " + r.status().message());
   json created = json::array(), existing = json::array();
   for (size_t i = 0; i < docs.size(); ++i)

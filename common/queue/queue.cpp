@@ -65,7 +65,8 @@ Result<std::vector<bool>> Queue::Enqueue(const std::vector<Scene>& scenes) {
   return EnqueueDocs(docs);
 }
 
-Result<std::vector<bool>> Queue::EnqueueDocs(const std::vector<EnqueueDoc>& docs) {
+Result<std::vector<bool>> Queue::EnqueueDocs(const std::vector<EnqueueDoc>& docs,
+                                             const std::string& actor) {
   std::vector<bool> created;
   created.reserve(docs.size());
   const size_t per_call = std::max<size_t>(1, options_.enqueue_batch);
@@ -85,6 +86,7 @@ Result<std::vector<bool>> Queue::EnqueueDocs(const std::vector<EnqueueDoc>& docs
         args.push_back(d.retry_budget ? std::to_string(*d.retry_budget) : budget);
         args.push_back(d.doc);
       }
+      if (!actor.empty()) args.push_back(actor);
       calls.push_back(std::move(args));
     }
     auto replies = redis_.EvalPipeline(kEnqueueMany, calls);

@@ -481,6 +481,8 @@ TEST_F(ApiTest, EnqueueValidatesLikeTheCliAndIsAllOrNothing) {
   ASSERT_EQ(lines.status, 200) << lines.body;
   EXPECT_EQ(lines.j["enqueued"], json::array({"a", "b"}));
   EXPECT_EQ(queue_.Show("a")->run, "story");
+  EXPECT_EQ(queue_.Show("a")->history.at(0)["event"], "enqueued");
+  EXPECT_EQ(queue_.Show("a")->history.at(0)["by"], "api:alice");
   Reply array = Act("/api/scenes", "[" + SceneLine("c") + "," + SceneLine("a") + "]");
   ASSERT_EQ(array.status, 200) << array.body;
   EXPECT_EQ(array.j["enqueued"], json::array({"c"}));

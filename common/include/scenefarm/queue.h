@@ -114,7 +114,9 @@ class Queue {
   // the list). Each call enqueues all of its scenes or none; on an error the calls before it
   // stay enqueued.
   Result<std::vector<bool>> Enqueue(const std::vector<Scene>& scenes);
-  Result<std::vector<bool>> EnqueueDocs(const std::vector<EnqueueDoc>& docs);
+  // actor: who asked (the enqueued events' `by`); "" records none.
+  Result<std::vector<bool>> EnqueueDocs(const std::vector<EnqueueDoc>& docs,
+                                        const std::string& actor = "");
   // nullopt when nothing is pending (or due), or when the queue is paused (*paused set).
   Result<std::optional<LeasedScene>> Lease(const std::string& worker,
                                            std::chrono::milliseconds lease, bool* paused = nullptr);

@@ -1,10 +1,17 @@
 -- ARGV[3..]: groups of 5 per scene: id, run, priority, retry_budget, scene document (JSON), the
--- arguments of enqueue.lua. Enqueues the scenes in their order with the same keys, fields,
+-- arguments of enqueue.lua, then optionally the actor. Enqueues the scenes in their order with the same keys, fields,
 -- scores, counters and events as that many enqueue.lua calls, in one call: every argument is
 -- checked before the first write, so a bad one enqueues nothing of the call.
 -- Returns one integer per scene: 1, or 0 when the id exists and has not been purged (or came
 -- earlier in this call).
-local n = (#ARGV - 2) / 5
+-- An optional last argument after the groups: the actor, recorded as the enqueued events' `by`
+-- (the exporter's API passes "api:USER"; the CLI none).
+local nargs, by = #ARGV, ''
+if (nargs - 2) % 5 == 1 then
+  by = ARGV[nargs]
+  nargs = nargs - 1
+end
+local n = (nargs - 2) / 5
 if n < 1 or n ~= math.floor(n) then
   bad('arguments after the prefix and the time must be groups of 5 (id, run, priority, ' ..
       'retry_budget, document), got ' .. (#ARGV - 2))
@@ -55,7 +62,7 @@ for _, b in ipairs(new) do
     run_order[#run_order + 1] = run
   end
   runs[run] = runs[run] + 1
-  event(id, run, 'enqueued', 0)
+  event(id, run, 'enqueued', 0, '', '', by)
 end
 flush()
 for _, run in ipairs(run_order) do

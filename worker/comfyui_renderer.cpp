@@ -123,7 +123,7 @@ telemetry::Policy PolicyOf(const WorkerOptions& o) {
 ComfyUiRenderer::ComfyUiRenderer(const WorkerOptions& options)
     : options_(options),
       client_(options.comfyui_url,
-              {2000ms, 30000ms, nullptr,
+              {2000ms, WorkerOptions::Ms(options.comfyui_request_timeout_seconds), nullptr,
                static_cast<size_t>(options.comfyui_max_response_mb * 1024 * 1024)}),
       events_(options.comfyui_url, options.worker_id) {
   if (!options_.comfyui_websocket) events_.Disable();
@@ -210,6 +210,9 @@ Status ComfyUiRenderer::SubmitUntilReachable(Job& job, JobState& st) {
   bool logged = false;
   while (true) {
     Status s = client_.Submit(st.workflow, st.prompt_id, options_.worker_id);
+    // A POST that timed out (kDeadlineExceeded) is not sent again: ComfyUI may still accept it,
+    // and the same prompt twice renders twice. The worker releases the scene; its next attempt
+    // looks this one up in /history and /queue and adopts it (AdoptEarlierAttempt).
     if (s.ok() || s.code() != StatusCode::kUnavailable) return s;
     if (!logged) {
       log::Warn("comfyui_unreachable", {{"scene_id", job.lease.id}, {"error", s.ToString()}});

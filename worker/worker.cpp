@@ -231,11 +231,14 @@ bool Worker::Admit(std::shared_ptr<Job> job) {
     job->submitted = true;
   } else if (job->cancel_requested && !job->abandon) {
     Finish(*job, {Status::Ok(), json::object(), /*cancelled=*/true});  // never submitted
-  } else if (s.code() == StatusCode::kUnavailable && (known_down || !renderer_.Probe().ok())) {
+  } else if (s.code() == StatusCode::kDeadlineExceeded ||
+             (s.code() == StatusCode::kUnavailable && (known_down || !renderer_.Probe().ok()))) {
     // A scene never submitted because the renderer is known down is released, budget kept,
     // even if the renderer answers by now: the lease loop's probe resumes work.
     // Only when the renderer itself does not answer: a ComfyUI that answers its probe but keeps
     // refusing this scene's prompt (a 5xx for it alone) spends the scene's budget instead.
+    // A submission that timed out (a hung ComfyUI) is released whatever the probe says: the
+    // prompt may still be accepted, so it is not sent again; the next attempt adopts it.
     ReleaseInOutage(*job, s);
   } else {
     Finish(*job, {s});

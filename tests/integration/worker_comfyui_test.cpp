@@ -522,6 +522,44 @@ TEST_F(WorkerComfy, AnOutageReleasesTheSceneWithItsBudgetAndPausesLeasingUntilCo
   EXPECT_EQ(queue_->Show("outage")->attempts, 2);
 }
 
+TEST_F(WorkerComfy, AHungSubmissionIsAnOutageAndTheLateAcceptedPromptIsAdoptedNotRenderedTwice) {
+  // ComfyUI accepts the connection for POST /prompt but answers only after the worker's request
+  // timeout; it then queues the prompt all the same. Its probe (GET /prompt) fails meanwhile.
+  // 2 s: long enough for every other call to the test server on a busy machine.
+  options_.comfyui_request_timeout_seconds = 2;
+  ASSERT_EQ(Post("/_test/faults",
+                 {{"http",
+                   {{{"method", "POST"},
+                     {"path", "/prompt"},
+                     {"status", 0},
+                     {"delay_ms", 6000},
+                     {"count", 1}},
+                    {{"method", "GET"}, {"path", "/prompt"}, {"status", 500}, {"count", 0}}}}})
+                .status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("hung", SourceWorkflow("x", 1), 0)}).ok());
+  StartWorker();
+  auto released = [&] {
+    auto info = queue_->Show("hung");
+    for (const auto& e : info->history) {
+      if (e.value("event", "") == "released") return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor(released, 30000ms));
+  auto info = queue_->Show("hung");
+  EXPECT_EQ(info->failures, 0);  // budget 0 kept: not dead-lettered
+  EXPECT_NE(info->state, "dead");
+  // The late answer: attempt 1's prompt rendered in ComfyUI after the worker gave up on it.
+  ASSERT_FALSE(WaitHistory("hung-a1", 30000ms).is_null());
+  ASSERT_EQ(Post("/_test/faults", json::object()).status, 200);  // the probe answers again
+  ASSERT_TRUE(WaitState("hung", "succeeded", 30000ms));
+  info = queue_->Show("hung");
+  EXPECT_EQ(info->attempts, 2);
+  EXPECT_EQ(info->result["prompt_id"], "hung-a1");  // adopted, not submitted again
+  EXPECT_EQ(Executed("ScenefarmTestSource"), 1);
+}
+
 TEST_F(WorkerComfy, ASceneComfyUiRefusesWhileAnsweringOtherwiseSpendsItsBudget) {
   // Not an outage: ComfyUI answers the worker's probe but answers this scene's prompt with 500s.
   options_.comfyui_unreachable_seconds = 0.3;

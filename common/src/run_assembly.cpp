@@ -75,11 +75,24 @@ Result<std::vector<AssembledRun>> AssembleFinishedRuns(queue::Queue& queue, redi
   if (!runs.ok()) return runs.status();
   std::vector<AssembledRun> out;
   for (const auto& run : *runs) {
-    auto claimed = queue.ClaimFinishedRun(run);
-    if (!claimed.ok()) return claimed.status();
-    if (!*claimed) continue;  // another worker or repair took it
+    auto claim = queue.ClaimFinishedRun(run);
+    if (!claim.ok()) return claim.status();
+    if (*claim == 0) continue;  // another worker or repair holds it
     const Policy p = policy ? *policy : PolicyOfRun(artifacts_dir / run, Policy{});
     out.push_back(AssembleFinishedRun(redis, artifacts_dir, run, p));
+    const AssembledRun& a = out.back();
+    if (a.has_artifacts && !a.assembled) {
+      // Kept claimed: when the claim expires, the next worker or repair tries again.
+      log::Warn("run_assembly_retried_later", {{"run", run}, {"error", a.error}});
+      continue;
+    }
+    // The files are written (or there are none to write): only now is the claim given up.
+    auto done = queue.RunAssembled(run, *claim);
+    if (!done.ok()) {
+      log::Warn("run_claim_not_ended", {{"run", run}, {"error", done.status().ToString()}});
+    } else if (!*done) {
+      log::Warn("run_claim_taken_over", {{"run", run}});
+    }
   }
   return out;
 }

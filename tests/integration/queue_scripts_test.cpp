@@ -8,6 +8,8 @@
 
 #include "queue_scripts.h"
 #include "scenefarm/metrics.h"
+#include "scenefarm/run_assembly.h"
+#include "support/process.h"
 #include "support/queue_fixture.h"
 
 namespace scenefarm::testing {
@@ -184,6 +186,48 @@ TEST_F(QueueScripts, RunsFinishedByReclaimOrCancelAreLeftForAssemblyAndClaimedOn
   ASSERT_TRUE(ly.ok());
   EXPECT_EQ(*ly, "delayed");
   EXPECT_FALSE(awaits) << "nothing waits: no round trip to look";
+}
+
+TEST_F(QueueScripts, ARunWhoseClaimantDiedIsAssembledByRepairOnceTheClaimExpires) {
+  namespace fs = std::filesystem;
+  TempDir artifacts;
+  auto only = MakeScene("only");
+  only.run = "orphan";
+  ASSERT_TRUE(queue_.Enqueue({only}).ok());
+  auto l = queue_.Lease("w1", 30s);
+  ASSERT_TRUE(l.ok() && l->has_value());
+  bool finished = false;
+  ASSERT_TRUE(queue_.Ack(**l, "w1", {}, &finished).ok());
+  ASSERT_TRUE(finished);
+  telemetry::SceneTelemetry t;
+  t.scene_id = "only";
+  t.run = "orphan";
+  t.status = "succeeded";
+  fs::create_directories(artifacts.path() / "orphan" / "only");
+  std::ofstream(artifacts.path() / "orphan" / "only" / "telemetry.json") << t.ToJson().dump();
+  // A worker claims the run and dies before it writes anything.
+  auto claim = queue_.ClaimFinishedRun("orphan");
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  ASSERT_GT(*claim, 0);
+  // scenefarm repair (the same call): the claim still holds, so nothing is assembled yet.
+  auto runs = telemetry::AssembleFinishedRuns(queue_, client_, artifacts.path(), nullptr);
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+  EXPECT_TRUE(runs->empty());
+  EXPECT_FALSE(fs::exists(artifacts.path() / "orphan" / "run-summary.txt"));
+  // The claim expires: the next repair takes it over and assembles the run.
+  clock_.AdvanceMs(queue::QueueOptions{}.run_claim_seconds * 1000 + 1);
+  EXPECT_EQ(*queue_.FinishedRuns(), (std::vector<std::string>{"orphan"}));
+  runs = telemetry::AssembleFinishedRuns(queue_, client_, artifacts.path(), nullptr);
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].run, "orphan");
+  EXPECT_TRUE((*runs)[0].assembled) << (*runs)[0].error;
+  EXPECT_TRUE(fs::exists(artifacts.path() / "orphan" / "run-summary.txt"));
+  // Assembled: the claim is gone for good, and the dead claimant's late end changes nothing.
+  EXPECT_FALSE(*queue_.RunAssembled("orphan", *claim));
+  clock_.AdvanceMs(queue::QueueOptions{}.run_claim_seconds * 1000 + 1);
+  EXPECT_TRUE(queue_.FinishedRuns()->empty());
+  EXPECT_EQ(*queue_.ClaimFinishedRun("orphan"), 0);
 }
 
 TEST_F(QueueScripts, RunsCompletedCountsEachRunOnce) {

@@ -41,6 +41,7 @@ class QueueKeys {
   std::string Run(const std::string& run) const { return prefix_ + "run:" + run; }
   std::string Runs() const { return prefix_ + "runs"; }                   // runs not finished
   std::string RunsFinished() const { return prefix_ + "runs_finished"; }  // to assemble
+  std::string RunsClaimed() const { return prefix_ + "runs_claimed"; }    // being assembled
 
  private:
   std::string prefix_;

@@ -36,6 +36,9 @@ struct QueueOptions {
   // Scenes per script call in long operations (purge, reclaim, expiring gone workers' leases):
   // each call holds Redis, heartbeats included, only that long.
   size_t script_batch = 200;
+  // How long a claim on a finished run lasts (claim_run.lua): a claimant that dies or hangs
+  // while assembling loses the run to the next worker or `scenefarm repair` after this long.
+  int64_t run_claim_seconds = 600;
 };
 
 // A validated scene as enqueue sends it: its document already serialized (SceneToJson).
@@ -175,11 +178,16 @@ class Queue {
   Result<int64_t> TimeMs();
 
   // Runs that finished (every scene succeeded, dead or cancelled) and are not yet assembled,
-  // whichever transition finished them (ack, fail, reclaim, cancel).
+  // whichever transition finished them (ack, fail, reclaim, cancel), and runs whose claim
+  // expired (their claimant died or hung before it finished).
   Result<std::vector<std::string>> FinishedRuns();
-  // Takes a finished run for assembly: true for exactly one caller (SREM), false when another
-  // worker or `scenefarm repair` took it first.
-  Result<bool> ClaimFinishedRun(const std::string& run);
+  // Takes a finished run (or one whose claim expired) for assembly, for run_claim_seconds: the
+  // claim's token (> 0) for one caller at a time; 0 when another worker or `scenefarm repair`
+  // holds it or it is assembled.
+  Result<int64_t> ClaimFinishedRun(const std::string& run);
+  // Ends the claim once the run's files are written: true, or false when the claim had expired
+  // and another claimant took it over (that one assembles it too).
+  Result<bool> RunAssembled(const std::string& run, int64_t claim);
   Result<QueueStatus> GetStatus(std::chrono::milliseconds live_window);
 
  private:

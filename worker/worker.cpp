@@ -88,6 +88,14 @@ int Worker::Run(const std::atomic<bool>& stop) {
                                {"queues", options_.queues},
                                {"pipeline_depth", options_.pipeline_depth}});
   stop_ = &stop;
+  // A restarted worker under the same id starts with its ComfyUI presumed up.
+  Status cleared =
+      redis_
+          .Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "comfyui_down", "0"},
+                     {"HDEL", queue::WorkerKey(options_.worker_id), "comfyui_down_since",
+                      "comfyui_down_reason"}})
+          .status();
+  if (!cleared.ok()) log::Warn("worker_state_unrecorded", {{"error", cleared.ToString()}});
   std::atomic<bool> done{false};
   std::thread heartbeat([&] { HeartbeatLoop(done, stop); });
   ResumeOwnLeases();
@@ -251,17 +259,43 @@ bool Worker::Admit(std::shared_ptr<Job> job) {
 
 void Worker::ReleaseInOutage(Job& job, const Status& why) {
   // The renderer, not the scene, failed: the scene goes back to the front of pending with its
-  // budget for a worker whose ComfyUI answers, and this one leases nothing until its does.
+  // budget for a worker whose ComfyUI answers, and this one leases nothing until its does. A
+  // scene released this way max_outage_releases times is dead-lettered by the script instead.
   if (!renderer_down_) {
     renderer_down_ = true;
     probe_backoff_ = std::max<std::chrono::milliseconds>(
         WorkerOptions::Ms(options_.idle_poll_seconds), std::chrono::milliseconds(50));
     next_probe_ = std::chrono::steady_clock::now() + probe_backoff_;
+    // Shown by `scenefarm status` (the worker's hash): leasing is paused until ComfyUI answers.
+    Status shown = redis_
+                       .Command({"HSET", queue::WorkerKey(options_.worker_id), "comfyui_down", "1",
+                                 "comfyui_down_since", std::to_string(clock_.NowMs()),
+                                 "comfyui_down_reason", why.ToString()})
+                       .status();
+    if (!shown.ok()) log::Warn("worker_state_unrecorded", {{"error", shown.ToString()}});
   }
   log::Warn(
       "renderer_unreachable",
       {{"worker_id", options_.worker_id}, {"scene_id", job.lease.id}, {"error", why.ToString()}});
-  ReleaseJob(job, "renderer unreachable: " + why.message());
+  queue::Queue* q = QueueFor(job);
+  if (q == nullptr) return;
+  const std::string reason = "renderer unreachable: " + why.message();
+  bool run_complete = false;
+  std::string where;
+  Status s = RetryUnavailable(
+      [&] {
+        auto r = q->ReleaseInOutage(job.lease, options_.worker_id, reason, &run_complete);
+        if (r.ok()) where = *r;
+        return r.status();
+      },
+      options_.lease());
+  if (where == "dead") {
+    log::Warn("scene_dead_lettered", {{"scene_id", job.lease.id}, {"reason", reason}});
+  } else {
+    log::Info("scene_released",
+              {{"scene_id", job.lease.id}, {"reason", reason}, {"recorded", s.ok()}});
+  }
+  if (s.ok() && run_complete) AssembleFinishedRuns(*q);
 }
 
 bool Worker::RendererDown() {
@@ -276,6 +310,12 @@ bool Worker::RendererDown() {
     return true;
   }
   renderer_down_ = false;
+  Status shown = redis_
+                     .Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "comfyui_down", "0"},
+                                {"HDEL", queue::WorkerKey(options_.worker_id), "comfyui_down_since",
+                                 "comfyui_down_reason"}})
+                     .status();
+  if (!shown.ok()) log::Warn("worker_state_unrecorded", {{"error", shown.ToString()}});
   log::Info("renderer_reachable", {{"worker_id", options_.worker_id}});
   return false;
 }

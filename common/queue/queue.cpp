@@ -201,6 +201,16 @@ Status Queue::Release(const LeasedScene& s, const std::string& worker, const std
   return Fenced(kRelease, {worker, s.id, std::to_string(s.attempt), reason}).status();
 }
 
+Result<std::string> Queue::ReleaseInOutage(const LeasedScene& s, const std::string& worker,
+                                           const std::string& reason, bool* run_complete) {
+  auto r = Fenced(kRelease, {worker, s.id, std::to_string(s.attempt), reason, "1",
+                             std::to_string(options_.max_outage_releases),
+                             std::to_string(options_.retention_seconds)});
+  if (!r.ok()) return r.status();
+  if (run_complete) *run_complete = r->integer == 3;
+  return std::string(r->integer >= 2 ? "dead" : "pending");
+}
+
 Result<int64_t> Queue::Reclaim(int limit) {
   int64_t moved = 0;
   while (moved < limit) {

@@ -230,6 +230,43 @@ TEST_F(QueueScripts, ARunWhoseClaimantDiedIsAssembledByRepairOnceTheClaimExpires
   EXPECT_EQ(*queue_.ClaimFinishedRun("orphan"), 0);
 }
 
+TEST_F(QueueScripts, AScenePastTheOutageReleaseCapIsDeadLetteredAndRetryResetsTheCount) {
+  queue::QueueOptions o;
+  o.max_outage_releases = 3;
+  queue::Queue q(client_, o, clock_);
+  auto only = MakeScene("bouncer");
+  only.run = "bouncing";
+  ASSERT_TRUE(q.Enqueue({only}).ok());
+  auto lease = [&] {
+    auto l = q.Lease("w1", 30s);
+    EXPECT_TRUE(l.ok() && l->has_value());
+    return l.ok() && l->has_value() ? **l : queue::LeasedScene{};
+  };
+  // A shutdown's release is no outage: it does not count.
+  ASSERT_TRUE(q.Release(lease(), "w1", "worker draining").ok());
+  for (int i = 1; i <= 2; ++i) {
+    auto r = q.ReleaseInOutage(lease(), "w1", "renderer unreachable: hung");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(*r, "pending");
+    EXPECT_EQ(Field("bouncer", "outage_releases"), std::to_string(i));
+  }
+  const auto third = lease();
+  bool run_complete = false;
+  auto r = q.ReleaseInOutage(third, "w1", "renderer unreachable: hung", &run_complete);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "dead");
+  EXPECT_TRUE(run_complete);  // its run's only scene: the run waits to be assembled
+  EXPECT_EQ(Places("bouncer"), "dead state=dead");
+  EXPECT_NE(Field("bouncer", "reason").find("comfyui outage: released 3 times"), std::string::npos)
+      << Field("bouncer", "reason");
+  EXPECT_EQ(Field("bouncer", "failures"), "0");  // its retry budget was never spent
+  // A retry after a lost reply gets the same answer.
+  EXPECT_EQ(*q.ReleaseInOutage(third, "w1", "renderer unreachable: hung"), "dead");
+  ASSERT_TRUE(q.Retry("bouncer").ok());
+  EXPECT_EQ(Field("bouncer", "outage_releases"), "0");
+  EXPECT_EQ(*q.ReleaseInOutage(lease(), "w1", "renderer unreachable: hung"), "pending");
+}
+
 TEST_F(QueueScripts, RunsCompletedCountsEachRunOnce) {
   ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
   ASSERT_TRUE(queue_.Fail(MustLease("w1"), "w1", "boom", true, 0ms).ok());

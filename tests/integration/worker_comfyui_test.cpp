@@ -95,6 +95,11 @@ class WorkerComfy : public ComfyServerTest {
     options_.heartbeat_seconds = 0.1;
     options_.comfyui_unreachable_seconds = 120;
   }
+  // The worker's hash: "1" while its ComfyUI is down and it leases nothing.
+  std::string ComfyUiDown() {
+    auto r = client_->Command({"HGET", queue::WorkerKey(options_.worker_id), "comfyui_down"});
+    return r.ok() ? r->AsString() : "";
+  }
   int Executed(const std::string& class_type) {
     return GetJson("/_test/stats")["nodes_executed_by_class"].value(class_type, 0);
   }
@@ -517,9 +522,26 @@ TEST_F(WorkerComfy, AnOutageReleasesTheSceneWithItsBudgetAndPausesLeasingUntilCo
     released = released || (e.value("event", "") == "released" &&
                             e.dump().find("unreachable") != std::string::npos);
   EXPECT_TRUE(released) << info->ToJson().dump();
+  // The pause is shown: in the worker's hash, and by scenefarm status in both forms.
+  EXPECT_EQ(ComfyUiDown(), "1");
+  const std::vector<std::string> base = {"--redis-url", redis_.url(), "status"};
+  CliRun st = RunCommand(SCENEFARM_CLI_BIN, {base[0], base[1], base[2], "--json"}, dir_.path());
+  ASSERT_EQ(st.code, 0) << st.err;
+  const json status = json::parse(st.out);
+  json shown = json::object();
+  for (const auto& w : status["workers"]["list"]) {
+    if (w["id"] == options_.worker_id) shown = w;
+  }
+  EXPECT_EQ(shown.value("comfyui_down", false), true) << st.out;
+  EXPECT_NE(shown.value("comfyui_down_reason", std::string()).find("unreachable"),
+            std::string::npos)
+      << st.out;
+  CliRun human = RunCommand(SCENEFARM_CLI_BIN, base, dir_.path());
+  EXPECT_NE(human.out.find("LEASING PAUSED: ComfyUI down for"), std::string::npos) << human.out;
   ASSERT_EQ(Post("/_test/faults", json::object()).status, 200);  // ComfyUI recovers
   ASSERT_TRUE(WaitState("outage", "succeeded"));
   EXPECT_EQ(queue_->Show("outage")->attempts, 2);
+  EXPECT_EQ(ComfyUiDown(), "0");  // leasing resumed before the scene could be leased again
 }
 
 TEST_F(WorkerComfy, AHungSubmissionIsAnOutageAndTheLateAcceptedPromptIsAdoptedNotRenderedTwice) {

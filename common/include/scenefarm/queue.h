@@ -28,6 +28,7 @@ struct QueueOptions {
   std::string name = "scenes";   // SCENEFARM_QUEUE (one queue per Queue object)
   int default_retry_budget = 1;  // SceneRetryBudget, for scenes that set none
   int max_reclaims = 10;         // expired leases before a scene is dead-lettered
+  int max_outage_releases = 10;  // releases for a ComfyUI outage before it is dead-lettered
   // How long a finished scene's record (succeeded or cancelled) and a finished run's record
   // are kept, and how long a worker without a heartbeat stays in sf:workers.
   int64_t retention_seconds = 7 * 86400;
@@ -141,6 +142,11 @@ class Queue {
                       bool* run_complete = nullptr);
   // Back to the front of pending without spending the retry budget.
   Status Release(const LeasedScene& s, const std::string& worker, const std::string& reason);
+  // A release because the worker's ComfyUI was down or hung: counted in the scene's
+  // outage_releases; the max_outage_releases-th dead-letters it ("comfyui outage: ..."). Returns
+  // "pending" or "dead"; *run_complete as Fail's.
+  Result<std::string> ReleaseInOutage(const LeasedScene& s, const std::string& worker,
+                                      const std::string& reason, bool* run_complete = nullptr);
   // Returns how many expired leases were moved (at most `limit`, script_batch per call).
   Result<int64_t> Reclaim(int limit = 100);
   // The scenes this worker id still holds (after a restart), each with a new attempt.

@@ -424,8 +424,11 @@ TEST_F(WorkerComfy, ASlowHistoryAnswerIsWaitedFor) {
 TEST_F(WorkerComfy, ComfyUiRestartingMidSceneLosesThePromptAndItIsResubmitted) {
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("restart", SourceWorkflow("x", 30, 50), 0)}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return !GetJson("/queue")["queue_running"].empty(); }));
-  std::this_thread::sleep_for(200ms);
+  // Restarted while the prompt runs and the worker already waits for it (it has looked at
+  // /history once), so the restart loses a prompt the worker holds.
+  ASSERT_TRUE(WaitFor([&] {
+    return !GetJson("/queue")["queue_running"].empty() && Requests("GET /history/{id}") >= 1;
+  }));
   ASSERT_EQ(Post("/_test/restart", {{"down_ms", 500}}).status, 200);
   ASSERT_TRUE(WaitState("restart", "succeeded", 30000ms));
   EXPECT_EQ(queue_->Show("restart")->attempts, 1);  // budget 0, not spent on the restart

@@ -9,6 +9,7 @@
 
 #include "collector_set.h"
 #include "options.h"
+#include "scenefarm/handles.h"
 #include "web.h"
 
 struct mg_connection;
@@ -31,6 +32,7 @@ class Server {
   Server() = default;
   static int BeginRequest(::mg_connection* conn);
 
+  DlHandle ssl_shim_;  // the TLS shim (LoadSslShim); declared first: closed after civetweb
   WebConfig web_;
   std::unique_ptr<BasicAuth> auth_;
   std::shared_ptr<CollectorSet> collectors_;

@@ -106,9 +106,7 @@ Client::Client(Options options) : options_(std::move(options)), backoff_(options
   }
 }
 
-Client::~Client() {
-  if (ctx_ != nullptr) redisFree(ctx_);
-}
+Client::~Client() = default;
 
 bool Client::connected() const {
   return ctx_ != nullptr && ctx_->err == 0;
@@ -117,22 +115,20 @@ bool Client::connected() const {
 void Client::Disconnect(const std::string& why) {
   if (ctx_ == nullptr) return;
   log::Warn("redis_disconnected", {{"host", url_.host}, {"port", url_.port}, {"error", why}});
-  redisFree(ctx_);
-  ctx_ = nullptr;
+  ctx_.reset();
 }
 
 Status Client::Connect() {
   if (!url_status_.ok()) return url_status_;
-  if (ctx_ != nullptr) redisFree(ctx_);
-  ctx_ = redisConnectWithTimeout(url_.host.c_str(), url_.port, ToTimeval(options_.connect_timeout));
+  ctx_.reset(
+      redisConnectWithTimeout(url_.host.c_str(), url_.port, ToTimeval(options_.connect_timeout)));
   const std::string where = url_.host + ":" + std::to_string(url_.port);
   if (ctx_ == nullptr || ctx_->err) {
     const std::string err = ctx_ ? ctx_->errstr : "out of memory";
-    if (ctx_) redisFree(ctx_);
-    ctx_ = nullptr;
+    ctx_.reset();
     return Status::Unavailable("redis " + where + ": " + err);
   }
-  redisSetTimeout(ctx_, ToTimeval(options_.command_timeout));
+  redisSetTimeout(ctx_.get(), ToTimeval(options_.command_timeout));
   std::vector<std::vector<std::string>> setup;
   if (!url_.password.empty()) {
     setup.push_back(url_.user.empty() ? std::vector<std::string>{"AUTH", url_.password}
@@ -178,14 +174,14 @@ Result<std::vector<Value>> Client::RawPipeline(
       ptrs.push_back(a.data());
       lens.push_back(a.size());
     }
-    redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+    redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data());
   }
   ++round_trips_;
   std::vector<Value> out;
   out.reserve(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
-    if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
+    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) {
       const std::string err = ctx_->errstr[0] ? ctx_->errstr : "connection lost";
       Disconnect(err);
       return Status::Unavailable("redis: " + err);

@@ -12,9 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "scenefarm/handles.h"
 #include "scenefarm/status.h"
-
-struct redisContext;
 
 namespace scenefarm::redis {
 
@@ -89,7 +88,7 @@ class Client {
   Options options_;
   RedisUrl url_;
   Status url_status_;
-  redisContext* ctx_ = nullptr;
+  RedisContext ctx_;  // none while disconnected
   std::chrono::steady_clock::time_point next_attempt_{};
   std::chrono::milliseconds backoff_;
   std::map<std::string, std::string> shas_;  // script name -> sha1

@@ -78,7 +78,7 @@ struct QueueStatus {
   int64_t workers_busy = 0;
   double oldest_pending_age_seconds = 0;
   std::vector<std::string> runs_in_progress;
-  nlohmann::json ToJson() const;  // the shape of `scenefarm status --json` (DESIGN.md)
+  nlohmann::json ToJson() const;  // the shape of `scenefarm status --json` (README)
 };
 
 struct SceneInfo {
@@ -87,7 +87,7 @@ struct SceneInfo {
   nlohmann::json doc;
   nlohmann::json result;                // what the worker recorded on success
   std::vector<nlohmann::json> history;  // events of this scene from the event stream
-  nlohmann::json ToJson() const;        // the shape of `scenefarm jobs show --json` (DESIGN.md)
+  nlohmann::json ToJson() const;        // the shape of `scenefarm jobs show --json` (README)
 };
 
 // Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(failures-1))].

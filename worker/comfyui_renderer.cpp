@@ -495,8 +495,11 @@ RenderOutcome ComfyUiRenderer::Wait(Job& job) {
   if (c.entry && !c.entry->success) {
     const auto& e = *c.entry;
     if (IsOutOfMemory(e.error_type, e.error_message)) {
-      (void)client_.Free(/*unload_models=*/true, /*free_memory=*/true);
       t.AddNote("GPU memory pressure detected");
+      if (Status freed = client_.Free(/*unload_models=*/true, /*free_memory=*/true); !freed.ok()) {
+        log::Warn("comfyui_free_failed", {{"scene_id", job.lease.id}, {"error", freed.ToString()}});
+        t.AddNote("POST /free failed after the out-of-memory error: " + freed.ToString());
+      }
       return Record(job, t, {Status::Internal(e.error_type + ": " + e.error_message)}, start);
     }
     if (e.interrupted) {
@@ -751,7 +754,9 @@ void ComfyUiRenderer::WriteForcedCopyDebug(const Job& job, int64_t now_ms,
   // forced-copy-debug-2026-11-23T22-30-01.txt (no ':' in file names, for SMB shares)
   std::string name = "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
   std::replace(name.begin(), name.end(), ':', '-');
-  (void)telemetry::WriteFileAtomically(SceneDir(job) / name, text);
+  if (Status s = telemetry::WriteFileAtomically(SceneDir(job) / name, text); !s.ok()) {
+    log::Warn("forced_copy_debug_unwritten", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
+  }
 }
 
 Status ComfyUiRenderer::Probe() {

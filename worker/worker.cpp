@@ -419,8 +419,10 @@ void Worker::Drain(const std::atomic<bool>&) {
 }
 
 void Worker::SetBusy(bool busy, const std::string& scene) {
-  (void)redis_.Command(
+  // For `scenefarm status` only: a failure is logged and the loop goes on.
+  auto r = redis_.Command(
       {"HSET", queue::WorkerKey(options_.worker_id), "busy", busy ? "1" : "0", "scene", scene});
+  if (!r.ok()) log::Warn("worker_state_unrecorded", {{"error", r.status().ToString()}});
 }
 
 void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop) {
@@ -429,14 +431,17 @@ void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool
   std::vector<queue::Queue> queues = MakeQueues(client, options_, clock_);
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  (void)client.Command({"HSET", queue::WorkerKey(options_.worker_id), "host", host, "pid",
-                        std::to_string(getpid()), "queues", json(options_.queues).dump(),
-                        "started_at", std::to_string(clock_.NowMs())});
+  auto registered = client.Command(
+      {"HSET", queue::WorkerKey(options_.worker_id), "host", host, "pid", std::to_string(getpid()),
+       "queues", json(options_.queues).dump(), "started_at", std::to_string(clock_.NowMs())});
+  if (!registered.ok())
+    log::Warn("worker_state_unrecorded", {{"error", registered.status().ToString()}});
   std::optional<std::chrono::steady_clock::time_point> drain_deadline;
   auto readings = StartHostReadings(options_, clock_);  // GPU and disk, published each beat
   while (!done) {
     HeartbeatOnce(client, queues);
-    (void)readings->Publish(client, options_.worker_id);
+    if (Status s = readings->Publish(client, options_.worker_id); !s.ok())
+      log::Debug("host_readings_unpublished", {{"error", s.ToString()}});
     if (stop && !drain_deadline)
       drain_deadline = std::chrono::steady_clock::now() + options_.drain();
     if (drain_deadline && std::chrono::steady_clock::now() >= *drain_deadline) AbandonInHand();
@@ -484,9 +489,12 @@ void Worker::HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& que
     }
   }
   const int64_t ttl = static_cast<int64_t>(options_.lease_seconds * 3) + 1;
-  (void)client.Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "heartbeat_at",
-                          std::to_string(clock_.NowMs())},
-                         {"EXPIRE", queue::WorkerKey(options_.worker_id), std::to_string(ttl)}});
+  auto beat =
+      client.Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "heartbeat_at",
+                        std::to_string(clock_.NowMs())},
+                       {"EXPIRE", queue::WorkerKey(options_.worker_id), std::to_string(ttl)}});
+  if (!beat.ok())
+    log::Warn("heartbeat_failed", {{"worker", "hash"}, {"error", beat.status().ToString()}});
 }
 
 }  // namespace scenefarm::worker

@@ -32,8 +32,12 @@ AssembledRun AssembleFinishedRun(redis::Client& redis, const fs::path& artifacts
     log::Warn("telemetry_contract_violation", {{"run", run}, {"violation", v}});
   if (!violations.empty()) {  // scenefarm_telemetry_contract_violations_total
     // HINCRBY sf:farm:stats contract_violations N
-    (void)redis.Command({"HINCRBY", keys::kFarmStats, readings::kContractViolations,
-                         std::to_string(violations.size())});
+    auto counted = redis.Command({"HINCRBY", keys::kFarmStats, readings::kContractViolations,
+                                  std::to_string(violations.size())});
+    if (!counted.ok())
+      log::Warn(
+          "contract_violations_uncounted",
+          {{"run", run}, {"count", violations.size()}, {"error", counted.status().ToString()}});
   }
   return out;
 }

@@ -47,8 +47,9 @@ const char kLanding[] =
     "<li><a href=\"/ui/\">/ui/</a>: the farm's pages (unless "
     "--web.disable-ui)</li></ul></body></html>\n";
 
-// ssl_shim.c says why. Found next to this binary, or where SCENEFARM_SSL_SHIM says.
-Status LoadSslShim() {
+// ssl_shim.c says why. Found next to this binary, or where SCENEFARM_SSL_SHIM says. The handle
+// is the Server's, closed after civetweb stopped (civetweb's own dlopen keeps it loaded).
+Result<DlHandle> LoadSslShim() {
   std::string path;
   if (const char* env = std::getenv("SCENEFARM_SSL_SHIM"); env && *env) {
     path = env;
@@ -59,12 +60,13 @@ Status LoadSslShim() {
       path = (std::filesystem::path(std::string(exe, n)).parent_path() / "libscenefarm-ssl-shim.so")
                  .string();
   }
-  if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+  DlHandle shim(dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL));
+  if (shim == nullptr) {
     const char* e = dlerror();
     return Status::FailedPrecondition("TLS needs " + path +
                                       " (built with the exporter): " + (e ? e : "cannot load"));
   }
-  return Status::Ok();
+  return shim;
 }
 
 }  // namespace
@@ -149,7 +151,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
     s->pem_path_ = tmpl;
     if (!written) return Status::Internal("cannot write the TLS key file");
     opts.insert(opts.end(), {"ssl_certificate", s->pem_path_, "ssl_protocol_version", "4"});
-    if (Status shim = LoadSslShim(); !shim.ok()) return shim;
+    auto shim = LoadSslShim();
+    if (!shim.ok()) return shim.status();
+    s->ssl_shim_ = std::move(shim).value();
     mg_init_library(MG_FEATURES_SSL);
   }
   static CivetCallbacks callbacks;

@@ -10,6 +10,7 @@
 #include "api.h"
 #include "collector_set.h"
 #include "options.h"
+#include "scenefarm/handles.h"
 #include "web.h"
 
 struct mg_connection;
@@ -32,6 +33,7 @@ class Server {
   Server() = default;
   static int BeginRequest(::mg_connection* conn);
 
+  DlHandle ssl_shim_;  // the TLS shim (LoadSslShim); declared first: closed after civetweb
   WebConfig web_;
   std::unique_ptr<BasicAuth> auth_;
   std::unique_ptr<Api> api_;  // /api/ (api.h)

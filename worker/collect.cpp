@@ -5,10 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <thread>
+
+#include "scenefarm/handles.h"
+#include "scenefarm/log.h"
 
 namespace scenefarm::worker::collect {
 namespace {
@@ -56,8 +60,10 @@ bool WaitForFile(const fs::path& path, std::chrono::milliseconds timeout,
   std::error_code ec;
   const fs::path dir = path.parent_path();
   fs::create_directories(dir, ec);
-  const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd >= 0) inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE);
+  const UniqueFd inotify(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  const int fd = inotify.get();
+  if (fd >= 0 && inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
+    log::Debug("inotify_watch_failed", {{"dir", dir.string()}, {"errno", errno}});
   // The watch is in place before the first look, so a rename between them is not missed.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   bool found = fs::exists(path, ec);
@@ -77,7 +83,6 @@ bool WaitForFile(const fs::path& path, std::chrono::milliseconds timeout,
     }
     found = fs::exists(path, ec);
   }
-  if (fd >= 0) ::close(fd);
   return found;
 }
 

@@ -123,7 +123,7 @@ telemetry::Policy PolicyOf(const WorkerOptions& o) {
 ComfyUiRenderer::ComfyUiRenderer(const WorkerOptions& options)
     : options_(options),
       client_(options.comfyui_url,
-              {2000ms, 30000ms, nullptr,
+              {2000ms, WorkerOptions::Ms(options.comfyui_request_timeout_seconds), nullptr,
                static_cast<size_t>(options.comfyui_max_response_mb * 1024 * 1024)}),
       events_(options.comfyui_url, options.worker_id) {
   if (!options_.comfyui_websocket) events_.Disable();
@@ -210,6 +210,9 @@ Status ComfyUiRenderer::SubmitUntilReachable(Job& job, JobState& st) {
   bool logged = false;
   while (true) {
     Status s = client_.Submit(st.workflow, st.prompt_id, options_.worker_id);
+    // A POST that timed out (kDeadlineExceeded) is not sent again: ComfyUI may still accept it,
+    // and the same prompt twice renders twice. The worker releases the scene; its next attempt
+    // looks this one up in /history and /queue and adopts it (AdoptEarlierAttempt).
     if (s.ok() || s.code() != StatusCode::kUnavailable) return s;
     if (!logged) {
       log::Warn("comfyui_unreachable", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
@@ -304,123 +307,157 @@ void ComfyUiRenderer::ReadGpu(std::optional<double>* free_mb, telemetry::SceneTe
   *free_mb = r.free_mb;
 }
 
+// AwaitCompletion's state between its steps.
+struct ComfyUiRenderer::WaitLoop {
+  Clock::time_point start;
+  Clock::time_point next_poll;  // the next /history look
+  int64_t connections = 0;      // the socket's connections when last looked
+  std::optional<Clock::time_point> ended_at, unreachable_since;
+  bool check_lost = false;  // look in /queue whether ComfyUI still knows the prompt
+};
+
 ComfyUiRenderer::Completion ComfyUiRenderer::AwaitCompletion(Job& job, JobState& st,
                                                              telemetry::SceneTelemetry& t) {
   const std::string& pid = st.prompt_id;
-  const auto start = Clock::now();
-  const auto max_wait = WorkerOptions::Ms(options_.scene_max_wait_seconds);
   const auto interval = WorkerOptions::Ms(options_.scene_history_poll_interval_seconds);
-  const auto post_exec = WorkerOptions::Ms(options_.scene_post_execution_timeout_seconds);
-  const auto unreachable_limit = WorkerOptions::Ms(options_.comfyui_unreachable_seconds);
   // With the socket up, /history is the safety net at the poll interval; without it, the
   // only source. Either way the first look is at once (an adopted prompt may be finished).
-  auto next_poll = start;
-  int64_t connections = events_.connections();
-  std::optional<Clock::time_point> ended_at, unreachable_since;
-  bool check_lost = false;
+  WaitLoop w;
+  w.start = w.next_poll = Clock::now();
+  w.connections = events_.connections();
   while (true) {
     if (job.abandon) return {Status::Aborted("render abandoned")};
     if (job.cancel_requested) {
-      (void)client_.Withdraw(pid);
+      WithdrawOrLog(job, pid, "cancel requested");
       Completion c{Status::Ok()};
       c.cancelled = true;
       return c;
     }
     events_.EnsureConnected();
-    if (events_.connections() != connections) {
-      connections = events_.connections();  // reconnected: events may have been missed
-      next_poll = Clock::now();
-      check_lost = true;
+    if (events_.connections() != w.connections) {
+      w.connections = events_.connections();  // reconnected: events may have been missed
+      w.next_poll = Clock::now();
+      w.check_lost = true;
     }
     auto ev = events_.Get(pid);
-    if (ev && ev->ended() && !ended_at) {
-      ended_at = Clock::now();
-      next_poll = Clock::now();
+    if (ev && ev->ended() && !w.ended_at) {
+      w.ended_at = Clock::now();
+      w.next_poll = Clock::now();
       if (ev->success_ms > 0) t.execution_success_at = telemetry::IsoTime(ev->success_ms);
     }
-    auto now = Clock::now();
-    if (now >= next_poll) {
-      auto h = client_.History(pid);
-      ++t.history_attempts;
-      if (h.ok()) {
-        if (unreachable_since) check_lost = true;  // ComfyUI is back: did it restart?
-        unreachable_since.reset();
-        if (h->has_value()) return {Status::Ok(), std::move(*h)};
-        if (!ended_at && (check_lost || t.history_attempts % 5 == 0)) {
-          check_lost = false;
-          auto pos = client_.QueuePosition(pid);
-          auto again = pos.ok() && pos->empty() ? client_.History(pid) : h;
-          if (again.ok() && again->has_value()) return {Status::Ok(), std::move(*again)};
-          if (pos.ok() && pos->empty() && again.ok()) {
-            // Neither queued, running nor in history: ComfyUI restarted and forgot it.
-            if (st.resubmits >= 3 || st.workflow.is_null()) {
-              return {Status::Unavailable("ComfyUI lost prompt " + pid + " " +
-                                          std::to_string(st.resubmits + 1) + " times")};
-            }
-            ++st.resubmits;
-            t.AddNote("ComfyUI lost the prompt (restart?); resubmitted");
-            log::Warn("prompt_lost", {{"scene_id", job.lease.id}, {"prompt_id", pid}});
-            Status s = client_.Submit(st.workflow, pid, options_.worker_id);
-            if (!s.ok()) return {s};
-          }
-        }
-      } else if (h.status().code() == StatusCode::kInternal) {
-        // ComfyUI answered with something unreadable (a malformed entry, a 4xx): this attempt
-        // fails and is retried within the budget; waiting would not change the answer.
-        log::Warn("history_unreadable",
-                  {{"scene_id", job.lease.id}, {"error", h.status().ToString()}});
-        return {h.status()};
-      } else {
-        if (!unreachable_since) {
-          unreachable_since = now;
-          log::Warn("comfyui_unreachable",
-                    {{"scene_id", job.lease.id}, {"error", h.status().ToString()}});
-        }
-      }
+    if (Clock::now() >= w.next_poll) {
+      if (auto done = PollHistory(job, st, w, t)) return std::move(*done);
       // Once the events said it ended, the entry is due any moment: look often.
-      next_poll = Clock::now() +
-                  (ended_at ? std::min<std::chrono::milliseconds>(interval, 100ms) : interval);
-      now = Clock::now();
+      w.next_poll = Clock::now() +
+                    (w.ended_at ? std::min<std::chrono::milliseconds>(interval, 100ms) : interval);
     }
-    if (ended_at) {
-      if (now - *ended_at >= post_exec) {
-        t.history_exit_reason = "postExecution";
-        t.post_execution_timeout_reached = true;
-        Completion c{Status::Ok()};
-        c.ended_by_events = true;
-        if (ev && (ev->error || ev->interrupted)) {
-          c.status = Status::Internal("ComfyUI reported " +
-                                      (ev->error ? ev->error_type + ": " + ev->error_message
-                                                 : std::string("an interrupt")) +
-                                      " and /history never showed the prompt");
-        }
-        return c;
-      }
-    } else {
-      const bool attempt_limit = options_.scene_history_max_attempts > 0 &&
-                                 t.history_attempts >= options_.scene_history_max_attempts;
-      if (attempt_limit || now - start >= max_wait) {
-        t.history_exit_reason = attempt_limit ? "attemptLimit" : "maxWait";
-        (void)client_.Withdraw(pid);  // interrupt it before the scene is retried
-        return {Status::DeadlineExceeded(
-            t.history_exit_reason + ": prompt " + pid + " not finished after " +
-            std::to_string(t.history_attempts) + " /history polls and " +
-            std::to_string(static_cast<int>(Seconds(now - start))) + " s")};
-      }
-    }
-    if (unreachable_since && now - *unreachable_since >= unreachable_limit) {
-      return {
-          Status::Unavailable("ComfyUI unreachable for " +
-                              std::to_string(static_cast<int>(Seconds(now - *unreachable_since))) +
-                              " s while rendering")};
-    }
-    const auto slice = std::clamp<Clock::duration>(next_poll - now, 1ms, 250ms);
+    const auto now = Clock::now();
+    if (auto done = CheckWaitLimits(job, st, w, ev ? &*ev : nullptr, t, now))
+      return std::move(*done);
+    const auto slice = std::clamp<Clock::duration>(w.next_poll - now, 1ms, 250ms);
     if (events_.connected()) {
       // Any event wakes us; the loop re-reads this prompt's state.
       events_.WaitForChange(std::chrono::duration_cast<std::chrono::milliseconds>(slice));
     } else {
       std::this_thread::sleep_for(std::min<Clock::duration>(slice, 20ms));
     }
+  }
+}
+
+std::optional<ComfyUiRenderer::Completion> ComfyUiRenderer::PollHistory(
+    Job& job, JobState& st, WaitLoop& w, telemetry::SceneTelemetry& t) {
+  const std::string& pid = st.prompt_id;
+  auto h = client_.History(pid);
+  ++t.history_attempts;
+  if (h.ok()) {
+    if (w.unreachable_since) w.check_lost = true;  // ComfyUI is back: did it restart?
+    w.unreachable_since.reset();
+    if (h->has_value()) return Completion{Status::Ok(), std::move(*h)};
+    if (!w.ended_at && (w.check_lost || t.history_attempts % 5 == 0)) {
+      w.check_lost = false;
+      return ResubmitIfLost(job, st, t);
+    }
+  } else if (h.status().code() == StatusCode::kInternal) {
+    // ComfyUI answered with something unreadable (a malformed entry, a 4xx): this attempt
+    // fails and is retried within the budget; waiting would not change the answer.
+    log::Warn("history_unreadable", {{"scene_id", job.lease.id}, {"error", h.status().ToString()}});
+    return Completion{h.status()};
+  } else if (!w.unreachable_since) {
+    w.unreachable_since = Clock::now();
+    log::Warn("comfyui_unreachable",
+              {{"scene_id", job.lease.id}, {"error", h.status().ToString()}});
+  }
+  return std::nullopt;
+}
+
+std::optional<ComfyUiRenderer::Completion> ComfyUiRenderer::ResubmitIfLost(
+    Job& job, JobState& st, telemetry::SceneTelemetry& t) {
+  const std::string& pid = st.prompt_id;
+  auto pos = client_.QueuePosition(pid);
+  if (!pos.ok() || !pos->empty()) return std::nullopt;  // queued or running (or unknown)
+  auto again = client_.History(pid);
+  if (!again.ok()) return std::nullopt;
+  if (again->has_value()) return Completion{Status::Ok(), std::move(*again)};
+  // Neither queued, running nor in history: ComfyUI restarted and forgot it.
+  if (st.resubmits >= 3 || st.workflow.is_null()) {
+    return Completion{Status::Unavailable("ComfyUI lost prompt " + pid + " " +
+                                          std::to_string(st.resubmits + 1) + " times")};
+  }
+  ++st.resubmits;
+  t.AddNote("ComfyUI lost the prompt (restart?); resubmitted");
+  log::Warn("prompt_lost", {{"scene_id", job.lease.id}, {"prompt_id", pid}});
+  Status s = client_.Submit(st.workflow, pid, options_.worker_id);
+  if (!s.ok()) return Completion{s};
+  return std::nullopt;
+}
+
+std::optional<ComfyUiRenderer::Completion> ComfyUiRenderer::CheckWaitLimits(
+    Job& job, JobState& st, const WaitLoop& w, const comfyui::PromptEvents* ev,
+    telemetry::SceneTelemetry& t, Clock::time_point now) {
+  const std::string& pid = st.prompt_id;
+  if (w.ended_at) {
+    if (now - *w.ended_at < WorkerOptions::Ms(options_.scene_post_execution_timeout_seconds))
+      return std::nullopt;
+    t.history_exit_reason = "postExecution";
+    t.post_execution_timeout_reached = true;
+    Completion c{Status::Ok()};
+    c.ended_by_events = true;
+    if (ev && (ev->error || ev->interrupted)) {
+      c.status = Status::Internal(
+          "ComfyUI reported " +
+          (ev->error ? ev->error_type + ": " + ev->error_message : std::string("an interrupt")) +
+          " and /history never showed the prompt");
+    }
+    return c;
+  }
+  const bool attempt_limit = options_.scene_history_max_attempts > 0 &&
+                             t.history_attempts >= options_.scene_history_max_attempts;
+  if (attempt_limit || now - w.start >= WorkerOptions::Ms(options_.scene_max_wait_seconds)) {
+    t.history_exit_reason = attempt_limit ? "attemptLimit" : "maxWait";
+    WithdrawOrLog(job, pid, t.history_exit_reason);  // interrupted before the scene is retried
+    return Completion{Status::DeadlineExceeded(
+        t.history_exit_reason + ": prompt " + pid + " not finished after " +
+        std::to_string(t.history_attempts) + " /history polls and " +
+        std::to_string(static_cast<int>(Seconds(now - w.start))) + " s")};
+  }
+  if (w.unreachable_since &&
+      now - *w.unreachable_since >= WorkerOptions::Ms(options_.comfyui_unreachable_seconds)) {
+    return Completion{
+        Status::Unavailable("ComfyUI unreachable for " +
+                            std::to_string(static_cast<int>(Seconds(now - *w.unreachable_since))) +
+                            " s while rendering")};
+  }
+  return std::nullopt;
+}
+
+void ComfyUiRenderer::WithdrawOrLog(const Job& job, const std::string& prompt_id,
+                                    const std::string& why) {
+  // A prompt that cannot be withdrawn renders on, unwanted: said, since nothing else will.
+  if (Status s = client_.Withdraw(prompt_id); !s.ok()) {
+    log::Warn("prompt_not_withdrawn", {{"scene_id", job.lease.id},
+                                       {"prompt_id", prompt_id},
+                                       {"why", why},
+                                       {"error", s.ToString()}});
   }
 }
 
@@ -458,8 +495,11 @@ RenderOutcome ComfyUiRenderer::Wait(Job& job) {
   if (c.entry && !c.entry->success) {
     const auto& e = *c.entry;
     if (IsOutOfMemory(e.error_type, e.error_message)) {
-      (void)client_.Free(/*unload_models=*/true, /*free_memory=*/true);
       t.AddNote("GPU memory pressure detected");
+      if (Status freed = client_.Free(/*unload_models=*/true, /*free_memory=*/true); !freed.ok()) {
+        log::Warn("comfyui_free_failed", {{"scene_id", job.lease.id}, {"error", freed.ToString()}});
+        t.AddNote("POST /free failed after the out-of-memory error: " + freed.ToString());
+      }
       return Record(job, t, {Status::Internal(e.error_type + ": " + e.error_message)}, start);
     }
     if (e.interrupted) {
@@ -714,7 +754,9 @@ void ComfyUiRenderer::WriteForcedCopyDebug(const Job& job, int64_t now_ms,
   // forced-copy-debug-2026-11-23T22-30-01.txt (no ':' in file names, for SMB shares)
   std::string name = "forced-copy-debug-" + telemetry::IsoTime(now_ms).substr(0, 19) + ".txt";
   std::replace(name.begin(), name.end(), ':', '-');
-  (void)telemetry::WriteFileAtomically(SceneDir(job) / name, text);
+  if (Status s = telemetry::WriteFileAtomically(SceneDir(job) / name, text); !s.ok()) {
+    log::Warn("forced_copy_debug_unwritten", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
+  }
 }
 
 Status ComfyUiRenderer::Probe() {
@@ -723,7 +765,7 @@ Status ComfyUiRenderer::Probe() {
 
 void ComfyUiRenderer::Withdraw(Job& job) {
   in_flight_.erase(StateOf(job).prompt_id);
-  (void)client_.Withdraw(StateOf(job).prompt_id);
+  WithdrawOrLog(job, StateOf(job).prompt_id, "withdrawn by the worker");
 }
 
 }  // namespace scenefarm::worker

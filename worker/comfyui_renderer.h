@@ -56,7 +56,19 @@ class ComfyUiRenderer : public Renderer {
   bool DoneMarkerAvailable();
   Status SubmitUntilReachable(Job& job, JobState& st);
   bool AdoptEarlierAttempt(Job& job, JobState& st);
+  struct WaitLoop;
+  // Waits for the prompt's end: events and /history polls (PollHistory, which looks in /queue
+  // for a prompt ComfyUI lost, ResubmitIfLost), bounded by the policy (CheckWaitLimits).
   Completion AwaitCompletion(Job& job, JobState& st, telemetry::SceneTelemetry& t);
+  std::optional<Completion> PollHistory(Job& job, JobState& st, WaitLoop& w,
+                                        telemetry::SceneTelemetry& t);
+  std::optional<Completion> ResubmitIfLost(Job& job, JobState& st, telemetry::SceneTelemetry& t);
+  std::optional<Completion> CheckWaitLimits(Job& job, JobState& st, const WaitLoop& w,
+                                            const comfyui::PromptEvents* ev,
+                                            telemetry::SceneTelemetry& t,
+                                            std::chrono::steady_clock::time_point now);
+  // Withdraws (dequeues or interrupts) a prompt; a failure is logged with `why`.
+  void WithdrawOrLog(const Job& job, const std::string& prompt_id, const std::string& why);
   RenderOutcome Collect(Job& job, JobState& st, const comfyui::HistoryEntry* entry,
                         telemetry::SceneTelemetry& t);
   RenderOutcome CollectOverView(Job& job, JobState& st, const comfyui::HistoryEntry* entry,

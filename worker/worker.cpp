@@ -88,6 +88,14 @@ int Worker::Run(const std::atomic<bool>& stop) {
                                {"queues", options_.queues},
                                {"pipeline_depth", options_.pipeline_depth}});
   stop_ = &stop;
+  // A restarted worker under the same id starts with its ComfyUI presumed up.
+  Status cleared =
+      redis_
+          .Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "comfyui_down", "0"},
+                     {"HDEL", queue::WorkerKey(options_.worker_id), "comfyui_down_since",
+                      "comfyui_down_reason"}})
+          .status();
+  if (!cleared.ok()) log::Warn("worker_state_unrecorded", {{"error", cleared.ToString()}});
   std::atomic<bool> done{false};
   std::thread heartbeat([&] { HeartbeatLoop(done, stop); });
   ResumeOwnLeases();
@@ -233,11 +241,14 @@ bool Worker::Admit(std::shared_ptr<Job> job) {
     job->submitted = true;
   } else if (job->cancel_requested && !job->abandon) {
     Finish(*job, {Status::Ok(), json::object(), /*cancelled=*/true});  // never submitted
-  } else if (s.code() == StatusCode::kUnavailable && (known_down || !renderer_.Probe().ok())) {
+  } else if (s.code() == StatusCode::kDeadlineExceeded ||
+             (s.code() == StatusCode::kUnavailable && (known_down || !renderer_.Probe().ok()))) {
     // A scene never submitted because the renderer is known down is released, budget kept,
     // even if the renderer answers by now: the lease loop's probe resumes work.
     // Only when the renderer itself does not answer: a ComfyUI that answers its probe but keeps
     // refusing this scene's prompt (a 5xx for it alone) spends the scene's budget instead.
+    // A submission that timed out (a hung ComfyUI) is released whatever the probe says: the
+    // prompt may still be accepted, so it is not sent again; the next attempt adopts it.
     ReleaseInOutage(*job, s);
   } else {
     Finish(*job, {s});
@@ -250,17 +261,43 @@ bool Worker::Admit(std::shared_ptr<Job> job) {
 
 void Worker::ReleaseInOutage(Job& job, const Status& why) {
   // The renderer, not the scene, failed: the scene goes back to the front of pending with its
-  // budget for a worker whose ComfyUI answers, and this one leases nothing until its does.
+  // budget for a worker whose ComfyUI answers, and this one leases nothing until its does. A
+  // scene released this way max_outage_releases times is dead-lettered by the script instead.
   if (!renderer_down_) {
     renderer_down_ = true;
     probe_backoff_ = std::max<std::chrono::milliseconds>(
         WorkerOptions::Ms(options_.idle_poll_seconds), std::chrono::milliseconds(50));
     next_probe_ = std::chrono::steady_clock::now() + probe_backoff_;
+    // Shown by `scenefarm status` (the worker's hash): leasing is paused until ComfyUI answers.
+    Status shown = redis_
+                       .Command({"HSET", queue::WorkerKey(options_.worker_id), "comfyui_down", "1",
+                                 "comfyui_down_since", std::to_string(clock_.NowMs()),
+                                 "comfyui_down_reason", why.ToString()})
+                       .status();
+    if (!shown.ok()) log::Warn("worker_state_unrecorded", {{"error", shown.ToString()}});
   }
   log::Warn(
       "renderer_unreachable",
       {{"worker_id", options_.worker_id}, {"scene_id", job.lease.id}, {"error", why.ToString()}});
-  ReleaseJob(job, "renderer unreachable: " + why.message());
+  queue::Queue* q = QueueFor(job);
+  if (q == nullptr) return;
+  const std::string reason = "renderer unreachable: " + why.message();
+  bool run_complete = false;
+  std::string where;
+  Status s = RetryUnavailable(
+      [&] {
+        auto r = q->ReleaseInOutage(job.lease, options_.worker_id, reason, &run_complete);
+        if (r.ok()) where = *r;
+        return r.status();
+      },
+      options_.lease());
+  if (where == "dead") {
+    log::Warn("scene_dead_lettered", {{"scene_id", job.lease.id}, {"reason", reason}});
+  } else {
+    log::Info("scene_released",
+              {{"scene_id", job.lease.id}, {"reason", reason}, {"recorded", s.ok()}});
+  }
+  if (s.ok() && run_complete) AssembleFinishedRuns(*q);
 }
 
 bool Worker::RendererDown() {
@@ -275,6 +312,12 @@ bool Worker::RendererDown() {
     return true;
   }
   renderer_down_ = false;
+  Status shown = redis_
+                     .Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "comfyui_down", "0"},
+                                {"HDEL", queue::WorkerKey(options_.worker_id), "comfyui_down_since",
+                                 "comfyui_down_reason"}})
+                     .status();
+  if (!shown.ok()) log::Warn("worker_state_unrecorded", {{"error", shown.ToString()}});
   log::Info("renderer_reachable", {{"worker_id", options_.worker_id}});
   return false;
 }
@@ -392,8 +435,10 @@ void Worker::NotePaused(const std::string& queue, bool paused) {
 }
 
 void Worker::SetBusy(bool busy, const std::string& scene) {
-  (void)redis_.Command(
+  // For `scenefarm status` only: a failure is logged and the loop goes on.
+  auto r = redis_.Command(
       {"HSET", queue::WorkerKey(options_.worker_id), "busy", busy ? "1" : "0", "scene", scene});
+  if (!r.ok()) log::Warn("worker_state_unrecorded", {{"error", r.status().ToString()}});
 }
 
 void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop) {
@@ -402,14 +447,17 @@ void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool
   std::vector<queue::Queue> queues = MakeQueues(client, options_, clock_);
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  (void)client.Command({"HSET", queue::WorkerKey(options_.worker_id), "host", host, "pid",
-                        std::to_string(getpid()), "queues", json(options_.queues).dump(),
-                        "started_at", std::to_string(clock_.NowMs())});
+  auto registered = client.Command(
+      {"HSET", queue::WorkerKey(options_.worker_id), "host", host, "pid", std::to_string(getpid()),
+       "queues", json(options_.queues).dump(), "started_at", std::to_string(clock_.NowMs())});
+  if (!registered.ok())
+    log::Warn("worker_state_unrecorded", {{"error", registered.status().ToString()}});
   std::optional<std::chrono::steady_clock::time_point> drain_deadline;
   auto readings = StartHostReadings(options_, clock_);  // GPU and disk, published each beat
   while (!done) {
     HeartbeatOnce(client, queues);
-    (void)readings->Publish(client, options_.worker_id);
+    if (Status s = readings->Publish(client, options_.worker_id); !s.ok())
+      log::Debug("host_readings_unpublished", {{"error", s.ToString()}});
     if (stop && !drain_deadline)
       drain_deadline = std::chrono::steady_clock::now() + options_.drain();
     if (drain_deadline && std::chrono::steady_clock::now() >= *drain_deadline) AbandonInHand();
@@ -457,9 +505,12 @@ void Worker::HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& que
     }
   }
   const int64_t ttl = static_cast<int64_t>(options_.lease_seconds * 3) + 1;
-  (void)client.Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "heartbeat_at",
-                          std::to_string(clock_.NowMs())},
-                         {"EXPIRE", queue::WorkerKey(options_.worker_id), std::to_string(ttl)}});
+  auto beat =
+      client.Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "heartbeat_at",
+                        std::to_string(clock_.NowMs())},
+                       {"EXPIRE", queue::WorkerKey(options_.worker_id), std::to_string(ttl)}});
+  if (!beat.ok())
+    log::Warn("heartbeat_failed", {{"worker", "hash"}, {"error", beat.status().ToString()}});
 }
 
 }  // namespace scenefarm::worker

@@ -73,12 +73,8 @@ void RegisterPauseResume(CLI::App& app, Global& g, int* exit_code, bool pause) {
   });
 }
 
-}  // namespace
 
-void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
-  RegisterPauseResume(app, g, exit_code, true);
-  RegisterPauseResume(app, g, exit_code, false);
-
+void RegisterCancel(CLI::App& app, Global& g, int* exit_code) {
   auto* cancel = app.add_subcommand(
       "cancel", "cancel scenes: pending/delayed/dead at once, leased ones via their worker");
   auto ids = std::make_shared<std::vector<std::string>>();
@@ -105,7 +101,9 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
     if (g.json) std::cout << out.dump() << "\n";
     *exit_code = rc;
   });
+}
 
+void RegisterRetry(CLI::App& app, Global& g, int* exit_code) {
   auto* retry = app.add_subcommand("retry", "dead-lettered scenes back to pending, fresh budget");
   auto rids = std::make_shared<std::vector<std::string>>();
   auto all_dead = std::make_shared<bool>(false);
@@ -146,7 +144,55 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
     if (g.json) std::cout << nlohmann::json{{"retried", out}}.dump() << "\n";
     *exit_code = rc;
   });
+}
 
+// Deletes (or lists, dry) the scenes dead-lettered longer than `older` ago. The exit code.
+int RunPurge(Global& g, const std::string& older, bool yes, bool dry) {
+  auto d = ParseDuration(older);
+  if (!d.ok()) {
+    std::cerr << "scenefarm: purge: " << d.status().message() << "\n";
+    return kExitUsage;
+  }
+  QueueHandle h(g);
+  auto now = h.queue.TimeMs();  // dead-letter times are the Redis server's
+  if (!now.ok()) {
+    return Fail("purge: " + now.status().message());
+  }
+  const int64_t cutoff = *now - d->count();
+  auto ids = h.queue.DeadBefore(cutoff, 1000000);
+  if (!ids.ok()) {
+    return Fail("purge: " + ids.status().message());
+  }
+  if (!dry && !ids->empty() && !yes && isatty(0) && isatty(1)) {
+    std::cout << "delete " << ids->size() << " dead-lettered scene(s) of queue " << g.queue
+              << " for good? [y/N] " << std::flush;
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "y" && answer != "yes") {
+      std::cout << "nothing deleted\n";
+      return kExitOk;
+    }
+  }
+  std::vector<std::string> done = *ids;
+  if (!dry) {
+    // What was listed (and confirmed), a few hundred per script call.
+    auto r = h.queue.PurgeDead(cutoff, ids->size(), CliActor());
+    if (!r.ok()) {
+      return Fail("purge: " + r.status().message());
+    }
+    done = *r;
+  }
+  if (g.json) {
+    std::cout << nlohmann::json{{"dry_run", dry}, {"purged", done}}.dump() << "\n";
+  } else {
+    for (const auto& id : done)
+      std::cout << (dry ? "would delete " : "deleted ") << id << "\n";
+    std::cout << (dry ? "would delete " : "deleted ") << done.size() << " scene(s)\n";
+  }
+  return kExitOk;
+}
+
+void RegisterPurge(CLI::App& app, Global& g, int* exit_code) {
   auto* purge = app.add_subcommand("purge", "delete dead-lettered scenes for good");
   auto dead_flag = std::make_shared<bool>(false);
   auto older = std::make_shared<std::string>();
@@ -160,55 +206,20 @@ void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
   purge->add_flag("--dry-run", *dry, "list what would be deleted");
   purge->add_flag("--json", g.json, "print JSON");
   // Every option's storage is captured: CLI11 writes through references to it while parsing.
+  // --dead is required: only dead-lettered scenes are ever purged.
   purge->callback([&g, dead_flag, older, yes, dry, exit_code] {
-    auto d = ParseDuration(*older);
-    if (!d.ok()) {
-      *exit_code = kExitUsage;
-      std::cerr << "scenefarm: purge: " << d.status().message() << "\n";
-      return;
-    }
-    QueueHandle h(g);
-    auto now = h.queue.TimeMs();  // dead-letter times are the Redis server's
-    if (!now.ok()) {
-      *exit_code = Fail("purge: " + now.status().message());
-      return;
-    }
-    const int64_t cutoff = *now - d->count();
-    auto ids = h.queue.DeadBefore(cutoff, 1000000);
-    if (!ids.ok()) {
-      *exit_code = Fail("purge: " + ids.status().message());
-      return;
-    }
-    if (!*dry && !ids->empty() && !*yes && isatty(0) && isatty(1)) {
-      std::cout << "delete " << ids->size() << " dead-lettered scene(s) of queue " << g.queue
-                << " for good? [y/N] " << std::flush;
-      std::string answer;
-      std::getline(std::cin, answer);
-      if (answer != "y" && answer != "yes") {
-        std::cout << "nothing deleted\n";
-        *exit_code = kExitOk;
-        return;
-      }
-    }
-    std::vector<std::string> done = *ids;
-    if (!*dry) {
-      // What was listed (and confirmed), a few hundred per script call.
-      auto r = h.queue.PurgeDead(cutoff, ids->size(), CliActor());
-      if (!r.ok()) {
-        *exit_code = Fail("purge: " + r.status().message());
-        return;
-      }
-      done = *r;
-    }
-    if (g.json) {
-      std::cout << nlohmann::json{{"dry_run", *dry}, {"purged", done}}.dump() << "\n";
-    } else {
-      for (const auto& id : done)
-        std::cout << (*dry ? "would delete " : "deleted ") << id << "\n";
-      std::cout << (*dry ? "would delete " : "deleted ") << done.size() << " scene(s)\n";
-    }
-    *exit_code = kExitOk;
+    *exit_code = *dead_flag ? RunPurge(g, *older, *yes, *dry) : kExitUsage;
   });
+}
+
+}  // namespace
+
+void RegisterControl(CLI::App& app, Global& g, int* exit_code) {
+  RegisterPauseResume(app, g, exit_code, true);
+  RegisterPauseResume(app, g, exit_code, false);
+  RegisterCancel(app, g, exit_code);
+  RegisterRetry(app, g, exit_code);
+  RegisterPurge(app, g, exit_code);
 }
 
 }  // namespace scenefarm::cli

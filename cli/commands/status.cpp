@@ -1,5 +1,8 @@
-// scenefarm status [--json]: depth by state, outcomes, workers (busy/idle, last heartbeat),
+// scenefarm status [--json]: depth by state, outcomes, workers (busy/idle, last heartbeat,
+// the paused queues they wait on, leasing paused while their ComfyUI is down),
 // oldest pending age, runs in progress, paused.
+#include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -29,6 +32,11 @@ void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
               << (w["busy"].get<bool>() ? "busy " + w["scene"].get<std::string>() : "idle")
               << "  last heartbeat "
               << static_cast<int64_t>(w["heartbeat_age_seconds"].get<double>()) << " s ago";
+    if (w.value("comfyui_down", false)) {
+      std::cout << "  LEASING PAUSED: ComfyUI down for "
+                << static_cast<int64_t>(w.value("comfyui_down_seconds", 0.0)) << " s ("
+                << w.value("comfyui_down_reason", std::string()) << ")";
+    }
     std::string paused;
     for (const auto& q : w["paused_queues"])
       paused += (paused.empty() ? "" : ",") + q.get<std::string>();
@@ -47,23 +55,34 @@ nlohmann::json WorkerList(redis::Client& c, int64_t now_ms, size_t limit) {
   for (size_t i = 0; i + 1 < w->elements.size(); i += 2) {
     ids.emplace_back(w->elements[i].str,
                      (now_ms - std::stod(w->elements[i + 1].AsString())) / 1000.0);
-    cmds.push_back(
-        {"HMGET", keys::Worker(w->elements[i].str), "busy", "scene", "host", "paused_queues"});
+    cmds.push_back({"HMGET", keys::Worker(w->elements[i].str), "busy", "scene", "host",
+                    "comfyui_down", "comfyui_down_since", "comfyui_down_reason", "paused_queues"});
   }
   if (cmds.empty()) return list;
   auto h = c.Pipeline(cmds);
   if (!h.ok()) return list;
   for (size_t i = 0; i < ids.size(); ++i) {
     const auto& f = (*h)[i].elements;
-    const bool busy = f.size() == 4 && f[0].AsString() == "1";
-    nlohmann::json paused =
-        f.size() == 4 ? nlohmann::json::parse(f[3].AsString(), nullptr, false) : nlohmann::json();
-    list.push_back({{"id", ids[i].first},
-                    {"busy", busy},
-                    {"scene", busy ? f[1].AsString() : ""},
-                    {"host", f.size() == 4 ? f[2].AsString() : ""},
-                    {"heartbeat_age_seconds", ids[i].second},
-                    {"paused_queues", paused.is_array() ? paused : nlohmann::json::array()}});
+    const bool full = f.size() == 7;
+    const bool busy = full && f[0].AsString() == "1";
+    // Its ComfyUI down (or hung): the worker leases nothing until that ComfyUI answers again.
+    const bool down = full && f[3].AsString() == "1";
+    nlohmann::json entry = {{"id", ids[i].first},
+                            {"busy", busy},
+                            {"scene", busy ? f[1].AsString() : ""},
+                            {"host", full ? f[2].AsString() : ""},
+                            {"heartbeat_age_seconds", ids[i].second},
+                            {"comfyui_down", down}};
+    const nlohmann::json paused =
+        full ? nlohmann::json::parse(f[6].AsString(), nullptr, false) : nlohmann::json();
+    entry["paused_queues"] = paused.is_array() ? paused : nlohmann::json::array();
+    if (down) {
+      const std::string since = f[4].AsString();
+      entry["comfyui_down_seconds"] =
+          since.empty() ? 0.0 : std::max(0.0, (now_ms - std::atof(since.c_str())) / 1000.0);
+      entry["comfyui_down_reason"] = f[5].AsString();
+    }
+    list.push_back(entry);
   }
   return list;
 }

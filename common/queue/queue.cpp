@@ -23,6 +23,8 @@ const redis::Script kExpireGone{"expire_gone", scripts::k_expire_gone};
 const redis::Script kResume{"resume", scripts::k_resume};
 const redis::Script kRerun{"rerun", scripts::k_rerun};
 const redis::Script kPause{"pause", scripts::k_pause};
+const redis::Script kClaimRun{"claim_run", scripts::k_claim_run};
+const redis::Script kRunAssembled{"run_assembled", scripts::k_run_assembled};
 
 Status ScriptError(const char* what, const redis::Value& v) {
   return Status::Internal(std::string(what) + ": " + v.str);
@@ -204,6 +206,16 @@ Status Queue::Release(const LeasedScene& s, const std::string& worker, const std
   return Fenced(kRelease, {worker, s.id, std::to_string(s.attempt), reason}).status();
 }
 
+Result<std::string> Queue::ReleaseInOutage(const LeasedScene& s, const std::string& worker,
+                                           const std::string& reason, bool* run_complete) {
+  auto r = Fenced(kRelease, {worker, s.id, std::to_string(s.attempt), reason, "1",
+                             std::to_string(options_.max_outage_releases),
+                             std::to_string(options_.retention_seconds)});
+  if (!r.ok()) return r.status();
+  if (run_complete) *run_complete = r->integer == 3;
+  return std::string(r->integer >= 2 ? "dead" : "pending");
+}
+
 Result<int64_t> Queue::Reclaim(int limit) {
   int64_t moved = 0;
   while (moved < limit) {
@@ -300,19 +312,33 @@ Result<std::vector<std::string>> Queue::ExpiredLeases() {
 }
 
 Result<std::vector<std::string>> Queue::FinishedRuns() {
-  auto r = redis_.Command({"SMEMBERS", keys_.RunsFinished()});
+  auto now = TimeMs();
+  if (!now.ok()) return now.status();
+  auto r = redis_.Pipeline({{"SMEMBERS", keys_.RunsFinished()},
+                            {"ZRANGEBYSCORE", keys_.RunsClaimed(), "-inf", std::to_string(*now)}});
   if (!r.ok()) return r.status();
   std::vector<std::string> runs;
-  for (const auto& v : r->elements)
-    runs.push_back(v.str);
+  for (const auto& reply : *r) {
+    if (reply.is_error()) return Status::Internal("finished runs: " + reply.str);
+    for (const auto& v : reply.elements)
+      runs.push_back(v.str);
+  }
   std::sort(runs.begin(), runs.end());
+  runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
   return runs;
 }
 
-Result<bool> Queue::ClaimFinishedRun(const std::string& run) {
-  auto r = redis_.Command({"SREM", keys_.RunsFinished(), run});
+Result<int64_t> Queue::ClaimFinishedRun(const std::string& run) {
+  auto r = redis_.Eval(kClaimRun, Args({run, std::to_string(options_.run_claim_seconds * 1000)}));
   if (!r.ok()) return r.status();
-  if (r->is_error()) return Status::Internal("SREM: " + r->str);
+  if (r->is_error()) return ScriptError(kClaimRun.name, *r);
+  return r->integer;
+}
+
+Result<bool> Queue::RunAssembled(const std::string& run, int64_t claim) {
+  auto r = redis_.Eval(kRunAssembled, Args({run, std::to_string(claim)}));
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError(kRunAssembled.name, *r);
   return r->integer == 1;
 }
 

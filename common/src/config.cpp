@@ -75,6 +75,12 @@ void AddPolicyOptions(CLI::App& app, WorkerOptions& o) {
       ->envname("SCENEFARM_COMFYUI_UNREACHABLE_SECONDS")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--comfyui-request-timeout-seconds", o.comfyui_request_timeout_seconds,
+                 "the longest one request to ComfyUI may take (a hung POST /prompt releases the "
+                 "scene like an outage)")
+      ->envname("SCENEFARM_COMFYUI_REQUEST_TIMEOUT_SECONDS")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--comfyui-max-response-mb", o.comfyui_max_response_mb,
                  "the largest answer read from ComfyUI (a /history entry, a frame over /view)")
       ->envname("SCENEFARM_COMFYUI_MAX_RESPONSE_MB")

@@ -18,6 +18,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "scenefarm/handles.h"
+
 namespace scenefarm::gpu {
 namespace {
 
@@ -62,14 +64,6 @@ struct nvmlMemory_t {
 struct nvmlUtilization_t {
   unsigned int gpu, memory;
 };
-
-// A dlopen handle, closed on destruction.
-struct DlCloser {
-  void operator()(void* h) const {
-    if (h != nullptr) dlclose(h);
-  }
-};
-using DlHandle = std::unique_ptr<void, DlCloser>;
 
 struct Nvml {
   DlHandle lib;
@@ -156,6 +150,7 @@ Result<std::string> RunCaptured(const std::vector<std::string>& argv,
                                 std::chrono::milliseconds timeout) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return Status::Unavailable("pipe failed");
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
@@ -172,15 +167,12 @@ Result<std::string> RunCaptured(const std::vector<std::string>& argv,
   const int err = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  close(fds[1]);
-  if (err != 0) {
-    close(fds[0]);
-    return Status::Unavailable("cannot run " + argv[0] + ": " + std::strerror(err));
-  }
+  write_end.reset();  // the child's copy only: EOF once it exits
+  if (err != 0) return Status::Unavailable("cannot run " + argv[0] + ": " + std::strerror(err));
   std::string out;
   const bool finished =
-      ReadUntil(fds[0], std::chrono::steady_clock::now() + timeout, 64 * 1024, &out);
-  close(fds[0]);
+      ReadUntil(read_end.get(), std::chrono::steady_clock::now() + timeout, 64 * 1024, &out);
+  read_end.reset();
   if (!finished) kill(-pid, SIGKILL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {

@@ -206,9 +206,7 @@ Client::Client(Options options) : options_(std::move(options)), backoff_(options
   }
 }
 
-Client::~Client() {
-  if (ctx_ != nullptr) redisFree(ctx_);
-}
+Client::~Client() = default;
 
 bool Client::connected() const {
   return ctx_ != nullptr && ctx_->err == 0;
@@ -222,8 +220,7 @@ std::string Client::Where() const {
 void Client::Disconnect(const std::string& why) {
   if (ctx_ == nullptr) return;
   log::Warn("redis_disconnected", {{"host", host_}, {"port", port_}, {"error", why}});
-  redisFree(ctx_);
-  ctx_ = nullptr;
+  ctx_.reset();
 }
 
 namespace {
@@ -232,13 +229,9 @@ namespace {
 Result<Value> AskOnce(const std::string& host, int port,
                       const std::vector<std::vector<std::string>>& commands,
                       std::chrono::milliseconds timeout) {
-  redisContext* c = redisConnectWithTimeout(host.c_str(), port, ToTimeval(timeout));
-  if (c == nullptr || c->err) {
-    const std::string err = c ? c->errstr : "out of memory";
-    if (c) redisFree(c);
-    return Status::Unavailable(err);
-  }
-  redisSetTimeout(c, ToTimeval(timeout));
+  RedisContext c(redisConnectWithTimeout(host.c_str(), port, ToTimeval(timeout)));
+  if (c == nullptr || c->err) return Status::Unavailable(c ? c->errstr : "out of memory");
+  redisSetTimeout(c.get(), ToTimeval(timeout));
   for (const auto& argv : commands) {
     std::vector<const char*> ptrs;
     std::vector<size_t> lens;
@@ -246,20 +239,16 @@ Result<Value> AskOnce(const std::string& host, int port,
       ptrs.push_back(a.data());
       lens.push_back(a.size());
     }
-    redisAppendCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+    redisAppendCommandArgv(c.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data());
   }
   Value last;
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
-    if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
-      const std::string err = c->errstr[0] ? c->errstr : "connection lost";
-      redisFree(c);
-      return Status::Unavailable(err);
-    }
+    if (redisGetReply(c.get(), &raw) != REDIS_OK || raw == nullptr)
+      return Status::Unavailable(c->errstr[0] ? c->errstr : "connection lost");
     last = Convert(static_cast<redisReply*>(raw));
     freeReplyObject(raw);
   }
-  redisFree(c);
   return last;
 }
 
@@ -314,18 +303,16 @@ Result<std::pair<std::string, int>> Client::AskSentinels() {
 }
 
 Status Client::ConnectTo(const std::string& host, int port) {
-  if (ctx_ != nullptr) redisFree(ctx_);
   host_ = host;
   port_ = port;
-  ctx_ = redisConnectWithTimeout(host.c_str(), port, ToTimeval(options_.connect_timeout));
+  ctx_.reset(redisConnectWithTimeout(host.c_str(), port, ToTimeval(options_.connect_timeout)));
   const std::string where = Where();
   if (ctx_ == nullptr || ctx_->err) {
     const std::string err = ctx_ ? ctx_->errstr : "out of memory";
-    if (ctx_) redisFree(ctx_);
-    ctx_ = nullptr;
+    ctx_.reset();
     return Status::Unavailable("redis " + where + ": " + err);
   }
-  redisSetTimeout(ctx_, ToTimeval(options_.command_timeout));
+  redisSetTimeout(ctx_.get(), ToTimeval(options_.command_timeout));
   std::vector<std::vector<std::string>> setup;
   if (!url_.password.empty()) {
     setup.push_back(url_.user.empty() ? std::vector<std::string>{"AUTH", url_.password}
@@ -396,14 +383,14 @@ Result<std::vector<Value>> Client::RawPipeline(
       ptrs.push_back(a.data());
       lens.push_back(a.size());
     }
-    redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+    redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data());
   }
   ++round_trips_;
   std::vector<Value> out;
   out.reserve(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
-    if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
+    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) {
       const std::string err = ctx_->errstr[0] ? ctx_->errstr : "connection lost";
       Disconnect(err);
       return Status::Unavailable("redis: " + err);

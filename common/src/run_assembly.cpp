@@ -32,8 +32,12 @@ AssembledRun AssembleFinishedRun(redis::Client& redis, const fs::path& artifacts
     log::Warn("telemetry_contract_violation", {{"run", run}, {"violation", v}});
   if (!violations.empty()) {  // scenefarm_telemetry_contract_violations_total
     // HINCRBY sf:farm:stats contract_violations N
-    (void)redis.Command({"HINCRBY", keys::kFarmStats, readings::kContractViolations,
-                         std::to_string(violations.size())});
+    auto counted = redis.Command({"HINCRBY", keys::kFarmStats, readings::kContractViolations,
+                                  std::to_string(violations.size())});
+    if (!counted.ok())
+      log::Warn(
+          "contract_violations_uncounted",
+          {{"run", run}, {"count", violations.size()}, {"error", counted.status().ToString()}});
   }
   return out;
 }
@@ -75,11 +79,24 @@ Result<std::vector<AssembledRun>> AssembleFinishedRuns(queue::Queue& queue, redi
   if (!runs.ok()) return runs.status();
   std::vector<AssembledRun> out;
   for (const auto& run : *runs) {
-    auto claimed = queue.ClaimFinishedRun(run);
-    if (!claimed.ok()) return claimed.status();
-    if (!*claimed) continue;  // another worker or repair took it
+    auto claim = queue.ClaimFinishedRun(run);
+    if (!claim.ok()) return claim.status();
+    if (*claim == 0) continue;  // another worker or repair holds it
     const Policy p = policy ? *policy : PolicyOfRun(artifacts_dir / run, Policy{});
     out.push_back(AssembleFinishedRun(redis, artifacts_dir, run, p));
+    const AssembledRun& a = out.back();
+    if (a.has_artifacts && !a.assembled) {
+      // Kept claimed: when the claim expires, the next worker or repair tries again.
+      log::Warn("run_assembly_retried_later", {{"run", run}, {"error", a.error}});
+      continue;
+    }
+    // The files are written (or there are none to write): only now is the claim given up.
+    auto done = queue.RunAssembled(run, *claim);
+    if (!done.ok()) {
+      log::Warn("run_claim_not_ended", {{"run", run}, {"error", done.status().ToString()}});
+    } else if (!*done) {
+      log::Warn("run_claim_taken_over", {{"run", run}});
+    }
   }
   return out;
 }

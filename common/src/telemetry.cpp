@@ -340,16 +340,9 @@ class Checker {
   std::vector<std::string>& out_;
 };
 
-void CheckScene(Checker& c, const json& s, const std::string& summary, const fs::path& run_dir) {
+// The scene's Telemetry fields: present, of their type, in range and consistent.
+void CheckTelemetryFields(Checker& c, const std::string& where, const json& t) {
   using T = json::value_t;
-  const std::string id = s.value("SceneId", "");
-  const std::string where = "Scene " + (id.empty() ? std::string("?") : id);
-  if (id.empty()) c.Add(where, "missing field SceneId");
-  if (!s.contains("Telemetry") || !s["Telemetry"].is_object()) {
-    c.Add(where, "missing field Telemetry");
-    return;
-  }
-  const json& t = s["Telemetry"];
   const std::string p = "Telemetry.";
   for (const char* k : {"DurationSeconds", "MaxWaitSeconds", "PollIntervalSeconds",
                         "PostExecutionTimeoutSeconds", "DoneMarkerWaitSeconds"}) {
@@ -388,7 +381,12 @@ void CheckScene(Checker& c, const json& s, const std::string& summary, const fs:
   }
   if (reason == "postExecution" && !t.value("HistoryPostExecutionTimeoutReached", false))
     c.Add(where, "HistoryExitReason=postExecution but HistoryPostExecutionTimeoutReached is false");
-  // Fallback notes, then GPU: VRAM figures may be null only when a note says why.
+}
+
+// Fallback notes, then GPU: VRAM figures may be null only when a note says why. Returns
+// whether the scene has fallback notes.
+bool CheckNotesAndGpu(Checker& c, const std::string& where, const json& t) {
+  using T = json::value_t;
   json notes = json::array();
   if (!t.contains("System") || !t["System"].is_object()) {
     c.Add(where, "missing field Telemetry.System");
@@ -401,19 +399,25 @@ void CheckScene(Checker& c, const json& s, const std::string& summary, const fs:
   const bool has_notes = !notes.empty();
   if (!t.contains("GPU") || !t["GPU"].is_object()) {
     c.Add(where, "missing field Telemetry.GPU");
-  } else {
-    const json& g = t["GPU"];
-    const std::string gp = "Telemetry.GPU.";
-    c.Field(where, g, gp, "Name", T::string, has_notes);
-    const bool b = c.Field(where, g, gp, "VramBeforeMB", T::number_float, has_notes);
-    const bool a = c.Field(where, g, gp, "VramAfterMB", T::number_float, has_notes);
-    const bool d = c.Field(where, g, gp, "VramDeltaMB", T::number_float, has_notes);
-    if (a && b && d &&
-        std::fabs(g["VramAfterMB"].get<double>() - g["VramBeforeMB"].get<double>() -
-                  g["VramDeltaMB"].get<double>()) > 0.11) {
-      c.Add(where, "Telemetry.GPU.VramDeltaMB is not VramAfterMB - VramBeforeMB");
-    }
+    return has_notes;
   }
+  const json& g = t["GPU"];
+  const std::string gp = "Telemetry.GPU.";
+  c.Field(where, g, gp, "Name", T::string, has_notes);
+  const bool b = c.Field(where, g, gp, "VramBeforeMB", T::number_float, has_notes);
+  const bool a = c.Field(where, g, gp, "VramAfterMB", T::number_float, has_notes);
+  const bool d = c.Field(where, g, gp, "VramDeltaMB", T::number_float, has_notes);
+  if (a && b && d &&
+      std::fabs(g["VramAfterMB"].get<double>() - g["VramBeforeMB"].get<double>() -
+                g["VramDeltaMB"].get<double>()) > 0.11) {
+    c.Add(where, "Telemetry.GPU.VramDeltaMB is not VramAfterMB - VramBeforeMB");
+  }
+  return has_notes;
+}
+
+// The scene directory: the forced copy's debug file, its own telemetry.json, its frames.
+void CheckSceneDir(Checker& c, const std::string& where, const json& s, const json& t,
+                   const std::string& id, const fs::path& run_dir) {
   if (t.value("ForcedCopyTriggered", false) && s.value("Status", "") == "succeeded") {
     bool found = false;
     std::error_code ec;
@@ -459,7 +463,11 @@ void CheckScene(Checker& c, const json& s, const std::string& summary, const fs:
       c.Add(where, "FrameCount=" + Text(t["FrameCount"]) + " but " + std::to_string(on_disk) +
                        " frame files in the scene directory");
   }
-  // run-summary.txt: the scene's telemetry line with the same values.
+}
+
+// run-summary.txt: the scene's telemetry line with the same values.
+void CheckSummaryLine(Checker& c, const std::string& where, const json& t, const std::string& id,
+                      const std::string& summary, bool has_notes) {
   const std::string tag = "[Scene " + id + "] Telemetry: ";
   std::string line;
   std::istringstream in(summary);
@@ -494,6 +502,21 @@ void CheckScene(Checker& c, const json& s, const std::string& summary, const fs:
   }
   if (has_notes && !value_in_line("fallback"))
     c.Add(where, "has fallback notes in metadata but the summary line has no fallback= entry");
+}
+
+void CheckScene(Checker& c, const json& s, const std::string& summary, const fs::path& run_dir) {
+  const std::string id = s.value("SceneId", "");
+  const std::string where = "Scene " + (id.empty() ? std::string("?") : id);
+  if (id.empty()) c.Add(where, "missing field SceneId");
+  if (!s.contains("Telemetry") || !s["Telemetry"].is_object()) {
+    c.Add(where, "missing field Telemetry");
+    return;
+  }
+  const json& t = s["Telemetry"];
+  CheckTelemetryFields(c, where, t);
+  const bool has_notes = CheckNotesAndGpu(c, where, t);
+  CheckSceneDir(c, where, s, t, id, run_dir);
+  CheckSummaryLine(c, where, t, id, summary, has_notes);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <map>
 #include <random>
 
+#include "scenefarm/keys.h"
 #include "support/queue_fixture.h"
 
 namespace scenefarm::testing {
@@ -41,19 +42,30 @@ TEST_F(CrashRecovery, SigkilledWorkersLoseNoSceneAndCompleteNoneTwice) {
   ASSERT_TRUE(q.Enqueue(scenes).ok());
 
   std::vector<std::unique_ptr<Process>> workers;
-  for (int i = 0; i < 4; ++i)
-    workers.push_back(StartWorker("w" + std::to_string(i)));
+  std::vector<std::string> ids;  // each slot's worker id now
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back("w" + std::to_string(i));
+    workers.push_back(StartWorker(ids.back()));
+  }
+  auto all_done = [&] { return q.GetStatus(30s)->outcomes["succeeded"] == kScenes; };
   int kills = 0;
-  // Chaos for a bounded while: a random worker is SIGKILLed, then restarted, half the time
-  // under its old id (it resumes its leases) and half under a new one (they are reclaimed).
-  for (int round = 0; round < 30; ++round) {
-    std::this_thread::sleep_for(300ms);
+  // Chaos for a bounded number of rounds: a random worker is SIGKILLed while it holds a scene
+  // it leased in this life (mid-render: a condition, not a moment in time), then restarted,
+  // half the time under its old id (it resumes its leases) and half under a new one (they are
+  // reclaimed).
+  for (int round = 0; round < 30 && !all_done(); ++round) {
     const size_t victim = rng() % workers.size();
+    const bool holding = WaitFor([&] {
+      if (all_done()) return true;
+      auto held = client.Command({"SCARD", keys::QueueKeys("scenes").WorkerLeases(ids[victim])});
+      return held.ok() && held->integer > 0 &&
+             workers[victim]->Log().find("\"scene_leased\"") != std::string::npos;
+    });
+    if (!holding || all_done()) break;
     workers[victim]->Kill();
     ++kills;
-    const std::string id =
-        rng() % 2 ? "w" + std::to_string(victim) : "w-new-" + std::to_string(round);
-    workers[victim] = StartWorker(id);
+    ids[victim] = rng() % 2 ? "w" + std::to_string(victim) : "w-new-" + std::to_string(round);
+    workers[victim] = StartWorker(ids[victim]);
   }
   ASSERT_TRUE(WaitFor([&] { return q.GetStatus(30s)->outcomes["succeeded"] == kScenes; }, 90s))
       << "succeeded " << q.GetStatus(30s)->outcomes["succeeded"];

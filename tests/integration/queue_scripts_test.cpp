@@ -8,6 +8,8 @@
 
 #include "queue_scripts.h"
 #include "scenefarm/metrics.h"
+#include "scenefarm/run_assembly.h"
+#include "support/process.h"
 #include "support/queue_fixture.h"
 
 namespace scenefarm::testing {
@@ -184,6 +186,85 @@ TEST_F(QueueScripts, RunsFinishedByReclaimOrCancelAreLeftForAssemblyAndClaimedOn
   ASSERT_TRUE(ly.ok());
   EXPECT_EQ(*ly, "delayed");
   EXPECT_FALSE(awaits) << "nothing waits: no round trip to look";
+}
+
+TEST_F(QueueScripts, ARunWhoseClaimantDiedIsAssembledByRepairOnceTheClaimExpires) {
+  namespace fs = std::filesystem;
+  TempDir artifacts;
+  auto only = MakeScene("only");
+  only.run = "orphan";
+  ASSERT_TRUE(queue_.Enqueue({only}).ok());
+  auto l = queue_.Lease("w1", 30s);
+  ASSERT_TRUE(l.ok() && l->has_value());
+  bool finished = false;
+  ASSERT_TRUE(queue_.Ack(**l, "w1", {}, &finished).ok());
+  ASSERT_TRUE(finished);
+  telemetry::SceneTelemetry t;
+  t.scene_id = "only";
+  t.run = "orphan";
+  t.status = "succeeded";
+  fs::create_directories(artifacts.path() / "orphan" / "only");
+  std::ofstream(artifacts.path() / "orphan" / "only" / "telemetry.json") << t.ToJson().dump();
+  // A worker claims the run and dies before it writes anything.
+  auto claim = queue_.ClaimFinishedRun("orphan");
+  ASSERT_TRUE(claim.ok()) << claim.status().ToString();
+  ASSERT_GT(*claim, 0);
+  // scenefarm repair (the same call): the claim still holds, so nothing is assembled yet.
+  auto runs = telemetry::AssembleFinishedRuns(queue_, client_, artifacts.path(), nullptr);
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+  EXPECT_TRUE(runs->empty());
+  EXPECT_FALSE(fs::exists(artifacts.path() / "orphan" / "run-summary.txt"));
+  // The claim expires: the next repair takes it over and assembles the run.
+  clock_.AdvanceMs(queue::QueueOptions{}.run_claim_seconds * 1000 + 1);
+  EXPECT_EQ(*queue_.FinishedRuns(), (std::vector<std::string>{"orphan"}));
+  runs = telemetry::AssembleFinishedRuns(queue_, client_, artifacts.path(), nullptr);
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].run, "orphan");
+  EXPECT_TRUE((*runs)[0].assembled) << (*runs)[0].error;
+  EXPECT_TRUE(fs::exists(artifacts.path() / "orphan" / "run-summary.txt"));
+  // Assembled: the claim is gone for good, and the dead claimant's late end changes nothing.
+  EXPECT_FALSE(*queue_.RunAssembled("orphan", *claim));
+  clock_.AdvanceMs(queue::QueueOptions{}.run_claim_seconds * 1000 + 1);
+  EXPECT_TRUE(queue_.FinishedRuns()->empty());
+  EXPECT_EQ(*queue_.ClaimFinishedRun("orphan"), 0);
+}
+
+TEST_F(QueueScripts, AScenePastTheOutageReleaseCapIsDeadLetteredAndRetryResetsTheCount) {
+  queue::QueueOptions o;
+  o.max_outage_releases = 3;
+  queue::Queue q(client_, o, clock_);
+  auto only = MakeScene("bouncer");
+  only.run = "bouncing";
+  ASSERT_TRUE(q.Enqueue({only}).ok());
+  auto lease = [&] {
+    auto l = q.Lease("w1", 30s);
+    EXPECT_TRUE(l.ok() && l->has_value());
+    return l.ok() && l->has_value() ? **l : queue::LeasedScene{};
+  };
+  // A shutdown's release is no outage: it does not count.
+  ASSERT_TRUE(q.Release(lease(), "w1", "worker draining").ok());
+  for (int i = 1; i <= 2; ++i) {
+    auto r = q.ReleaseInOutage(lease(), "w1", "renderer unreachable: hung");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(*r, "pending");
+    EXPECT_EQ(Field("bouncer", "outage_releases"), std::to_string(i));
+  }
+  const auto third = lease();
+  bool run_complete = false;
+  auto r = q.ReleaseInOutage(third, "w1", "renderer unreachable: hung", &run_complete);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "dead");
+  EXPECT_TRUE(run_complete);  // its run's only scene: the run waits to be assembled
+  EXPECT_EQ(Places("bouncer"), "dead state=dead");
+  EXPECT_NE(Field("bouncer", "reason").find("comfyui outage: released 3 times"), std::string::npos)
+      << Field("bouncer", "reason");
+  EXPECT_EQ(Field("bouncer", "failures"), "0");  // its retry budget was never spent
+  // A retry after a lost reply gets the same answer.
+  EXPECT_EQ(*q.ReleaseInOutage(third, "w1", "renderer unreachable: hung"), "dead");
+  ASSERT_TRUE(q.Retry("bouncer").ok());
+  EXPECT_EQ(Field("bouncer", "outage_releases"), "0");
+  EXPECT_EQ(*q.ReleaseInOutage(lease(), "w1", "renderer unreachable: hung"), "pending");
 }
 
 TEST_F(QueueScripts, RunsCompletedCountsEachRunOnce) {

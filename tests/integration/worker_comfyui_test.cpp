@@ -95,6 +95,11 @@ class WorkerComfy : public ComfyServerTest {
     options_.heartbeat_seconds = 0.1;
     options_.comfyui_unreachable_seconds = 120;
   }
+  // The worker's hash: "1" while its ComfyUI is down and it leases nothing.
+  std::string ComfyUiDown() {
+    auto r = client_->Command({"HGET", queue::WorkerKey(options_.worker_id), "comfyui_down"});
+    return r.ok() ? r->AsString() : "";
+  }
   int Executed(const std::string& class_type) {
     return GetJson("/_test/stats")["nodes_executed_by_class"].value(class_type, 0);
   }
@@ -419,8 +424,11 @@ TEST_F(WorkerComfy, ASlowHistoryAnswerIsWaitedFor) {
 TEST_F(WorkerComfy, ComfyUiRestartingMidSceneLosesThePromptAndItIsResubmitted) {
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("restart", SourceWorkflow("x", 30, 50), 0)}).ok());
   StartWorker();
-  ASSERT_TRUE(WaitFor([&] { return !GetJson("/queue")["queue_running"].empty(); }));
-  std::this_thread::sleep_for(200ms);
+  // Restarted while the prompt runs and the worker already waits for it (it has looked at
+  // /history once), so the restart loses a prompt the worker holds.
+  ASSERT_TRUE(WaitFor([&] {
+    return !GetJson("/queue")["queue_running"].empty() && Requests("GET /history/{id}") >= 1;
+  }));
   ASSERT_EQ(Post("/_test/restart", {{"down_ms", 500}}).status, 200);
   ASSERT_TRUE(WaitState("restart", "succeeded", 30000ms));
   EXPECT_EQ(queue_->Show("restart")->attempts, 1);  // budget 0, not spent on the restart
@@ -517,9 +525,64 @@ TEST_F(WorkerComfy, AnOutageReleasesTheSceneWithItsBudgetAndPausesLeasingUntilCo
     released = released || (e.value("event", "") == "released" &&
                             e.dump().find("unreachable") != std::string::npos);
   EXPECT_TRUE(released) << info->ToJson().dump();
+  // The pause is shown: in the worker's hash, and by scenefarm status in both forms.
+  EXPECT_EQ(ComfyUiDown(), "1");
+  const std::vector<std::string> base = {"--redis-url", redis_.url(), "status"};
+  CliRun st = RunCommand(SCENEFARM_CLI_BIN, {base[0], base[1], base[2], "--json"}, dir_.path());
+  ASSERT_EQ(st.code, 0) << st.err;
+  const json status = json::parse(st.out);
+  json shown = json::object();
+  for (const auto& w : status["workers"]["list"]) {
+    if (w["id"] == options_.worker_id) shown = w;
+  }
+  EXPECT_EQ(shown.value("comfyui_down", false), true) << st.out;
+  EXPECT_NE(shown.value("comfyui_down_reason", std::string()).find("unreachable"),
+            std::string::npos)
+      << st.out;
+  CliRun human = RunCommand(SCENEFARM_CLI_BIN, base, dir_.path());
+  EXPECT_NE(human.out.find("LEASING PAUSED: ComfyUI down for"), std::string::npos) << human.out;
   ASSERT_EQ(Post("/_test/faults", json::object()).status, 200);  // ComfyUI recovers
   ASSERT_TRUE(WaitState("outage", "succeeded"));
   EXPECT_EQ(queue_->Show("outage")->attempts, 2);
+  EXPECT_EQ(ComfyUiDown(), "0");  // leasing resumed before the scene could be leased again
+}
+
+TEST_F(WorkerComfy, AHungSubmissionIsAnOutageAndTheLateAcceptedPromptIsAdoptedNotRenderedTwice) {
+  // ComfyUI accepts the connection for POST /prompt but answers only after the worker's request
+  // timeout; it then queues the prompt all the same. Its probe (GET /prompt) fails meanwhile.
+  // 2 s: long enough for every other call to the test server on a busy machine.
+  options_.comfyui_request_timeout_seconds = 2;
+  ASSERT_EQ(Post("/_test/faults",
+                 {{"http",
+                   {{{"method", "POST"},
+                     {"path", "/prompt"},
+                     {"status", 0},
+                     {"delay_ms", 6000},
+                     {"count", 1}},
+                    {{"method", "GET"}, {"path", "/prompt"}, {"status", 500}, {"count", 0}}}}})
+                .status,
+            200);
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("hung", SourceWorkflow("x", 1), 0)}).ok());
+  StartWorker();
+  auto released = [&] {
+    auto info = queue_->Show("hung");
+    for (const auto& e : info->history) {
+      if (e.value("event", "") == "released") return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(WaitFor(released, 30000ms));
+  auto info = queue_->Show("hung");
+  EXPECT_EQ(info->failures, 0);  // budget 0 kept: not dead-lettered
+  EXPECT_NE(info->state, "dead");
+  // The late answer: attempt 1's prompt rendered in ComfyUI after the worker gave up on it.
+  ASSERT_FALSE(WaitHistory("hung-a1", 30000ms).is_null());
+  ASSERT_EQ(Post("/_test/faults", json::object()).status, 200);  // the probe answers again
+  ASSERT_TRUE(WaitState("hung", "succeeded", 30000ms));
+  info = queue_->Show("hung");
+  EXPECT_EQ(info->attempts, 2);
+  EXPECT_EQ(info->result["prompt_id"], "hung-a1");  // adopted, not submitted again
+  EXPECT_EQ(Executed("ScenefarmTestSource"), 1);
 }
 
 TEST_F(WorkerComfy, ASceneComfyUiRefusesWhileAnsweringOtherwiseSpendsItsBudget) {

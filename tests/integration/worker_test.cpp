@@ -146,16 +146,28 @@ TEST_F(WorkerTest, RestartedWorkerResumesTheScenesItsIdHeld) {
 }
 
 TEST_F(WorkerTest, RedisOutageDoesNotStopTheWorker) {
-  StartWorker();
+  // The worker as a process, so that its log shows when it has met the outage.
+  TempDir dir;
+  Process w({SCENEFARM_TEST_WORKER_BIN, "--redis-url", redis_.url(), "--worker-id", "w-test",
+             "--lease-seconds", "2", "--heartbeat-seconds", "0.2", "--idle-poll-seconds", "0.02"},
+            dir.path() / "w.log");
   ASSERT_TRUE(WaitFor([&] {
     return client_.Command({"ZSCORE", "sf:workers", "w-test"})->AsInt() > 0;
   }));
   redis_.Stop();
-  std::this_thread::sleep_for(500ms);  // the worker meets the outage (nothing is asserted on time)
+  // Met the outage: its heartbeat or lease call failed and it went on.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string log = w.Log();
+        return log.find("\"heartbeat_failed\"") != std::string::npos ||
+               log.find("\"lease_failed\"") != std::string::npos;
+      },
+      20s))
+      << w.Log();
   redis_.Start();
   ASSERT_TRUE(queue_.Enqueue({FakeScene("after", {})}).ok() ||
               WaitFor([&] { return queue_.Enqueue({FakeScene("after", {})}).ok(); }));
-  EXPECT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1; }, 20s));
+  EXPECT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1; }, 20s)) << w.Log();
 }
 
 TEST_F(WorkerTest, AFailingReclaimIsLogged) {

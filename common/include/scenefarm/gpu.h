@@ -1,6 +1,7 @@
-// GPU readings for telemetry and the exporter, from three sources in DESIGN.md's order of
-// preference for the caller: NVML (loaded at run time with dlopen, no build dependency on CUDA),
-// ComfyUI's /system_stats, and `nvidia-smi --query-gpu ... --format=csv`.
+// GPU readings for telemetry and the exporter, from three sources in this order of preference
+// for the caller (docs/metrics.md, "Readings from workers"): NVML (loaded at run time with dlopen,
+// no build dependency on CUDA), ComfyUI's /system_stats, and `nvidia-smi --query-gpu ...
+// --format=csv`.
 #pragma once
 
 #include <chrono>

@@ -8,6 +8,7 @@
 
 struct mg_connection;
 struct mg_context;
+struct redisContext;
 
 namespace scenefarm {
 
@@ -32,5 +33,44 @@ struct MgContextDeleter {
 };
 // A civetweb server context (mg_start); stopped on destruction.
 using MgContext = std::unique_ptr<mg_context, MgContextDeleter>;
+
+struct RedisContextDeleter {
+  void operator()(redisContext* c) const;
+};
+// A hiredis connection (redisConnectWithTimeout); freed on destruction.
+using RedisContext = std::unique_ptr<redisContext, RedisContextDeleter>;
+
+struct DlCloser {
+  void operator()(void* h) const;
+};
+// A dlopen handle; dlclose on destruction (the library stays while others hold it).
+using DlHandle = std::unique_ptr<void, DlCloser>;
+
+// A file descriptor (inotify_init1, socket, open), closed on destruction; -1 = none.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(o.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
 
 }  // namespace scenefarm

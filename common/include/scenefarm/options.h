@@ -48,6 +48,10 @@ struct WorkerOptions {
   // (holding its lease, not spending its retry budget); after it the scene is released (its
   // budget kept) and the worker leases nothing until that ComfyUI answers again.
   double comfyui_unreachable_seconds = 120;
+  // SCENEFARM_COMFYUI_REQUEST_TIMEOUT_SECONDS: the longest one request to ComfyUI may take. A
+  // POST /prompt that takes longer (ComfyUI accepting connections but not answering) is an
+  // outage like an unreachable ComfyUI: the scene is released with its budget, leasing pauses.
+  double comfyui_request_timeout_seconds = 30;
   // SCENEFARM_COMFYUI_MAX_RESPONSE_MB: the largest answer read from ComfyUI (a /history entry,
   // a frame over /view); a larger one fails that call (and the attempt) instead of filling memory.
   double comfyui_max_response_mb = 256;

@@ -28,6 +28,7 @@ struct QueueOptions {
   std::string name = "scenes";   // SCENEFARM_QUEUE (one queue per Queue object)
   int default_retry_budget = 1;  // SceneRetryBudget, for scenes that set none
   int max_reclaims = 10;         // expired leases before a scene is dead-lettered
+  int max_outage_releases = 10;  // releases for a ComfyUI outage before it is dead-lettered
   // How long a finished scene's record (succeeded or cancelled) and a finished run's record
   // are kept, and how long a worker without a heartbeat stays in sf:workers.
   int64_t retention_seconds = 7 * 86400;
@@ -36,6 +37,9 @@ struct QueueOptions {
   // Scenes per script call in long operations (purge, reclaim, expiring gone workers' leases):
   // each call holds Redis, heartbeats included, only that long.
   size_t script_batch = 200;
+  // How long a claim on a finished run lasts (claim_run.lua): a claimant that dies or hangs
+  // while assembling loses the run to the next worker or `scenefarm repair` after this long.
+  int64_t run_claim_seconds = 600;
 };
 
 // A validated scene as enqueue sends it: its document already serialized (SceneToJson).
@@ -77,7 +81,7 @@ struct QueueStatus {
   bool paused = false;            // pause.lua: nothing is leased while paused
   std::string paused_by;          // who paused it ("" when not paused)
   int64_t paused_at_ms = 0;       // when (Redis time), 0 when not paused
-  nlohmann::json ToJson() const;  // the shape of `scenefarm status --json` (DESIGN.md)
+  nlohmann::json ToJson() const;  // the shape of `scenefarm status --json` (README)
 };
 
 struct SceneInfo {
@@ -86,7 +90,7 @@ struct SceneInfo {
   nlohmann::json doc;
   nlohmann::json result;                // what the worker recorded on success
   std::vector<nlohmann::json> history;  // events of this scene from the event stream
-  nlohmann::json ToJson() const;        // the shape of `scenefarm jobs show --json` (DESIGN.md)
+  nlohmann::json ToJson() const;        // the shape of `scenefarm jobs show --json` (README)
 };
 
 // Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(failures-1))].
@@ -143,6 +147,11 @@ class Queue {
                       bool* run_complete = nullptr);
   // Back to the front of pending without spending the retry budget.
   Status Release(const LeasedScene& s, const std::string& worker, const std::string& reason);
+  // A release because the worker's ComfyUI was down or hung: counted in the scene's
+  // outage_releases; the max_outage_releases-th dead-letters it ("comfyui outage: ..."). Returns
+  // "pending" or "dead"; *run_complete as Fail's.
+  Result<std::string> ReleaseInOutage(const LeasedScene& s, const std::string& worker,
+                                      const std::string& reason, bool* run_complete = nullptr);
   // Returns how many expired leases were moved (at most `limit`, script_batch per call).
   Result<int64_t> Reclaim(int limit = 100);
   // The scenes this worker id still holds (after a restart), each with a new attempt.
@@ -188,11 +197,16 @@ class Queue {
   Result<int64_t> TimeMs();
 
   // Runs that finished (every scene succeeded, dead or cancelled) and are not yet assembled,
-  // whichever transition finished them (ack, fail, reclaim, cancel).
+  // whichever transition finished them (ack, fail, reclaim, cancel), and runs whose claim
+  // expired (their claimant died or hung before it finished).
   Result<std::vector<std::string>> FinishedRuns();
-  // Takes a finished run for assembly: true for exactly one caller (SREM), false when another
-  // worker or `scenefarm repair` took it first.
-  Result<bool> ClaimFinishedRun(const std::string& run);
+  // Takes a finished run (or one whose claim expired) for assembly, for run_claim_seconds: the
+  // claim's token (> 0) for one caller at a time; 0 when another worker or `scenefarm repair`
+  // holds it or it is assembled.
+  Result<int64_t> ClaimFinishedRun(const std::string& run);
+  // Ends the claim once the run's files are written: true, or false when the claim had expired
+  // and another claimant took it over (that one assembles it too).
+  Result<bool> RunAssembled(const std::string& run, int64_t claim);
   Result<QueueStatus> GetStatus(std::chrono::milliseconds live_window);
 
  private:

@@ -18,9 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "scenefarm/handles.h"
 #include "scenefarm/status.h"
-
-struct redisContext;
 
 namespace scenefarm::redis {
 
@@ -109,7 +108,7 @@ class Client {
   Options options_;
   RedisUrl url_;
   Status url_status_;
-  redisContext* ctx_ = nullptr;
+  RedisContext ctx_;  // none while disconnected
   std::string host_;  // the server connected to (the master found, with Sentinel)
   int port_ = 0;
   size_t next_sentinel_ = 0;  // the one that answered last is asked first

@@ -1,8 +1,10 @@
 // Assembling finished runs: whichever transition finished a run (an ack, a fail, a reclaim, a
 // cancel), the run waits in the queue's runs_finished set until one process claims it (the
 // worker that finishes its next scene, or `scenefarm repair`) and writes its
-// artifact-metadata.json and run-summary.txt (docs/telemetry.md). A claim is one SREM, so a
-// run is assembled once per time it finishes.
+// artifact-metadata.json and run-summary.txt (docs/telemetry.md). A claim lasts
+// QueueOptions::run_claim_seconds and ends only once the files are written, so a claimant that
+// dies or hangs midway loses the run to the next one: every finished run is assembled, by one
+// claimant at a time (twice only when a claimant outlives its claim).
 #pragma once
 
 #include <filesystem>
@@ -32,9 +34,11 @@ AssembledRun AssembleFinishedRun(redis::Client& redis, const std::filesystem::pa
 // when no scene has one.
 Policy PolicyOfRun(const std::filesystem::path& run_dir, const Policy& fallback);
 
-// Claims every finished run of the queue and assembles the ones this call claimed. `policy`:
-// the policy to record; nullptr = each run's own (PolicyOfRun). kUnavailable etc. when the
-// finished runs cannot be read; a claimed run whose assembly fails is reported in the result.
+// Claims every finished run of the queue (and every expired claim) and assembles the ones this
+// call claimed, ending each claim after its files are written. `policy`: the policy to record;
+// nullptr = each run's own (PolicyOfRun). kUnavailable etc. when the finished runs cannot be
+// read; a claimed run whose assembly fails is reported in the result and stays claimed until
+// its claim expires (then it is tried again).
 Result<std::vector<AssembledRun>> AssembleFinishedRuns(queue::Queue& queue, redis::Client& redis,
                                                        const std::filesystem::path& artifacts_dir,
                                                        const Policy* policy);

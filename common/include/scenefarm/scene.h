@@ -1,4 +1,4 @@
-// The scene document of ../shared/DESIGN.md ("Interfaces"):
+// The scene document (docs/queue-protocol.md, "The scene document"):
 //   {"id"?: ID, "run"?: ID, "workflow": {ComfyUI API-format prompt}, "priority"?: int,
 //    "retry_budget"?: int, "expected_frames"?: int, "metadata"?: object}
 // ID is [A-Za-z0-9._-]{1,128} and not "." or "..". Every string filename_prefix in the workflow

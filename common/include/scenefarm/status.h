@@ -25,7 +25,8 @@ enum class StatusCode {
 
 std::string_view StatusCodeName(StatusCode code);
 
-class Status {
+// [[nodiscard]]: an ignored Status is a dropped error; handle it or log it.
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -59,7 +60,7 @@ class Status {
 // A value or the Status that explains its absence. REQUIRES: a Result built from a Status is
 // never built from an ok() one.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT: implicit by design

@@ -111,9 +111,13 @@ local function run_moved(run, from, to, retention)
   return false
 end
 
--- True when a finished run waits for a worker to claim and assemble it (this call's run, or one
--- a reclaim or a cancel finished): ack and fail then tell their worker to look.
-local function runs_to_assemble() return redis.call('SCARD', P .. 'runs_finished') > 0 end
+-- True when a finished run waits for a worker to claim and assemble it (this call's run, one
+-- a reclaim or a cancel finished, or one whose claimant died: its claim expired in
+-- `runs_claimed`): ack and fail then tell their worker to look.
+local function runs_to_assemble()
+  return redis.call('SCARD', P .. 'runs_finished') > 0 or
+         redis.call('ZCOUNT', P .. 'runs_claimed', '-inf', now) > 0
+end
 
 -- Fencing: only the worker holding the current attempt may change a leased scene.
 local function owned(id, worker, attempt)

@@ -9,7 +9,7 @@ if not tonumber(h[3]) or not tonumber(h[4]) then
   bad('scene ' .. id .. ' has no priority or seq: nothing changed')
 end
 redis.call('ZREM', P .. 'dead', id)
-redis.call('HSET', skey(id), 'failures', 0, 'reclaims', 0)
+redis.call('HSET', skey(id), 'failures', 0, 'reclaims', 0, 'outage_releases', 0)
 redis.call('HDEL', skey(id), 'reason', 'finished_at')
 to_pending(id, h[3], h[4])
 run_moved(h[2], 'dead', nil)

@@ -33,5 +33,18 @@ TEST(WorkerOptions, TheComfyUiResponseCapIsASetting) {
   EXPECT_FALSE(Parse({"--comfyui-max-response-mb", "0"}).ok());
 }
 
+TEST(WorkerOptions, TheComfyUiRequestTimeoutIsASettingFromFlagOrEnvironment) {
+  EXPECT_EQ(Parse({})->comfyui_request_timeout_seconds, 30);
+  auto o = Parse({"--comfyui-request-timeout-seconds", "2.5"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->comfyui_request_timeout_seconds, 2.5);
+  EXPECT_FALSE(Parse({"--comfyui-request-timeout-seconds", "0"}).ok());
+  ::setenv("SCENEFARM_COMFYUI_REQUEST_TIMEOUT_SECONDS", "7", 1);
+  auto e = Parse({});
+  ::unsetenv("SCENEFARM_COMFYUI_REQUEST_TIMEOUT_SECONDS");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->comfyui_request_timeout_seconds, 7);
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

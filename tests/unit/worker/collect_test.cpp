@@ -38,7 +38,8 @@ TEST(Collect, WaitForFileWakesOnTheRename) {
   const fs::path marker = d.path() / "sub" / "a1.done";
   std::atomic<bool> stop{false};
   std::thread writer([&] {
-    std::this_thread::sleep_for(200ms);
+    // WaitForFile creates the directory just before it watches it: written once the wait began.
+    WaitFor([&] { return fs::is_directory(marker.parent_path()); });
     std::ofstream(marker.string() + ".tmp") << "{}";
     fs::rename(marker.string() + ".tmp", marker);
   });
@@ -64,7 +65,8 @@ TEST(Collect, StabilityWindowSeesGrowingFiles) {
       std::this_thread::sleep_for(10ms);
     }
   });
-  EXPECT_FALSE(collect::WaitStable({f}, 50ms, 3, stop, &windows));
+  // Each window (200 ms) sees about twenty appends; a starved grower would need to miss all.
+  EXPECT_FALSE(collect::WaitStable({f}, 200ms, 3, stop, &windows));
   EXPECT_EQ(windows, 3);
   done = true;
   grower.join();

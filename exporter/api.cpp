@@ -358,9 +358,12 @@ int Api::Route(Request& req) {
   if (n == 2 && seg[1] == "comfyui") return (code = req.Allow("GET")) ? code : ComfyUi(req);
   if (n == 2 && seg[1] == "csrf") {
     if ((code = req.Allow("GET"))) return code;
+    // actions_enabled: would this user's actions be taken (RefuseAction's first three checks),
+    // so that the pages show buttons only where a click can work.
+    const bool enabled = options_.web_enable_actions && users_configured_ && !req.user.empty();
     return req.Reply(200, json{{"token", CsrfToken(req.user)},
                                {"header", "X-Scenefarm-CSRF"},
-                               {"actions_enabled", options_.web_enable_actions}});
+                               {"actions_enabled", enabled}});
   }
   return req.Error(404, "no such endpoint: " + req.path + " (see docs/api.md)");
 }

@@ -6,6 +6,7 @@
 (function () {
   const REFRESH_MS = 3000;
   const PAGE_SIZE = 50;
+  const MAX_VIEW_SCENES = 48;  // run page: scenes whose frames are fetched through /view
   const params = new URLSearchParams(location.search);
   const queue = params.get('queue') || 'scenes';
 
@@ -384,8 +385,20 @@
       const [r, files, v] = await Promise.all([
         maybe(withQueue('/api/runs/' + seg(run))), api('/api/runs/' + seg(run) + '/files'),
         maybe('/api/runs/' + seg(run) + '/validation')]);
-      const list = files.files || [];
+      let list = files.files || [];
       const hasMeta = list.some((f) => f.path === 'artifact-metadata.json');
+      if (!list.some((f) => f.kind === 'image') && r && Array.isArray(r.scenes)) {
+        // No frames in the artifacts directory here (another host's disk): the scenes' results
+        // name them, and the exporter fetches those through ComfyUI's /view. Bounded: the first
+        // MAX_VIEW_SCENES succeeded scenes.
+        const done = r.scenes.filter((s) => s.state === 'succeeded').slice(0, MAX_VIEW_SCENES);
+        const docs = await Promise.all(done.map((s) => maybe(withQueue('/api/scenes/' + seg(s.id)))));
+        for (const d of docs) {
+          const outputs = d && d.result && Array.isArray(d.result.outputs) ? d.result.outputs : [];
+          list = list.concat(outputs.map((o) => ({path: d.id + '/' + o.filename, name: String(o.filename),
+            kind: o.kind || 'image', scene: d.id})));
+        }
+      }
       replace(head,
         r ? el('div', {}, progressBar(r), el('p', {}, num(r.succeeded) + ' of ' + num(r.total) + ' succeeded, ' +
           num(r.dead) + ' dead, ' + num(r.cancelled) + ' cancelled, ' + num(r.pending) + ' pending, ' +
@@ -393,7 +406,7 @@
           : el('p', {class: 'muted'}, 'This run is not in the queue (only its files are shown).'),
         hasMeta ? el('p', {}, el('a', {href: fileUrl(run, 'artifact-metadata.json'), download: 'artifact-metadata.json',
           id: 'metadata-link'}, 'Download artifact-metadata.json')) : null);
-      replace(media, !files.exists ? el('p', {class: 'muted'}, 'No directory for this run in the artifacts directory.')
+      replace(media, !files.exists && !list.length ? el('p', {class: 'muted'}, 'No directory for this run in the artifacts directory.')
         : mediaFor(run, list));
       const byScene = new Map();
       for (const f of list) if (f.kind === 'image' && f.scene) byScene.set(f.scene, (byScene.get(f.scene) || 0) + 1);

@@ -388,12 +388,15 @@ TEST_F(ApiTest, ActionsAreRefusedUnlessEnabledAuthenticatedAndSameOrigin) {
   Reply off = Http(port_, "POST", "/api/queues/scenes/pause");
   EXPECT_EQ(off.status, 403);
   EXPECT_EQ(off.j["error"], "actions are disabled (start the exporter with --web.enable-actions)");
+  EXPECT_EQ(Get("/api/csrf").j["actions_enabled"], false);
   // On, but no users in a web config.
   exporter_.reset();
   StartExporter({"--web.enable-actions"});
   Reply nouser = Http(port_, "POST", "/api/queues/scenes/pause");
   EXPECT_EQ(nouser.status, 403);
   EXPECT_EQ(nouser.j["error"], "actions need basic_auth_users in the web config");
+  // The pages ask /api/csrf whether to show buttons: not where every click would be refused.
+  EXPECT_EQ(Get("/api/csrf").j["actions_enabled"], false);
   // On, with users.
   exporter_.reset();
   StartWithUsers();
@@ -403,6 +406,7 @@ TEST_F(ApiTest, ActionsAreRefusedUnlessEnabledAuthenticatedAndSameOrigin) {
             401);
   const std::string token = Get("/api/csrf", {auth}).j.value("token", "");
   ASSERT_EQ(token.size(), 64u);
+  EXPECT_EQ(Get("/api/csrf", {auth}).j["actions_enabled"], true);
   Reply notoken = Http(port_, "POST", "/api/queues/scenes/pause", "", {auth});
   EXPECT_EQ(notoken.status, 403);
   EXPECT_NE(notoken.j["error"].get<std::string>().find("X-Scenefarm-CSRF"), std::string::npos);

@@ -228,6 +228,33 @@ class ComfyViewTest(unittest.TestCase):
             farm.close()
 
 
+    def test_run_page_shows_frames_through_view_when_the_run_directory_has_none(self):
+        import shutil
+        farm = Farm(run=RUN, frames=2, comfyui=True)
+        b = None
+        try:
+            scene = os.path.join(farm.artifacts, RUN, f"{RUN}-ok")
+            out = os.path.join(farm.comfy_dir, "output")
+            os.makedirs(out, exist_ok=True)
+            names = [f"{RUN}_0000{i}_.png" for i in (1, 2)]
+            for name in names:  # on ComfyUI's disk only
+                shutil.move(os.path.join(scene, name), os.path.join(out, name))
+            b = Chromium(farm.dir)
+            b.go(farm.base + f"/ui/runs/{RUN}")
+            loaded = b.wait("""(() => {
+                const imgs = [...document.querySelectorAll('#thumbs img')];
+                return imgs.length === 2 && imgs.every((i) => i.complete && i.naturalWidth > 0)
+                    ? imgs.map((i) => i.getAttribute('src')) : null; })()""",
+                            "thumbnails through /view")
+            self.assertEqual(sorted(loaded),
+                             sorted(f"/api/runs/{RUN}/files/{RUN}-ok/{n}" for n in names))
+            self.assertEqual(b.console_errors(), [])
+        finally:
+            if b:
+                b.close()
+            farm.close()
+
+
 class ActionsTest(unittest.TestCase):
     """Retry of a dead scene by a click, recorded with who did it; actions refused without
     auth, without the token and from another origin."""

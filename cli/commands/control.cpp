@@ -73,7 +73,6 @@ void RegisterPauseResume(CLI::App& app, Global& g, int* exit_code, bool pause) {
   });
 }
 
-
 void RegisterCancel(CLI::App& app, Global& g, int* exit_code) {
   auto* cancel = app.add_subcommand(
       "cancel", "cancel scenes: pending/delayed/dead at once, leased ones via their worker");

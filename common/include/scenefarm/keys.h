@@ -43,7 +43,7 @@ class QueueKeys {
   std::string RunsFinished() const { return prefix_ + "runs_finished"; }  // to assemble
   // Hash {by, at}; present while the queue is paused (pause.lua): nothing is leased from it.
   std::string Paused() const { return prefix_ + "paused"; }
-  std::string RunsClaimed() const { return prefix_ + "runs_claimed"; }    // being assembled
+  std::string RunsClaimed() const { return prefix_ + "runs_claimed"; }  // being assembled
 
  private:
   std::string prefix_;

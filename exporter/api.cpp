@@ -34,29 +34,6 @@ constexpr size_t kRunScenes = 2000;  // scenes listed for one run
 constexpr size_t kMaxPurge = 100000;
 constexpr size_t kEventChunk = 5000;  // stream entries per command
 
-const char* Reason(int code) {
-  switch (code) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 409:
-      return "Conflict";
-    case 413:
-      return "Payload Too Large";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Internal Server Error";
-  }
-}
-
 std::vector<std::string> Split(const std::string& path) {
   std::vector<std::string> out;
   size_t at = 0;
@@ -251,7 +228,7 @@ struct Api::Request {
               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
               "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s"
               "Connection: keep-alive\r\n\r\n",
-              code, Reason(code), text.size(), extra.c_str());
+              code, mg_get_response_code_text(conn, code), text.size(), extra.c_str());
     mg_write(conn, text.data(), text.size());
     return code;
   }

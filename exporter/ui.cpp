@@ -36,38 +36,13 @@ const char kStrictHeaders[] =
     "X-Frame-Options: DENY\r\n"
     "Referrer-Policy: same-origin\r\n";
 
-const char* Reason(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 206:
-      return "Partial Content";
-    case 304:
-      return "Not Modified";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 416:
-      return "Range Not Satisfiable";
-    default:
-      return "Internal Server Error";
-  }
-}
-
 void Head(mg_connection* conn, int status, const std::string& type, uint64_t length,
           const std::string& extra) {
   mg_printf(conn,
             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s%sConnection: "
             "keep-alive\r\n\r\n",
-            status, Reason(status), type.c_str(), static_cast<unsigned long long>(length),
-            kStrictHeaders, extra.c_str());
+            status, mg_get_response_code_text(conn, status), type.c_str(),
+            static_cast<unsigned long long>(length), kStrictHeaders, extra.c_str());
 }
 
 int Send(mg_connection* conn, int status, const std::string& type, const std::string& body,

@@ -39,6 +39,19 @@ Value Convert(const redisReply* r) {
   return v;
 }
 
+// Queues the commands in hiredis' output buffer (sent by the first redisGetReply).
+void AppendCommands(redisContext* c, const std::vector<std::vector<std::string>>& commands) {
+  for (const auto& argv : commands) {
+    std::vector<const char*> ptrs;
+    std::vector<size_t> lens;
+    for (const auto& a : argv) {
+      ptrs.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    redisAppendCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data());
+  }
+}
+
 timeval ToTimeval(std::chrono::milliseconds ms) {
   return {static_cast<time_t>(ms.count() / 1000),
           static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
@@ -232,15 +245,7 @@ Result<Value> AskOnce(const std::string& host, int port,
   RedisContext c(redisConnectWithTimeout(host.c_str(), port, ToTimeval(timeout)));
   if (c == nullptr || c->err) return Status::Unavailable(c ? c->errstr : "out of memory");
   redisSetTimeout(c.get(), ToTimeval(timeout));
-  for (const auto& argv : commands) {
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    for (const auto& a : argv) {
-      ptrs.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    redisAppendCommandArgv(c.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data());
-  }
+  AppendCommands(c.get(), commands);
   Value last;
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
@@ -376,15 +381,7 @@ Status Client::EnsureConnected() {
 
 Result<std::vector<Value>> Client::RawPipeline(
     const std::vector<std::vector<std::string>>& commands) {
-  for (const auto& argv : commands) {
-    std::vector<const char*> ptrs;
-    std::vector<size_t> lens;
-    for (const auto& a : argv) {
-      ptrs.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data());
-  }
+  AppendCommands(ctx_.get(), commands);
   ++round_trips_;
   std::vector<Value> out;
   out.reserve(commands.size());

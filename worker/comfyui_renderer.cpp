@@ -407,6 +407,14 @@ std::optional<ComfyUiRenderer::Completion> ComfyUiRenderer::ResubmitIfLost(
   t.AddNote("ComfyUI lost the prompt (restart?); resubmitted");
   log::Warn("prompt_lost", {{"scene_id", job.lease.id}, {"prompt_id", pid}});
   Status s = client_.Submit(st.workflow, pid, options_.worker_id);
+  if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded) {
+    // The ComfyUI that forgot the prompt is still coming back (port closed, a 5xx) or did not
+    // answer in time (it may have taken the prompt): not the scene's failure. The next look
+    // finds the prompt queued, or lost again and resubmitted (at most 3 times); the wait's
+    // limits (unreachable window, SceneMaxWaitSeconds) bound it.
+    log::Warn("prompt_resubmit_failed", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
+    return std::nullopt;
+  }
   if (!s.ok()) return Completion{s};
   return std::nullopt;
 }

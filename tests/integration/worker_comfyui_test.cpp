@@ -437,6 +437,32 @@ TEST_F(WorkerComfy, ComfyUiRestartingMidSceneLosesThePromptAndItIsResubmitted) {
   EXPECT_EQ(doc["Telemetry"]["FrameCount"], 30);
 }
 
+// The restarted ComfyUI refuses the resubmission once (a 5xx, or the port still closed: the
+// race CI's TSan run hit, the restart landing between the worker's /queue look and its POST).
+// That is the outage, not the scene's failure: the worker waits on and resubmits at its next
+// look, without spending the budget (0 here: a failure would dead-letter it).
+TEST_F(WorkerComfy, AResubmissionRefusedByARestartingComfyUiIsTriedAgainNotAFailure) {
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("refused", SourceWorkflow("x", 30, 50), 0)}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] {
+    return !GetJson("/queue")["queue_running"].empty() && Requests("GET /history/{id}") >= 1;
+  }));
+  ASSERT_EQ(
+      Post("/_test/faults",
+           {{"http",
+             json::array(
+                 {{{"method", "POST"}, {"path", "/prompt"}, {"status", 503}, {"count", 1}}})}})
+          .status,
+      200);
+  ASSERT_EQ(Post("/_test/restart", {{"down_ms", 0}}).status, 200);
+  ASSERT_TRUE(WaitState("refused", "succeeded", 30000ms));
+  EXPECT_EQ(queue_->Show("refused")->attempts, 1);
+  EXPECT_EQ(Requests("POST /prompt"), 3);  // the first, the refused one, the one that ran
+  json doc = Telemetry("refused");
+  EXPECT_TRUE(HasNote(doc, "ComfyUI lost the prompt")) << doc.dump();
+  EXPECT_EQ(doc["Telemetry"]["FrameCount"], 30);
+}
+
 TEST_F(WorkerComfy, ASceneWaitingForAnUnreachableComfyUiKeepsItsLease) {
   ComfyUiUnreachableForLong();
   ASSERT_TRUE(queue_->Enqueue({ComfyScene("waiting", SourceWorkflow("x"), 0)}).ok());

@@ -11,7 +11,7 @@ TSAN_BUILD ?= build-tsan
 demo: deps build
 	bash scripts/demo.sh $(BUILD)
 
-test: deps format-check test-release test-asan compose-test
+test: deps format-check test-release test-asan test-tsan compose-test
 
 deps:
 	bash scripts/install-deps.sh
@@ -25,7 +25,7 @@ build-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # ThreadSanitizer over the suites with threads of their own (the worker's heartbeat and loop,
-# the exporter's collectors and HTTP server). Not part of `make test` yet (CI time budget).
+# the exporter's collectors and HTTP server). Part of `make test`.
 build-tsan:
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSCENEFARM_TSAN=ON -DSCENEFARM_WERROR=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target worker_tests exporter_tests

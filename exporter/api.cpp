@@ -153,6 +153,13 @@ Result<std::vector<std::string>> RunsOf(redis::Client& c, const keys::QueueKeys&
   return runs;
 }
 
+// A Queue for `name` with the default options: cheap, one per request (it keeps no state).
+queue::Queue QueueNamed(redis::Client& c, const std::string& name, const Clock& clock) {
+  queue::QueueOptions qo;
+  qo.name = name;
+  return queue::Queue(c, qo, clock);
+}
+
 // `jobs show --json` of each scene without its history, plus enqueued_at_ms and priority, in
 // order; a scene whose record is gone (expired, purged meanwhile) is left out.
 Result<json> SceneRows(redis::Client& c, const keys::QueueKeys& k,
@@ -368,9 +375,7 @@ int Api::Queues(Request& req) {
   if (!names.ok()) return req.Error(503, "redis: " + names.status().message());
   json out = json::array();
   for (const auto& name : *names) {
-    queue::QueueOptions qo;
-    qo.name = name;
-    queue::Queue q(redis_.client, qo, req.clock);
+    queue::Queue q = QueueNamed(redis_.client, name, req.clock);
     auto st = q.GetStatus(options_.live_window());
     if (!st.ok()) return req.Error(503, "redis: " + st.status().message());
     json j = st->ToJson();
@@ -466,9 +471,7 @@ int Api::GetScene(Request& req, const std::string& id) {
   std::lock_guard<std::mutex> lock(redis_.mu);
   if (int code = QueueParam(req, &queue)) return code;
   if (!IsValidId(id)) return req.Error(404, "no scene '" + id + "' in queue " + queue);
-  queue::QueueOptions qo;
-  qo.name = queue;
-  queue::Queue q(redis_.client, qo, req.clock);
+  queue::Queue q = QueueNamed(redis_.client, queue, req.clock);
   auto info = q.Show(id);
   if (!info.ok()) {
     if (info.status().code() == StatusCode::kNotFound)
@@ -802,9 +805,7 @@ int Api::SceneAction(Request& req, const std::string& id, const std::string& act
   std::lock_guard<std::mutex> lock(redis_.mu);
   if (int code = QueueParam(req, &queue)) return code;
   if (!IsValidId(id)) return req.Error(404, "no scene '" + id + "' in queue " + queue);
-  queue::QueueOptions qo;
-  qo.name = queue;
-  queue::Queue q(redis_.client, qo, req.clock);
+  queue::Queue q = QueueNamed(redis_.client, queue, req.clock);
   const std::string by = "api:" + req.user;
   if (action == "cancel") {
     auto r = q.Cancel(id, by);
@@ -839,9 +840,7 @@ int Api::QueueAction(Request& req, const std::string& queue, const std::string& 
   }
   std::lock_guard<std::mutex> lock(redis_.mu);
   if (int code = KnownQueue(req, queue)) return code;
-  queue::QueueOptions qo;
-  qo.name = queue;
-  queue::Queue q(redis_.client, qo, req.clock);
+  queue::Queue q = QueueNamed(redis_.client, queue, req.clock);
   const std::string by = "api:" + req.user;
   if (action == "purge") {
     auto now = q.TimeMs();

@@ -58,14 +58,18 @@ Policy PolicyOfRun(const fs::path& run_dir, const Policy& fallback) {
     auto number = [&](const char* k, double d) {
       return t.contains(k) && t[k].is_number() ? t[k].get<double>() : d;
     };
+    // A count outside int (a hand-edited 1e300) is not converted: that would be undefined.
+    auto count = [&](const char* k, int d) {
+      const double v = number(k, d);
+      return v >= 0 && v <= 1e9 ? static_cast<int>(v) : d;
+    };
     Policy p = fallback;
     p.max_wait_seconds = number("MaxWaitSeconds", p.max_wait_seconds);
     p.poll_interval_seconds = number("PollIntervalSeconds", p.poll_interval_seconds);
-    p.history_max_attempts =
-        static_cast<int>(number("HistoryAttemptLimit", p.history_max_attempts));
+    p.history_max_attempts = count("HistoryAttemptLimit", p.history_max_attempts);
     p.post_execution_timeout_seconds =
         number("PostExecutionTimeoutSeconds", p.post_execution_timeout_seconds);
-    p.retry_budget = static_cast<int>(number("SceneRetryBudget", p.retry_budget));
+    p.retry_budget = count("SceneRetryBudget", p.retry_budget);
     p.done_marker_wait_seconds = number("DoneMarkerWaitLimitSeconds", p.done_marker_wait_seconds);
     return p;
   }

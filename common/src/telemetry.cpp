@@ -1,5 +1,7 @@
 #include "scenefarm/telemetry.h"
 
+#include "scenefarm/scene.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -30,6 +32,20 @@ std::string Text(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
   return v.dump();
+}
+
+// A string field of a document read from disk, or def when it is absent or not a string: files
+// are written by other processes and by hand, and a wrong type is reported, never thrown.
+std::string StrField(const json& o, const char* k, const std::string& def = "") {
+  if (!o.is_object()) return def;
+  const auto it = o.find(k);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : def;
+}
+
+bool BoolField(const json& o, const char* k) {
+  if (!o.is_object()) return false;
+  const auto it = o.find(k);
+  return it != o.end() && it->is_boolean() && it->get<bool>();
 }
 
 Result<json> ReadJson(const fs::path& p) {
@@ -193,9 +209,13 @@ json SceneTelemetry::ToJson() const {
 }
 
 std::string SceneTelemetry::SummaryLine(const json& doc) {
-  const json t = doc.value("Telemetry", json::object());
+  // Read from disk: any part may be missing or of another type.
+  auto object = [](const json& o, const char* k) {
+    return o.is_object() && o.contains(k) && o[k].is_object() ? o[k] : json::object();
+  };
+  const json t = object(doc, "Telemetry");
   std::ostringstream line;
-  line << "[Scene " << doc.value("SceneId", "?") << "] Telemetry: ";
+  line << "[Scene " << StrField(doc, "SceneId", "?") << "] Telemetry: ";
   bool first = true;
   auto add = [&](const std::string& k, const json& v) {
     line << (first ? "" : " | ") << k << "=" << Text(v);
@@ -203,13 +223,13 @@ std::string SceneTelemetry::SummaryLine(const json& doc) {
   };
   for (const auto& k : kLineKeys)
     add(k, t.value(k, json(nullptr)));
-  const json gpu = t.value("GPU", json::object());
+  const json gpu = object(t, "GPU");
   add("GPU", gpu.value("Name", json(nullptr)));
   add("VramBeforeMB", gpu.value("VramBeforeMB", json(nullptr)));
   add("VramAfterMB", gpu.value("VramAfterMB", json(nullptr)));
   add("VramDeltaMB", gpu.value("VramDeltaMB", json(nullptr)));
-  add("Status", doc.value("Status", json(nullptr)));
-  const json notes = t.value("System", json::object()).value("FallbackNotes", json::array());
+  add("Status", doc.is_object() ? doc.value("Status", json(nullptr)) : json(nullptr));
+  const json notes = object(t, "System").value("FallbackNotes", json::array());
   if (notes.is_array() && !notes.empty()) {
     std::string joined;
     for (const auto& n : notes)
@@ -250,19 +270,25 @@ Status AssembleRun(const fs::path& run_dir, const Policy& policy) {
   for (const auto& entry : fs::directory_iterator(run_dir, ec)) {
     if (!entry.is_directory()) continue;
     auto doc = ReadJson(entry.path() / "telemetry.json");
-    if (doc.ok()) scenes.push_back(std::move(doc).value());
+    if (doc.ok() && doc->is_object()) scenes.push_back(std::move(doc).value());
   }
   if (ec) return Status::NotFound(run_dir.string() + ": " + ec.message());
   std::sort(scenes.begin(), scenes.end(), [](const json& a, const json& b) {
-    return a.value("SceneId", "") < b.value("SceneId", "");
+    return StrField(a, "SceneId") < StrField(b, "SceneId");
   });
-  int succeeded = 0, frames = 0, markers = 0, forced = 0;
+  int succeeded = 0, markers = 0, forced = 0;
+  int64_t frames = 0;
   for (const auto& s : scenes) {
-    const json t = s.value("Telemetry", json::object());
-    if (s.value("Status", "") == "succeeded") ++succeeded;
-    frames += t.value("FrameCount", 0);
-    if (t.value("DoneMarkerDetected", false)) ++markers;
-    if (t.value("ForcedCopyTriggered", false)) ++forced;
+    const json t =
+        s.contains("Telemetry") && s["Telemetry"].is_object() ? s["Telemetry"] : json::object();
+    if (StrField(s, "Status") == "succeeded") ++succeeded;
+    // A count a scene could not have (negative, fractional, absurd) adds nothing; the
+    // validator reports it.
+    if (t.contains("FrameCount") && t["FrameCount"].is_number_integer() &&
+        t["FrameCount"].get<int64_t>() >= 0 && t["FrameCount"].get<int64_t>() <= 1000000)
+      frames += t["FrameCount"].get<int>();
+    if (t.contains("DoneMarkerDetected") && t["DoneMarkerDetected"] == true) ++markers;
+    if (t.contains("ForcedCopyTriggered") && t["ForcedCopyTriggered"] == true) ++forced;
   }
   const std::string run = run_dir.filename().string();
   const json queue_policy = {
@@ -373,13 +399,13 @@ void CheckTelemetryFields(Checker& c, const std::string& where, const json& t) {
       c.Add(where, "Telemetry.HistoryExitReason \"" + reason +
                        "\" is not one of success|maxWait|attemptLimit|postExecution|unknown");
   }
-  const bool detected = t.value("ExecutionSuccessDetected", false);
+  const bool detected = BoolField(t, "ExecutionSuccessDetected");
   if (c.Field(where, t, p, "ExecutionSuccessAt", T::string, /*nullable=*/!detected)) {
     const std::string at = t["ExecutionSuccessAt"];
     if (at.size() < 20 || at[4] != '-' || at[10] != 'T' || at.back() != 'Z')
       c.Add(where, "Telemetry.ExecutionSuccessAt \"" + at + "\" is not an ISO 8601 UTC time");
   }
-  if (reason == "postExecution" && !t.value("HistoryPostExecutionTimeoutReached", false))
+  if (reason == "postExecution" && !BoolField(t, "HistoryPostExecutionTimeoutReached"))
     c.Add(where, "HistoryExitReason=postExecution but HistoryPostExecutionTimeoutReached is false");
 }
 
@@ -418,7 +444,7 @@ bool CheckNotesAndGpu(Checker& c, const std::string& where, const json& t) {
 // The scene directory: the forced copy's debug file, its own telemetry.json, its frames.
 void CheckSceneDir(Checker& c, const std::string& where, const json& s, const json& t,
                    const std::string& id, const fs::path& run_dir) {
-  if (t.value("ForcedCopyTriggered", false) && s.value("Status", "") == "succeeded") {
+  if (BoolField(t, "ForcedCopyTriggered") && StrField(s, "Status") == "succeeded") {
     bool found = false;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(run_dir / id, ec)) {
@@ -431,18 +457,18 @@ void CheckSceneDir(Checker& c, const std::string& where, const json& s, const js
   auto own = ReadJson(run_dir / id / "telemetry.json");
   if (!own.ok()) {
     c.Add(where, "no " + (fs::path(id) / "telemetry.json").string());
-  } else if ((*own).value("Telemetry", json()) != t) {
+  } else if ((own->is_object() ? own->value("Telemetry", json()) : json()) != t) {
     c.Add(where, "telemetry.json differs from artifact-metadata.json");
   }
-  if (s.value("Status", "") == "succeeded" && t.contains("FrameCount") &&
+  if (StrField(s, "Status") == "succeeded" && t.contains("FrameCount") &&
       t["FrameCount"].is_number_integer()) {
     int on_disk = 0;
     std::error_code ec;
     if (s.contains("Files") && s["Files"].is_array() && !s["Files"].empty()) {
       // Each collected file is in the scene directory; FrameCount counts the images among them.
       for (const auto& f : s["Files"]) {
-        const std::string name = f.is_object() ? f.value("Name", "") : "";
-        const std::string kind = f.is_object() ? f.value("Kind", "") : "";
+        const std::string name = StrField(f, "Name");
+        const std::string kind = StrField(f, "Kind");
         if (name.empty() || name.find('/') != std::string::npos ||
             (kind != "image" && kind != "video" && kind != "audio")) {
           c.Add(where, "Files holds " + f.dump() + ", not {Name, Kind: image|video|audio}");
@@ -505,9 +531,13 @@ void CheckSummaryLine(Checker& c, const std::string& where, const json& t, const
 }
 
 void CheckScene(Checker& c, const json& s, const std::string& summary, const fs::path& run_dir) {
-  const std::string id = s.value("SceneId", "");
+  const std::string id = StrField(s, "SceneId");
   const std::string where = "Scene " + (id.empty() ? std::string("?") : id);
   if (id.empty()) c.Add(where, "missing field SceneId");
+  // The id names the scene's directory: one that is not a scene id ("..", "/etc", "a/b") is
+  // reported and its directory never read, so nothing outside the run directory is looked at.
+  const bool dir_ok = IsValidId(id);
+  if (!id.empty() && !dir_ok) c.Add(where, "SceneId is not a scene id ([A-Za-z0-9._-]{1,128})");
   if (!s.contains("Telemetry") || !s["Telemetry"].is_object()) {
     c.Add(where, "missing field Telemetry");
     return;
@@ -515,7 +545,7 @@ void CheckScene(Checker& c, const json& s, const std::string& summary, const fs:
   const json& t = s["Telemetry"];
   CheckTelemetryFields(c, where, t);
   const bool has_notes = CheckNotesAndGpu(c, where, t);
-  CheckSceneDir(c, where, s, t, id, run_dir);
+  if (dir_ok) CheckSceneDir(c, where, s, t, id, run_dir);
   CheckSummaryLine(c, where, t, id, summary, has_notes);
 }
 
@@ -559,7 +589,7 @@ std::vector<std::string> ValidateRun(const fs::path& run_dir) {
       c.Add("artifact-metadata.json", "a Scenes entry is not an object");
       continue;
     }
-    const std::string id = s.value("SceneId", "");
+    const std::string id = StrField(s, "SceneId");
     if (!id.empty() && !seen.insert(id).second) c.Add("Scene " + id, "listed twice");
     CheckScene(c, s, summary, run_dir);
   }

@@ -17,6 +17,7 @@ using json = nlohmann::json;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 telemetry::SceneTelemetry Good(const std::string& id) {
   telemetry::SceneTelemetry t;
@@ -131,6 +132,27 @@ TEST_F(TelemetryTest, AVideoIsAFileButNotAFrame) {
 }
 
 // Each field of the contract removed from scene s1 is reported, naming the field.
+// A metadata file edited by hand: a SceneId that would name a directory outside the run is a
+// violation and that directory is never read; fields of the wrong type are violations, not
+// exceptions (found while writing tests/fuzz/fuzz_run_readers.cpp).
+TEST_F(TelemetryTest, SceneIdsThatLeaveTheRunAndWrongTypesAreViolationsNotReads) {
+  WriteScene(Good("s1"));
+  Assemble();
+  // A scene directory beside the run, with a telemetry.json that would match if it were read.
+  json m = Meta();
+  fs::create_directories(dir_.path() / "outside");
+  std::ofstream(dir_.path() / "outside" / "telemetry.json") << m["Scenes"][0].dump(2);
+  m["Scenes"][0]["SceneId"] = "../outside";
+  m["Scenes"].push_back(m["Scenes"][0]);
+  m["Scenes"][1]["SceneId"] = 42;
+  WriteMeta(m);
+  std::vector<std::string> v;
+  ASSERT_NO_THROW(v = Validate());
+  EXPECT_THAT(v, Contains(HasSubstr("Scene ../outside: SceneId is not a scene id")));
+  EXPECT_THAT(v, Contains(HasSubstr("Scene ?: missing field SceneId")));
+  EXPECT_THAT(v, Not(Contains(HasSubstr("telemetry.json"))));  // no scene directory was read
+}
+
 TEST_F(TelemetryTest, EachMissingFieldIsAViolationNamingIt) {
   const std::vector<std::pair<std::string, std::string>> fields = {
       {"", "DurationSeconds"},

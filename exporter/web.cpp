@@ -52,7 +52,7 @@ std::string Base64Decode(const std::string& in) {
     if (ch == '=') break;
     const auto pos = chars.find(static_cast<char>(ch));
     if (pos == std::string::npos) return "";
-    val = (val << 6) + static_cast<int>(pos);
+    val = ((val << 6) | static_cast<int>(pos)) & 0xFFFFFF;  // 24 bits hold every pending bit
     bits += 6;
     if (bits >= 0) {
       out.push_back(static_cast<char>((val >> bits) & 0xFF));

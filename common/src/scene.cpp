@@ -43,7 +43,9 @@ Status CheckWorkflow(const json& w) {
 Status ReadInt(const json& doc, const char* field, int min, int max, std::optional<int>* out) {
   if (!doc.contains(field)) return Status::Ok();
   const json& v = doc[field];
-  if (!v.is_number_integer() || v.get<int64_t>() < min || v.get<int64_t>() > max) {
+  // An unsigned number above INT64_MAX is out of range, not a negative number.
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(max)) ||
+      v.get<int64_t>() < min || v.get<int64_t>() > max) {
     return FieldError(field, "must be an integer from " + std::to_string(min) + " to " +
                                  std::to_string(max) + ", got " + v.dump());
   }
@@ -108,7 +110,8 @@ Result<Scene> SceneFrom(Doc&& doc) {
   if (!doc.is_object()) return Status::InvalidArgument("scene: must be a JSON object");
   static const char* kFields[] = {
       "id", "run", "workflow", "priority", "retry_budget", "expected_frames", "metadata"};
-  for (const auto& [key, value] : doc.items()) {
+  for (const auto& item : doc.items()) {
+    const std::string& key = item.key();  // (clang 14 cannot capture a structured binding)
     if (std::find_if(std::begin(kFields), std::end(kFields),
                      [&](const char* f) { return key == f; }) == std::end(kFields)) {
       return FieldError(key,

@@ -30,6 +30,9 @@ TEST(Scene, RefusalsNameTheField) {
       {Doc(R"("run": "")"), "'run'"},
       {Doc(R"("priority": "high")"), "'priority'"},
       {Doc(R"("priority": 5000)"), "'priority'"},
+      // Above INT64_MAX: out of range, not read as -1 (found while writing fuzz_scene).
+      {Doc(R"("priority": 18446744073709551615)"), "'priority'"},
+      {Doc(R"("retry_budget": 18446744073709551615)"), "'retry_budget'"},
       {Doc(R"("retry_budget": -1)"), "'retry_budget'"},
       {Doc(R"("expected_frames": 2.5)"), "'expected_frames'"},
       {Doc(R"("metadata": [])"), "'metadata'"},

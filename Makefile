@@ -5,13 +5,13 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 
-.PHONY: demo test deps build build-asan build-tsan test-release test-asan test-tsan format \
-        format-check clean images compose-test
+.PHONY: demo test deps build build-asan build-tsan test-release test-asan test-tsan test-fuzz \
+        fuzz-soak format format-check clean images compose-test
 
 demo: deps build
 	bash scripts/demo.sh $(BUILD)
 
-test: deps format-check test-release test-asan test-tsan compose-test
+test: deps format-check test-release test-asan test-tsan test-fuzz compose-test
 
 deps:
 	bash scripts/install-deps.sh
@@ -40,6 +40,16 @@ test-tsan: build-tsan
 	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) -R '^(WorkerTest|WorkerComfy|WorkerRuns|CrashRecovery|DoneMarkers|CliTest|ExporterTest)\.'
 
+# libFuzzer over the parsers (tests/fuzz, clang + ASan + UBSan): each target FUZZ_SECONDS in
+# `make test`, 10,000,000 executions each in `make fuzz-soak`. Every build also replays the
+# corpora as ctest entries fuzz.Replay.*.
+FUZZ_SECONDS ?= 30
+test-fuzz: deps
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-soak: deps
+	bash scripts/fuzz.sh runs=10000000
+
 # Container images with podman: no daemon, no registry; storage in $(BUILD)/podman.
 images: deps
 	bash scripts/images.sh
@@ -55,4 +65,4 @@ format-check:
 	git ls-files '*.cpp' '*.h' | xargs -r clang-format --dry-run --Werror
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz

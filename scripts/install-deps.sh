@@ -10,6 +10,8 @@ packages=(
   libyaml-cpp-dev libcrypt-dev libssl-dev openssl
   redis-server redis-tools prometheus prometheus-alertmanager
   curl jq procps tmux python3 python3-yaml docker-compose systemd
+  # the fuzz targets (scripts/fuzz.sh): clang with libFuzzer and its sanitizer runtimes
+  clang libclang-rt-14-dev
   # the web pages' tests (tests/ui/): headless Chromium driven over DevTools from Python
   chromium python3-websocket
   # make images / make compose-test: podman without a daemon (runc: see

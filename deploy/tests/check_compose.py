@@ -70,6 +70,39 @@ need(len(re.findall(r"^HEALTHCHECK", dockerfile, re.M)) >= 4, "Dockerfile: a tar
 need(re.search(r"install -d -o 10001 -g 10001 [^&]*/artifacts", dockerfile) is not None,
      "Dockerfile: /artifacts is not created for uid 10001 (a fresh volume there would be root's)")
 need(re.search(r"^USER 10001", dockerfile, re.M) is not None, "Dockerfile: the images run as root")
+# Every stage an image is built from runs as a user other than root: its own USER or the one of
+# the stage it starts FROM (issue #15 R6). The build stages compile and are never run.
+stage_user, stage_parent = {}, {}
+current = None
+for line in dockerfile.splitlines():
+    m = re.match(r"^FROM\s+(\S+)\s+AS\s+(\S+)", line)
+    if m:
+        current = m.group(2)
+        stage_parent[current] = m.group(1)
+        continue
+    m = re.match(r"^USER\s+(\S+)", line)
+    if m and current:
+        stage_user[current] = m.group(1)
+
+
+def user_of(stage):
+    while stage in stage_parent:
+        if stage in stage_user:
+            return stage_user[stage]
+        stage = stage_parent[stage]
+    return "root"
+
+
+for stage in stage_parent:
+    if stage.startswith("build") or stage == "runtime":
+        continue
+    u = user_of(stage).split(":")[0]
+    need(u not in ("root", "0"), "Dockerfile: stage %s runs as root" % stage)
+for svc, spec in list(base["services"].items()) + list((test or {}).get("services", {}).items()):
+    spec = spec or {}
+    need(not spec.get("privileged"), "compose: %s is privileged" % svc)
+    need(str(spec.get("user", "")).split(":")[0] not in ("root", "0"), "compose: %s runs as root" % svc)
+    need(not spec.get("cap_add"), "compose: %s adds capabilities %s" % (svc, spec.get("cap_add")))
 
 for err in errors:
     print("compose: " + err, file=sys.stderr)

@@ -189,6 +189,22 @@ if e:
     need(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", "exporter readiness is not /readyz")
 need(("Service", "scenefarm-exporter") in by, "no exporter Service")
 
+# Every pod runs as a user other than root, and no container asks for privileges (issue #15 R6).
+for d in docs:
+    spec = d.get("spec", {}) if isinstance(d.get("spec"), dict) else {}
+    pod = spec.get("template", {}).get("spec") or spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec")
+    if not pod:
+        continue
+    name = "%s/%s" % (d["kind"], d["metadata"]["name"])
+    psc = pod.get("securityContext", {})
+    for c in pod.get("containers", []) + pod.get("initContainers", []):
+        csc = c.get("securityContext", {})
+        non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True
+        uid = csc.get("runAsUser", psc.get("runAsUser"))
+        need(non_root and uid not in (None, 0), "%s: container %s may run as root" % (name, c.get("name")))
+        need(not csc.get("privileged") and csc.get("allowPrivilegeEscalation") is not True,
+             "%s: container %s is privileged" % (name, c.get("name")))
+
 for err in errors:
     print("kubernetes: " + err, file=sys.stderr)
 print("kubernetes: %d objects checked (schema and scenefarm's needs), %d problems" % (len(docs), len(errors)))

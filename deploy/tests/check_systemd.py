@@ -108,6 +108,18 @@ for path in sorted(glob.glob(os.path.join(SYSTEMD, "*.service"))):
     for key in ("StandardOutput", "StandardError"):
         for v in u.get(("Service", key), []):
             need(not re.match(r"^(file|append|truncate):", v), "%s logs to a file (%s): use the journal" % (name, v))
+# Every service runs unprivileged (issue #15 R6): a named user other than root or a dynamic
+# one, and without a way to gain privileges.
+for path in sorted(glob.glob(os.path.join(SYSTEMD, "*.service"))):
+    name = os.path.basename(path)
+    u = unit(name)
+    dynamic = u.get(("Service", "DynamicUser"), ["no"])[0] == "yes"
+    user = u.get(("Service", "User"), ["root"])[0]
+    if name == "comfyui-restart@.service":  # systemctl restart needs uid 0: no capabilities then
+        need(u.get(("Service", "CapabilityBoundingSet"), ["x"]) == [], "%s: root with capabilities" % name)
+    else:
+        need(dynamic or user not in ("root", "0"), "%s runs as root" % name)
+    need(u.get(("Service", "NoNewPrivileges"), ["no"])[0] == "yes", "%s lacks NoNewPrivileges=yes" % name)
 need(not glob.glob(os.path.join(HERE, "..", "logrotate*")),
      "deploy/logrotate rotates files that no unit writes (every unit logs to the journal)")
 need(os.path.exists(os.path.join(SYSTEMD, "journald.conf.d", "scenefarm.conf")), "no journald retention for the logs")

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "scenefarm/redis.h"
@@ -33,8 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)exporter::LoadWebConfig(path.string());
 
   // The header checked against one user (a bcrypt hash of cost 4, so that a match is cheap).
-  static exporter::BasicAuth auth(
-      {{"fuzz", "$2b$04$48zrOh9IB8un9mY4LqIueOPhcbBTNPxtGH4HzhSdrM9VYh8BPVgTC"}});
+  static exporter::BasicAuth auth(std::map<std::string, std::string>{
+      {"fuzz", "$2b$04$48zrOh9IB8un9mY4LqIueOPhcbBTNPxtGH4HzhSdrM9VYh8BPVgTC"}});
   (void)auth.Check(text.c_str());
   (void)exporter::Base64Decode(text);
 

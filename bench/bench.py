@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -366,6 +367,7 @@ class Bench:
             self.enqueue_file(path, f"queue{q}")
         now_ms = int(time.time() * 1000)
         p = self.r.pipeline(transaction=False)
+        self.farm_workers = workers
         for w in range(1, workers + 1):
             readings = json.dumps({
                 "at": now_ms, "instance": f"http://comfy-{w}:8188",
@@ -402,6 +404,21 @@ class Bench:
                                               "count": 5000})
         p.execute()
 
+    def heartbeats(self, stop):
+        """The simulated workers' heartbeats, every 5 s (the worker's default period) while the
+        exporters are scraped, so that every worker stays live (within the 30 s window)."""
+        r = redis.Redis(port=self.port)
+        while not stop.is_set():
+            now_ms = int(time.time() * 1000)
+            p = r.pipeline(transaction=False)
+            for w in range(1, self.farm_workers + 1):
+                p.zadd("sf:workers", {f"worker-{w}": now_ms})
+                p.hset(f"sf:worker:worker-{w}", "heartbeat_at", now_ms)
+                if w % 1000 == 0:
+                    p.execute()
+            p.execute()
+            stop.wait(5)
+
     def scrape(self, port, n, path="/metrics"):
         times, body = [], b""
         for _ in range(n):
@@ -422,8 +439,11 @@ class Bench:
             self.flush()
             self.populate_farm(workers, queues, per_queue, with_readings)
             keys = self.r.dbsize()
+            stop = threading.Event()
+            beats = threading.Thread(target=self.heartbeats, args=(stop,))
+            beats.start()
             big = workers >= 10000
-            n_sf = 5 if self.smoke else (100 if big else 200)
+            n_sf = 5 if self.smoke else (20 if with_readings else 100 if big else 200)
             n_py = 3 if self.smoke else (10 if big else 50)
             n_re = 2 if self.smoke else (4 if big else 20)
             sf_port, re_port, py_port = free_port(), free_port(), free_port()
@@ -451,8 +471,13 @@ class Bench:
                 res[name] = {"scrapes": n, "p50_ms": percentile(times, 50),
                              "p99_ms": percentile(times, 99), "series": series,
                              "rss_mib": st["VmRSS"], "peak_rss_mib": st["VmHWM"]}
+            live = self.r.zcount("sf:workers", int(time.time() * 1000) - 30000, "+inf")
+            stop.set()
+            beats.join()
             for p in (sf, re_, py):
                 self.procs.stop(p)
+            if live != workers:
+                raise RuntimeError(f"exporter: {live} of {workers} workers live after the scrapes")
             label = f"{workers}w{queues}q" + ("+readings" if with_readings else "")
             self.details.setdefault("exporter", {})[label] = dict(res, keys=keys)
             sfr = res["scenefarm-exporter"]

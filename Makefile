@@ -4,9 +4,10 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+RELEASE_BUILD ?= build-release
 
 .PHONY: demo test deps build build-asan build-tsan test-release test-asan test-tsan test-fuzz \
-        fuzz-soak format format-check clean images compose-test
+        fuzz-soak format format-check clean images compose-test bench build-release
 
 demo: deps build
 	bash scripts/demo.sh $(BUILD)
@@ -64,5 +65,15 @@ format:
 format-check:
 	git ls-files '*.cpp' '*.h' | xargs -r clang-format --dry-run --Werror
 
+# make bench (issue #14): a Release tree of its own, then every benchmark with its peers beside it
+# on one loopback redis-server (bench/bench.py: one table, bench/results.json). Not part of
+# `make test` (the machines are noisy); its smoke run is (ctest bench.Smoke.*).
+build-release:
+	cmake -S . -B $(RELEASE_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DSCENEFARM_WERROR=ON
+	cmake --build $(RELEASE_BUILD) -j $(JOBS)
+
+bench: deps build-release
+	/usr/bin/python3 bench/bench.py --build $(RELEASE_BUILD) --out bench/results.json
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(RELEASE_BUILD) build-fuzz

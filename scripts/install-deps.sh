@@ -19,6 +19,8 @@ packages=(
   # through podman's API, podman-compose and the Kubernetes client's schemas for the offline checks.
   podman runc netavark aardvark-dns iptables debootstrap debian-archive-keyring podman-compose
   python3-kubernetes
+  # make bench and its smoke run in make test (bench/bench.py): the peers beside scenefarm
+  python3-redis python3-rq prometheus-redis-exporter python3-prometheus-client
 )
 
 missing=()

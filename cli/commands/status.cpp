@@ -38,8 +38,10 @@ void PrintHuman(const queue::QueueStatus& s, const nlohmann::json& workers) {
                 << w.value("comfyui_down_reason", std::string()) << ")";
     }
     std::string paused;
-    for (const auto& q : w["paused_queues"])
-      paused += (paused.empty() ? "" : ",") + q.get<std::string>();
+    for (const auto& q : w["paused_queues"]) {
+      if (!paused.empty()) paused += ',';
+      paused += q.get<std::string>();
+    }
     std::cout << (paused.empty() ? "" : "  waiting on paused " + paused) << "\n";
   }
 }

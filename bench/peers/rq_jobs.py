@@ -1,0 +1,5 @@
+"""The peer's job for the drain and pickup benchmarks: nothing, as scenefarm's instant renderer."""
+
+
+def noop():
+    return None

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "comfyui_renderer.h"
 #include "host_readings.h"
@@ -39,6 +40,15 @@ std::vector<queue::Queue> MakeQueues(redis::Client& client, const WorkerOptions&
 void SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseconds d) {
   const auto until = std::chrono::steady_clock::now() + d;
   while (!flag && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(20ms, d));
+  }
+}
+
+// Sleeps up to d, in slices, returning early when `until` says so.
+template <typename Pred>
+void SleepUntil(Pred until, std::chrono::milliseconds d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (!until() && std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(20ms, d));
   }
 }
@@ -93,7 +103,9 @@ int Worker::Run(const std::atomic<bool>& stop) {
       redis_
           .Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "comfyui_down", "0"},
                      {"HDEL", queue::WorkerKey(options_.worker_id), "comfyui_down_since",
-                      "comfyui_down_reason"}})
+                      "comfyui_down_reason"},
+                     // A stop token left by an earlier run under this id would end a wait.
+                     {"DEL", keys::WorkerWake(options_.worker_id)}})
           .status();
   if (!cleared.ok()) log::Warn("worker_state_unrecorded", {{"error", cleared.ToString()}});
   std::atomic<bool> done{false};
@@ -101,20 +113,26 @@ int Worker::Run(const std::atomic<bool>& stop) {
   ResumeOwnLeases();
   while (!stop) {
     if (!FillPipeline() && jobs_.empty()) {
-      SleepIdle(stop);
+      WaitForWork(stop);
       continue;
     }
     if (jobs_.empty()) continue;
     std::shared_ptr<Job> job = jobs_.front();
-    SetBusy(true, job->lease.id);
+    SetBusy(true, job->lease.id);  // written only when it changed: the ack's lease set it
     const RenderOutcome outcome = renderer_.Wait(*job);
-    Finish(*job, outcome);
+    // The ack leases the next scene in the same round trip (one round trip per scene).
+    std::shared_ptr<Job> next;
+    Finish(*job, outcome, &next);
     ++scenes_finished_;
     {
       std::lock_guard<std::mutex> lock(mu_);
       jobs_.pop_front();
     }
-    SetBusy(false, "");
+    if (next) {
+      idle_rounds_ = 0;
+      Admit(std::move(next));
+    }
+    if (jobs_.empty()) SetBusy(false, "");
   }
   Drain(stop);
   done = true;
@@ -125,16 +143,70 @@ int Worker::Run(const std::atomic<bool>& stop) {
   return 0;
 }
 
-void Worker::SleepIdle(const std::atomic<bool>& stop) {
+void Worker::WaitForWork(const std::atomic<bool>& stop) {
   if (renderer_down_) {  // until the next probe of the renderer
     const auto now = std::chrono::steady_clock::now();
     if (next_probe_ > now)
       SleepUnless(stop, std::chrono::duration_cast<std::chrono::milliseconds>(next_probe_ - now));
     return;
   }
-  // Idle polling backs off to 4x the interval so a quiet farm is not a busy loop on Redis.
-  idle_rounds_ = std::min(idle_rounds_ + 1, 4);
-  SleepUnless(stop, WorkerOptions::Ms(options_.idle_poll_seconds) * idle_rounds_);
+  SetBusy(false, "");
+  // Blocks on the queues' wake lists (docs/queue-protocol.md, "Waking idle workers") until a
+  // token comes (FillPipeline then leases), the next reclaim is due (it reclaims), or the first
+  // delayed scene is due (it leases). The worker's own list gets a token when it is told to
+  // stop, so the wait may be long.
+  const auto now = std::chrono::steady_clock::now();
+  auto until = last_reclaim_ + options_.heartbeat() + 10ms;  // past it: FillPipeline reclaims
+  if (next_due_) until = std::min(until, std::max(*next_due_, now + 5ms));
+  const auto block = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
+  if (block <= 0ms || stop) return;
+  std::vector<std::string> wake_keys;
+  for (const auto& q : queues_)
+    wake_keys.push_back(keys::QueueKeys(q.name()).Wake());
+  wake_keys.push_back(keys::WorkerWake(options_.worker_id));
+  auto r = redis_.BlockingPop(wake_keys, block);
+  if (!r.ok()) {
+    // Redis unreachable (or failing over): back off to 4x the interval, then lease again.
+    log::Warn("idle_wait_failed", {{"error", r.status().ToString()}});
+    idle_rounds_ = std::min(idle_rounds_ + 1, 4);
+    SleepUnless(stop, WorkerOptions::Ms(options_.idle_poll_seconds) * idle_rounds_);
+    return;
+  }
+  idle_rounds_ = 0;
+  woken_by_.clear();
+  // Ended by the reclaim's time alone: nothing became leasable (a token would have come; a
+  // token lost with a crashed worker is pushed again by the reclaims), so no lease is asked.
+  idle_timed_out_ =
+      !r->has_value() && !(next_due_ && *next_due_ <= std::chrono::steady_clock::now());
+  if (r->has_value()) {
+    for (size_t i = 0; i < queues_.size(); ++i) {
+      if (wake_keys[i] == (*r)->first) woken_by_ = queues_[i].name();
+    }
+  }
+}
+
+void Worker::NoteNextDue(int64_t due_ms) {
+  if (due_ms < 0) return;
+  const auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(due_ms);
+  if (!next_due_ || at < *next_due_) next_due_ = at;
+}
+
+bool Worker::MayLease() const {
+  return !*stop_ && !renderer_down_;
+}
+
+std::vector<std::string> Worker::QueueNames() const {
+  std::vector<std::string> names;
+  for (const auto& q : queues_)
+    names.push_back(q.name());
+  return names;
+}
+
+void Worker::NoteLeased(const queue::LeasedScene& lease) {
+  log::Info("scene_leased", {{"queue", lease.queue},
+                             {"scene_id", lease.id},
+                             {"run", lease.run},
+                             {"attempt", lease.attempt}});
 }
 
 void Worker::ResumeOwnLeases() {
@@ -184,34 +256,48 @@ bool Worker::FillPipeline() {
     }
   }
   if (RendererDown()) return false;
+  // The last ack's lease found every queue empty: wait for a wake rather than ask again now.
+  if (std::exchange(queues_empty_, false)) return false;
+  if (std::exchange(idle_timed_out_, false) && jobs_.empty()) return false;
+  const std::string woken_by = std::exchange(woken_by_, "");
+  std::string leased_from;
   while (jobs_.size() < static_cast<size_t>(1 + options_.pipeline_depth)) {
     std::shared_ptr<Job> job = LeaseOne();
     if (!job) break;
+    if (leased_from.empty()) leased_from = job->lease.queue;
     leased_any = true;
     idle_rounds_ = 0;
     Admit(job);
     // Released: leasing waits for the renderer, or ends with the stop.
     if (renderer_down_ || *stop_) break;
   }
+  if (!woken_by.empty() && !leased_from.empty() && leased_from != woken_by) {
+    // Woken by one queue's token but leased from a queue before it (the worker's order): that
+    // queue was not looked at, so its token goes back for another idle worker.
+    const std::string key = keys::QueueKeys(woken_by).Wake();
+    (void)redis_.Pipeline({{"RPUSH", key, "1"}, {"LTRIM", key, "0", "0"}});
+  }
   return leased_any;
 }
 
 std::shared_ptr<Job> Worker::LeaseOne() {
+  next_due_.reset();  // recomputed from the answers: every queue answers when none leases
   for (auto& q : queues_) {
     bool paused = false;
-    auto r = q.Lease(options_.worker_id, options_.lease(), &paused);
+    int64_t due_ms = -1;
+    auto r = q.Lease(options_.worker_id, options_.lease(), &paused, &due_ms);
     if (!r.ok()) {
       log::Warn("lease_failed", {{"queue", q.name()}, {"error", r.status().ToString()}});
       return nullptr;
     }
     NotePaused(q.name(), paused);
-    if (!r->has_value()) continue;  // nothing due, or paused: the next queue
+    if (!r->has_value()) {  // nothing due, or paused: the next queue
+      NoteNextDue(due_ms);
+      continue;
+    }
     auto job = std::make_shared<Job>();
     job->lease = **r;
-    log::Info("scene_leased", {{"queue", q.name()},
-                               {"scene_id", job->lease.id},
-                               {"run", job->lease.run},
-                               {"attempt", job->lease.attempt}});
+    NoteLeased(job->lease);
     return job;
   }
   return nullptr;
@@ -322,7 +408,7 @@ bool Worker::RendererDown() {
   return false;
 }
 
-void Worker::Finish(Job& job, const RenderOutcome& outcome) {
+void Worker::Finish(Job& job, const RenderOutcome& outcome, std::shared_ptr<Job>* next) {
   const auto& id = job.lease.id;
   if (job.lease_lost) {
     log::Warn("lease_lost", {{"scene_id", id}, {"attempt", job.lease.attempt}});
@@ -341,13 +427,46 @@ void Worker::Finish(Job& job, const RenderOutcome& outcome) {
         options_.lease());
     log::Info("scene_cancelled", {{"scene_id", id}});
   } else if (outcome.status.ok()) {
-    s = RetryUnavailable(
-        [&] {
-          json result = outcome.result;
-          if (tel.is_object()) result["fallback_reasons"] = telemetry::FallbackReasons(tel);
-          return q.Ack(job.lease, options_.worker_id, result, &run_complete);
-        },
-        options_.lease());
+    json result = outcome.result;
+    if (tel.is_object()) result["fallback_reasons"] = telemetry::FallbackReasons(tel);
+    if (next != nullptr && MayLease()) {
+      // One round trip: the ack, the next lease (the slot this ack frees) and the busy marks.
+      // A retry after a lost reply gets the scene the first call leased, never a second one.
+      std::string next_scene;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (jobs_.size() > 1 && jobs_.front().get() == &job) next_scene = jobs_[1]->lease.id;
+      }
+      queue::AckLeaseResult got;
+      s = RetryUnavailable(
+          [&] {
+            auto r = q.AckAndLease(job.lease, options_.worker_id, result, options_.lease(),
+                                   next_scene, QueueNames());
+            if (r.ok()) got = std::move(r).value();
+            return r.status();
+          },
+          options_.lease());
+      if (s.ok()) {
+        run_complete = got.run_complete;
+        for (const auto& [name, paused] : got.looked_at)
+          NotePaused(name, paused);
+        busy_mark_ = !next_scene.empty() ? next_scene : got.next ? got.next->id : "";
+        if (got.next) {
+          auto leased = std::make_shared<Job>();
+          leased->lease = std::move(*got.next);
+          NoteLeased(leased->lease);
+          *next = std::move(leased);
+        } else {
+          queues_empty_ = true;
+          next_due_.reset();
+          NoteNextDue(got.next_due_ms);
+        }
+      }
+    } else {
+      s = RetryUnavailable(
+          [&] { return q.Ack(job.lease, options_.worker_id, result, &run_complete); },
+          options_.lease());
+    }
     auto field = [&](const char* k) { return tel.is_object() ? tel.value(k, json()) : json(); };
     log::Info("scene_rendered", {{"scene_id", id},
                                  {"run", job.lease.run},
@@ -435,10 +554,18 @@ void Worker::NotePaused(const std::string& queue, bool paused) {
 }
 
 void Worker::SetBusy(bool busy, const std::string& scene) {
-  // For `scenefarm status` only: a failure is logged and the loop goes on.
+  // For `scenefarm status` only: a failure is logged and the loop goes on. Written only when it
+  // changes (the ack's lease writes it in the same round trip).
+  const std::string mark = busy ? scene : "";
+  if (busy_mark_ && *busy_mark_ == mark) return;
   auto r = redis_.Command(
-      {"HSET", queue::WorkerKey(options_.worker_id), "busy", busy ? "1" : "0", "scene", scene});
-  if (!r.ok()) log::Warn("worker_state_unrecorded", {{"error", r.status().ToString()}});
+      {"HSET", queue::WorkerKey(options_.worker_id), "busy", busy ? "1" : "0", "scene", mark});
+  if (!r.ok()) {
+    log::Warn("worker_state_unrecorded", {{"error", r.status().ToString()}});
+    busy_mark_.reset();
+    return;
+  }
+  busy_mark_ = mark;
 }
 
 void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop) {
@@ -454,15 +581,24 @@ void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool
     log::Warn("worker_state_unrecorded", {{"error", registered.status().ToString()}});
   std::optional<std::chrono::steady_clock::time_point> drain_deadline;
   auto readings = StartHostReadings(options_, clock_);  // GPU and disk, published each beat
+  bool stop_woken = false;
   while (!done) {
-    HeartbeatOnce(client, queues);
-    if (Status s = readings->Publish(client, options_.worker_id); !s.ok())
-      log::Debug("host_readings_unpublished", {{"error", s.ToString()}});
+    HeartbeatOnce(queues, readings->Latest());
+    if (stop && !stop_woken) {
+      // The loop may be blocked on the wake lists: its own list ends the wait now.
+      const std::string key = keys::WorkerWake(options_.worker_id);
+      // Tried once: if Redis does not answer, the loop's wait fails too, or ends by itself
+      // within a heartbeat period.
+      stop_woken = true;
+      auto woke = client.Pipeline(
+          {{"RPUSH", key, "stop"}, {"LTRIM", key, "0", "0"}, {"EXPIRE", key, "60"}});
+      if (!woke.ok()) log::Debug("stop_wake_failed", {{"error", woke.status().ToString()}});
+    }
     if (stop && !drain_deadline)
       drain_deadline = std::chrono::steady_clock::now() + options_.drain();
     if (drain_deadline && std::chrono::steady_clock::now() >= *drain_deadline) AbandonInHand();
-    SleepUnless(done,
-                std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
+    SleepUntil([&] { return done || (stop && !stop_woken); },
+               std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
   }
 }
 
@@ -474,7 +610,7 @@ void Worker::AbandonInHand() {
   }
 }
 
-void Worker::HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& queues) {
+void Worker::HeartbeatOnce(std::vector<queue::Queue>& queues, const std::string& readings) {
   std::vector<std::shared_ptr<Job>> held;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -490,7 +626,12 @@ void Worker::HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& que
         jobs.push_back(j);
       }
     }
-    auto r = q.Heartbeat(options_.worker_id, options_.lease(), leases);
+    // The first queue's beat also writes the worker's hash (heartbeat_at, readings, its TTL):
+    // one command per queue per beat.
+    queue::WorkerBeat beat{static_cast<int64_t>(options_.lease_seconds * 3) + 1, clock_.NowMs(),
+                           readings};
+    auto r = q.Heartbeat(options_.worker_id, options_.lease(), leases,
+                         &q == &queues.front() ? &beat : nullptr);
     if (!r.ok()) {
       log::Warn("heartbeat_failed", {{"queue", q.name()}, {"error", r.status().ToString()}});
       continue;
@@ -504,13 +645,6 @@ void Worker::HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& que
       }
     }
   }
-  const int64_t ttl = static_cast<int64_t>(options_.lease_seconds * 3) + 1;
-  auto beat =
-      client.Pipeline({{"HSET", queue::WorkerKey(options_.worker_id), "heartbeat_at",
-                        std::to_string(clock_.NowMs())},
-                       {"EXPIRE", queue::WorkerKey(options_.worker_id), std::to_string(ttl)}});
-  if (!beat.ok())
-    log::Warn("heartbeat_failed", {{"worker", "hash"}, {"error", beat.status().ToString()}});
 }
 
 }  // namespace scenefarm::worker

@@ -31,15 +31,25 @@ class Worker {
  private:
   void HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop);
   void AbandonInHand();
-  void HeartbeatOnce(redis::Client& client, std::vector<queue::Queue>& queues);
+  // One beat (queues on the heartbeat thread's own connection); the first also writes the
+  // worker's hash, readings included.
+  void HeartbeatOnce(std::vector<queue::Queue>& queues, const std::string& readings);
   void ResumeOwnLeases();
   bool FillPipeline();
   std::shared_ptr<Job> LeaseOne();
   bool Admit(std::shared_ptr<Job> job);
-  void Finish(Job& job, const RenderOutcome& outcome);
+  // *next (when given, and the worker may lease): the scene leased in the ack's round trip.
+  void Finish(Job& job, const RenderOutcome& outcome, std::shared_ptr<Job>* next = nullptr);
+  // Whether the loop may lease now (not stopping, renderer not known down).
+  bool MayLease() const;
+  std::vector<std::string> QueueNames() const;
+  void NoteLeased(const queue::LeasedScene& lease);
   void Drain(const std::atomic<bool>& stop);
   void ReleaseJob(Job& job, const std::string& reason);
-  void SleepIdle(const std::atomic<bool>& stop);
+  // Idle: blocks on the queues' wake lists (and the worker's own, pushed on stop) until a
+  // scene may be leasable, the next reclaim is due, or a delayed scene comes due.
+  void WaitForWork(const std::atomic<bool>& stop);
+  void NoteNextDue(int64_t due_ms);
   bool RendererDown();
   void ReleaseInOutage(Job& job, const Status& why);
   // The queue the job was leased from; nullptr (logged) for a queue this worker does not serve.
@@ -69,6 +79,17 @@ class Worker {
   std::chrono::milliseconds probe_backoff_{0};
   std::chrono::steady_clock::time_point last_reclaim_{};
   int idle_rounds_ = 0;
+  // What the worker's hash says it renders ("" : idle); nullopt until first written. Written
+  // only when it changes (ack_lease.lua writes it in the ack's round trip).
+  std::optional<std::string> busy_mark_;
+  // The earliest due delayed scene the last lease answers named (steady clock), if any.
+  std::optional<std::chrono::steady_clock::time_point> next_due_;
+  // The last ack's lease found every queue empty: the loop does not ask again at once.
+  bool queues_empty_ = false;
+  // The last idle wait ended at the reclaim's time without a token: reclaim, don't lease.
+  bool idle_timed_out_ = false;
+  // The queue whose wake token ended the last idle wait ("" : none).
+  std::string woken_by_;
   // Queues whose last lease answer was "paused": logged once when each pauses and resumes, and
   // published in the worker's hash (field paused_queues, a JSON list).
   std::set<std::string> paused_queues_;

@@ -13,6 +13,7 @@ const redis::Script kEnqueueMany{"enqueue_many", scripts::k_enqueue_many};
 const redis::Script kLease{"lease", scripts::k_lease};
 const redis::Script kHeartbeat{"heartbeat", scripts::k_heartbeat};
 const redis::Script kAck{"ack", scripts::k_ack};
+const redis::Script kAckLease{"ack_lease", scripts::k_ack_lease};
 const redis::Script kFail{"fail", scripts::k_fail};
 const redis::Script kRelease{"release", scripts::k_release};
 const redis::Script kReclaim{"reclaim", scripts::k_reclaim};
@@ -102,31 +103,38 @@ Result<std::vector<bool>> Queue::EnqueueDocs(const std::vector<EnqueueDoc>& docs
   return created;
 }
 
-Result<LeasedScene> Queue::ParseLeased(const redis::Value& v) const {
-  if (v.type != redis::Value::Type::kArray || v.elements.size() < 7) {
+// Lease's fields from v.elements[from...].
+Result<LeasedScene> Queue::ParseLeased(const redis::Value& v, size_t from) const {
+  if (v.type != redis::Value::Type::kArray || v.elements.size() < from + 7) {
     return Status::Internal("lease: unexpected reply");
   }
+  const auto& e = v.elements;
   LeasedScene s;
   s.queue = options_.name;
-  s.id = v.elements[0].AsString();
-  s.attempt = v.elements[1].AsInt();
-  s.doc = v.elements[2].AsString();
-  s.run = v.elements[3].AsString();
-  s.retry_budget = static_cast<int>(v.elements[4].AsInt());
-  s.failures = static_cast<int>(v.elements[5].AsInt());
-  s.enqueued_at_ms = v.elements[6].AsInt();
-  if (v.elements.size() > 7) s.failed_attempt = v.elements[7].AsInt();
+  s.id = e[from].AsString();
+  s.attempt = e[from + 1].AsInt();
+  s.doc = e[from + 2].AsString();
+  s.run = e[from + 3].AsString();
+  s.retry_budget = static_cast<int>(e[from + 4].AsInt());
+  s.failures = static_cast<int>(e[from + 5].AsInt());
+  s.enqueued_at_ms = e[from + 6].AsInt();
+  if (e.size() > from + 7) s.failed_attempt = e[from + 7].AsInt();
   return s;
 }
 
 Result<std::optional<LeasedScene>> Queue::Lease(const std::string& worker,
-                                                std::chrono::milliseconds lease, bool* paused) {
+                                                std::chrono::milliseconds lease, bool* paused,
+                                                int64_t* next_due_ms) {
   auto r = redis_.Eval(kLease, Args({worker, std::to_string(lease.count())}));
   if (!r.ok()) return r.status();
   if (r->is_error()) return ScriptError("lease", *r);
   const bool is_paused = r->type != redis::Value::Type::kArray && r->AsString() == "paused";
   if (paused) *paused = is_paused;
-  if (r->is_nil() || is_paused) return std::optional<LeasedScene>();
+  if (next_due_ms) *next_due_ms = r->type == redis::Value::Type::kInteger ? r->integer : -1;
+  // Nothing pending: the milliseconds until the first delayed scene is due (nil from an older
+  // script version).
+  if (r->type == redis::Value::Type::kInteger || r->is_nil() || is_paused)
+    return std::optional<LeasedScene>();
   auto s = ParseLeased(*r);
   if (!s.ok()) return s.status();
   return std::optional<LeasedScene>(std::move(s).value());
@@ -134,8 +142,11 @@ Result<std::optional<LeasedScene>> Queue::Lease(const std::string& worker,
 
 Result<std::vector<HeartbeatResult>> Queue::Heartbeat(const std::string& worker,
                                                       std::chrono::milliseconds lease,
-                                                      const std::vector<LeasedScene>& held) {
-  std::vector<std::string> args = Args({worker, std::to_string(lease.count())});
+                                                      const std::vector<LeasedScene>& held,
+                                                      const WorkerBeat* beat) {
+  std::vector<std::string> args =
+      Args({worker, std::to_string(lease.count()), std::to_string(beat ? beat->ttl_seconds : 0),
+            std::to_string(beat ? beat->heartbeat_at_ms : 0), beat ? beat->readings : ""});
   for (const auto& s : held) {
     args.push_back(s.id);
     args.push_back(std::to_string(s.attempt));
@@ -169,6 +180,41 @@ Status Queue::Ack(const LeasedScene& s, const std::string& worker, const json& r
                          std::to_string(options_.retention_seconds)});
   if (r.ok() && run_complete) *run_complete = r->integer == 2;
   return r.status();
+}
+
+Result<AckLeaseResult> Queue::AckAndLease(const LeasedScene& s, const std::string& worker,
+                                          const json& result, std::chrono::milliseconds lease,
+                                          const std::string& next_scene,
+                                          const std::vector<std::string>& queues) {
+  std::vector<std::string> args =
+      Args({worker, s.id, std::to_string(s.attempt), result.dump(),
+            std::to_string(options_.retention_seconds), std::to_string(lease.count()), next_scene});
+  args.insert(args.end(), queues.begin(), queues.end());
+  auto r = redis_.Eval(kAckLease, args);
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return ScriptError(kAckLease.name, *r);
+  const auto& e = r->elements;
+  if (r->type != redis::Value::Type::kArray || e.size() < 3)
+    return Status::Internal("ack_lease: unexpected reply");
+  if (e[0].AsInt() == 0) {
+    return Status::Aborted(std::string(kAckLease.name) + ": the lease is no longer this worker's");
+  }
+  AckLeaseResult out;
+  out.run_complete = e[0].AsInt() == 2;
+  const std::string paused = e[1].AsString();
+  for (size_t i = 0; i < paused.size() && i < queues.size(); ++i)
+    out.looked_at.emplace_back(queues[i], paused[i] == '1');
+  out.next_due_ms = e[2].AsInt(-1);
+  if (e.size() > 3) {
+    const int64_t from = e[3].AsInt();
+    if (from < 1 || static_cast<size_t>(from) > queues.size())
+      return Status::Internal("ack_lease: unexpected queue index");
+    auto leased = ParseLeased(*r, 4);
+    if (!leased.ok()) return leased.status();
+    leased->queue = queues[from - 1];
+    out.next = std::move(leased).value();
+  }
+  return out;
 }
 
 namespace {

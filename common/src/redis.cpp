@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "scenefarm/log.h"
@@ -417,6 +418,28 @@ Result<Value> Client::Command(const std::vector<std::string>& argv) {
   auto r = Pipeline({argv});
   if (!r.ok()) return r.status();
   return std::move(r->front());
+}
+
+Result<std::optional<std::pair<std::string, std::string>>> Client::BlockingPop(
+    const std::vector<std::string>& keys, std::chrono::milliseconds block) {
+  using Popped = std::optional<std::pair<std::string, std::string>>;
+  if (Status s = EnsureConnected(); !s.ok()) return s;
+  block = std::max(block, std::chrono::milliseconds(1));
+  std::vector<std::string> argv = {"BLPOP"};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  char timeout[32];
+  std::snprintf(timeout, sizeof(timeout), "%lld.%03lld",
+                static_cast<long long>(block.count() / 1000),
+                static_cast<long long>(block.count() % 1000));
+  argv.emplace_back(timeout);
+  redisSetTimeout(ctx_.get(), ToTimeval(options_.command_timeout + block));
+  auto r = RawPipeline({argv});
+  if (ctx_ != nullptr) redisSetTimeout(ctx_.get(), ToTimeval(options_.command_timeout));
+  if (!r.ok()) return r.status();
+  const Value& v = r->front();
+  if (v.is_error()) return Status::Internal("BLPOP: " + v.str);
+  if (v.type != Value::Type::kArray || v.elements.size() != 2) return Popped();
+  return Popped(std::make_pair(v.elements[0].AsString(), v.elements[1].AsString()));
 }
 
 Result<std::string> Client::LoadScript(const Script& script) {

@@ -424,6 +424,64 @@ TEST_F(QueueScripts, BadArgumentsAreRefusedBeforeAnyWrite) {
   ExpectInOnePlace("b", "pending");
 }
 
+// Issue #14 P3: ack_lease.lua leaves Redis exactly as ack.lua then lease.lua did (counters,
+// histograms, events, the run, the wake token), but for the two things it adds: the worker's
+// busy mark and the acked scene's then_leased (its retry's answer).
+TEST_F(QueueScripts, AckLeaseLeavesRedisAsAckThenLeaseDid) {
+  const json result = {{"telemetry",
+                        {{"DurationSeconds", 3.5},
+                         {"HistoryExitReason", "success"},
+                         {"FrameCount", 24},
+                         {"DoneMarkerDetected", true},
+                         {"DoneMarkerWaitSeconds", 0.2}}},
+                       {"fallback_reasons", {"late_marker"}},
+                       {"expected_frames", 30}};
+  auto setup = [&] {
+    Scene other = MakeScene("c");
+    other.run = "run2";
+    EXPECT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b"), other}).ok());
+    auto a = MustLease("w1");
+    clock_.AdvanceMs(1500);
+    return a;
+  };
+  auto state = [&] {
+    EXPECT_EQ(client_.Command({"HEXISTS", "sf:{scenes}:scene:a", "then_leased"})->integer,
+              client_.Command({"EXISTS", "sf:worker:w1"})->integer);
+    EXPECT_TRUE(client_.Command({"HDEL", "sf:{scenes}:scene:a", "then_leased"}).ok());
+    EXPECT_TRUE(client_.Command({"DEL", "sf:worker:w1"}).ok());
+    return Dump();
+  };
+  const int64_t start = clock_.NowMs();
+  auto a = setup();
+  ASSERT_TRUE(queue_.Ack(a, "w1", result).ok());
+  EXPECT_EQ(MustLease("w1").id, "b");
+  const std::string by_two = state();
+  ASSERT_TRUE(client_.Command({"FLUSHALL"}).ok());
+  clock_.AdvanceMs(start - clock_.NowMs());  // the same times again
+  a = setup();
+  auto r = queue_.AckAndLease(a, "w1", result, 30s, "", {"scenes"});
+  ASSERT_TRUE(r.ok() && r->next.has_value()) << r.status().ToString();
+  EXPECT_EQ(r->next->id, "b");
+  EXPECT_EQ(state(), by_two);
+  EXPECT_NE(by_two.find("sf:{scenes}:h:frames hash"), std::string::npos) << by_two;
+}
+
+TEST_F(QueueScripts, AckLeaseRefusesBadArgumentsBeforeAnyWrite) {
+  using namespace queue::scripts;
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  auto a = MustLease("w1");
+  const std::string attempt = std::to_string(a.attempt);
+  EXPECT_TRUE(Raw("ack_lease", k_ack_lease, {"w1", "a", attempt, "{}", "60", "soon", "", "scenes"})
+                  .is_error());
+  EXPECT_TRUE(Raw("ack_lease", k_ack_lease, {"w1", "a", attempt, "{}", "60", "1000", "", "sf:{x}"})
+                  .is_error());
+  EXPECT_TRUE(Raw("ack_lease", k_ack_lease, {"w1", "a", "first", "{}", "60", "1000", "", "scenes"})
+                  .is_error());
+  ExpectInOnePlace("a", "leased");
+  ExpectInOnePlace("b", "pending");
+  EXPECT_EQ(client_.Command({"EXISTS", "sf:worker:w1"})->integer, 0);
+}
+
 TEST_F(QueueScripts, AckWithOddTelemetryRecordsTheSceneInOnePlace) {
   ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
   auto a = MustLease("w1");

@@ -387,5 +387,198 @@ TEST_F(QueueTest, CancelAndRetryRecordTheActor) {
   EXPECT_FALSE(queue_.Show("r")->history.back().contains("by"));
 }
 
+// Issue #14 P3: one round trip acks a scene, leases the next and marks the worker busy with it.
+TEST_F(QueueTest, AckAndLeaseAcksLeasesTheNextAndMarksTheWorkerInOneRoundTrip) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  auto a = MustLease("w1");
+  clock_.AdvanceMs(3000);
+  auto r = queue_.AckAndLease(a, "w1", {{"frames", 1}}, 30s, "", {"scenes"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->run_complete);  // b is still open
+  ASSERT_TRUE(r->next.has_value());
+  EXPECT_EQ(r->next->id, "b");
+  EXPECT_EQ(r->next->queue, "scenes");
+  EXPECT_EQ(r->next->attempt, 1);
+  EXPECT_EQ(r->next->run, "run1");
+  EXPECT_EQ(nlohmann::json::parse(r->next->doc)["workflow"]["1"]["class_type"], "EmptyImage");
+  EXPECT_EQ(r->looked_at, (std::vector<std::pair<std::string, bool>>{{"scenes", false}}));
+  EXPECT_EQ(Field("a", "state"), "succeeded");
+  EXPECT_EQ(Field("b", "state"), "leased");
+  EXPECT_EQ(Field("b", "worker"), "w1");
+  EXPECT_EQ(Events("a"), (std::vector<std::string>{"enqueued", "leased", "succeeded"}));
+  EXPECT_EQ(Events("b"), (std::vector<std::string>{"enqueued", "leased"}));
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:h:duration", "5"})->AsInt(), 1);
+  EXPECT_EQ(client_.Command({"HGET", "sf:{scenes}:h:queue_wait", "5"})->AsInt(), 1);
+  auto busy = client_.Command({"HMGET", "sf:worker:w1", "busy", "scene"});
+  EXPECT_EQ(busy->elements[0].AsString(), "1");
+  EXPECT_EQ(busy->elements[1].AsString(), "b");
+  // The last scene: nothing left to lease, the run completes, the worker is idle. One round
+  // trip (the script is loaded by now).
+  const int64_t trips = client_.round_trips();
+  auto last = queue_.AckAndLease(*r->next, "w1", {}, 30s, "", {"scenes"});
+  ASSERT_TRUE(last.ok()) << last.status().ToString();
+  EXPECT_EQ(client_.round_trips() - trips, 1);
+  EXPECT_TRUE(last->run_complete);
+  EXPECT_FALSE(last->next.has_value());
+  EXPECT_EQ(last->next_due_ms, -1);
+  busy = client_.Command({"HMGET", "sf:worker:w1", "busy", "scene"});
+  EXPECT_EQ(busy->elements[0].AsString(), "0");
+  EXPECT_EQ(busy->elements[1].AsString(), "");
+  EXPECT_EQ(queue_.GetStatus(30s)->outcomes["succeeded"], 2);
+}
+
+// The reply of an ack+lease is lost and the worker sends the call again: it gets the first
+// call's answer and the same scene (same attempt), never a second scene, and loses none.
+TEST_F(QueueTest, AckAndLeaseRetriedAfterALostReplyLeasesNoSecondScene) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b"), MakeScene("c")}).ok());
+  auto a = MustLease("w1");
+  auto first = queue_.AckAndLease(a, "w1", {}, 30s, "", {"scenes"});
+  ASSERT_TRUE(first.ok() && first->next.has_value());
+  auto again = queue_.AckAndLease(a, "w1", {}, 30s, "", {"scenes"});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ASSERT_TRUE(again->next.has_value());
+  EXPECT_EQ(again->next->id, first->next->id);
+  EXPECT_EQ(again->next->attempt, first->next->attempt);
+  EXPECT_EQ(again->next->doc, first->next->doc);
+  EXPECT_EQ(Field("b", "attempts"), "1");
+  EXPECT_EQ(client_.Command({"ZCARD", "sf:{scenes}:pending"})->integer, 1);  // c, untouched
+  EXPECT_EQ(queue_.GetStatus(30s)->outcomes["succeeded"], 1);
+  // Once that lease is not the worker's any more (reclaimed), a replay hands it out no more.
+  clock_.AdvanceMs(31000);
+  ASSERT_EQ(*queue_.Reclaim(), 1);
+  auto late = queue_.AckAndLease(a, "w1", {}, 30s, "", {"scenes"});
+  ASSERT_TRUE(late.ok());
+  EXPECT_FALSE(late->next.has_value());
+  // Another worker's call, or a stale attempt, is fenced: nothing changes, nothing is leased.
+  auto fenced = queue_.AckAndLease(a, "w2", {}, 30s, "", {"scenes"});
+  EXPECT_EQ(fenced.status().code(), StatusCode::kAborted);
+  EXPECT_EQ(client_.Command({"ZCARD", "sf:{scenes}:pending"})->integer, 2);
+}
+
+// The lease half follows the worker's queue order, skips a paused queue and falls back to the
+// worker's other queues when the acked scene's queue has nothing.
+TEST_F(QueueTest, AckAndLeaseFollowsTheWorkersQueueOrder) {
+  queue::QueueOptions o;
+  o.name = "urgent";
+  queue::Queue urgent(client_, o, clock_);
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("s1"), MakeScene("s2"), MakeScene("s3")}).ok());
+  auto s1 = MustLease("w1");
+  ASSERT_TRUE(urgent.Enqueue({MakeScene("u1")}).ok());
+  const std::vector<std::string> order = {"urgent", "scenes"};
+  auto r = queue_.AckAndLease(s1, "w1", {}, 30s, "", order);
+  ASSERT_TRUE(r.ok() && r->next.has_value()) << r.status().ToString();
+  EXPECT_EQ(r->next->queue, "urgent");
+  EXPECT_EQ(r->next->id, "u1");
+  EXPECT_EQ(client_.Command({"HGET", "sf:{urgent}:scene:u1", "state"})->AsString(), "leased");
+  // urgent is empty now: its ack falls back to scenes.
+  auto u = urgent.AckAndLease(*r->next, "w1", {}, 30s, "", order);
+  ASSERT_TRUE(u.ok() && u->next.has_value()) << u.status().ToString();
+  EXPECT_EQ(u->next->queue, "scenes");
+  EXPECT_EQ(u->next->id, "s2");
+  // A paused queue is skipped and reported.
+  ASSERT_TRUE(urgent.Enqueue({MakeScene("u2")}).ok());
+  ASSERT_TRUE(*urgent.Pause("t"));
+  auto p = queue_.AckAndLease(*u->next, "w1", {}, 30s, "keep", order);
+  ASSERT_TRUE(p.ok() && p->next.has_value());
+  EXPECT_EQ(p->next->id, "s3");
+  EXPECT_EQ(p->looked_at,
+            (std::vector<std::pair<std::string, bool>>{{"urgent", true}, {"scenes", false}}));
+  // next_scene: the worker renders a scene it already holds next; the busy mark says so.
+  EXPECT_EQ(client_.Command({"HGET", "sf:worker:w1", "scene"})->AsString(), "keep");
+  // No queues: an ack only.
+  auto none = queue_.AckAndLease(*p->next, "w1", {}, 30s, "", {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->next.has_value());
+  EXPECT_EQ(urgent.Show("u2")->state, "pending");
+}
+
+// Lease (and an ack+lease that leases nothing) says when the first delayed scene is due, so an
+// idle worker blocks no longer than that.
+TEST_F(QueueTest, NothingToLeaseSaysWhenTheFirstDelayedSceneIsDue) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("d", 0, 2), MakeScene("e")}).ok());
+  auto d = MustLease("w1");
+  auto e = MustLease("w1");
+  ASSERT_EQ(*queue_.Fail(d, "w1", "boom", false, 7000ms), "delayed");
+  auto r = queue_.AckAndLease(e, "w1", {}, 30s, "", {"scenes"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->next.has_value());
+  EXPECT_EQ(r->next_due_ms, 7000);
+  clock_.AdvanceMs(3000);
+  int64_t due = 0;
+  bool paused = true;
+  auto l = queue_.Lease("w1", 30s, &paused, &due);
+  ASSERT_TRUE(l.ok());
+  EXPECT_FALSE(l->has_value());
+  EXPECT_FALSE(paused);
+  EXPECT_EQ(due, 4000);
+  clock_.AdvanceMs(4000);
+  l = queue_.Lease("w1", 30s, &paused, &due);
+  ASSERT_TRUE(l.ok() && l->has_value());
+  EXPECT_EQ((*l)->id, "d");
+  ASSERT_TRUE(queue_.Ack(**l, "w1", {}).ok());
+  l = queue_.Lease("w1", 30s, &paused, &due);
+  EXPECT_EQ(due, -1);
+}
+
+// Issue #14 P7: whatever makes a scene leasable pushes the queue's wake token (never more than
+// one); a lease that leaves scenes pending passes it on; cancel does not wake.
+TEST_F(QueueTest, EveryWayASceneBecomesLeasablePushesOneWakeToken) {
+  const std::string wake = "sf:{scenes}:wake";
+  auto len = [&] { return client_.Command({"LLEN", wake})->integer; };
+  auto take = [&] { return client_.Command({"LPOP", wake})->AsString() == "1"; };
+  std::vector<Scene> many;
+  for (int i = 0; i < 1200; ++i)
+    many.push_back(MakeScene("m" + std::to_string(i), 0, 0));
+  ASSERT_TRUE(queue_.Enqueue(many).ok());  // several script calls
+  EXPECT_EQ(len(), 1);
+  ASSERT_TRUE(take());
+  auto s = MustLease("w1");  // scenes stay pending: the wake is passed on
+  EXPECT_EQ(len(), 1);
+  ASSERT_TRUE(take());
+  ASSERT_TRUE(queue_.Release(s, "w1", "drain").ok());
+  EXPECT_EQ(len(), 1);
+  ASSERT_TRUE(take());
+  s = MustLease("w1");
+  ASSERT_TRUE(take());
+  ASSERT_EQ(*queue_.Fail(s, "w1", "boom", true, 0ms), "dead");
+  EXPECT_EQ(len(), 0);  // dead: nothing to lease
+  ASSERT_TRUE(queue_.Retry(s.id).ok());
+  ASSERT_TRUE(take());
+  ASSERT_EQ(*queue_.Cancel("m5"), "pending");
+  EXPECT_EQ(len(), 0);  // cancel wakes nobody
+  ASSERT_TRUE(*queue_.Pause("t"));
+  EXPECT_EQ(len(), 0);
+  ASSERT_TRUE(*queue_.Resume("t"));
+  ASSERT_TRUE(take());
+  // An expired lease reclaimed; and a reclaim re-arms a lost token while scenes are pending.
+  s = MustLease("w1");
+  ASSERT_TRUE(take());
+  clock_.AdvanceMs(31000);
+  ASSERT_EQ(*queue_.Reclaim(), 1);
+  ASSERT_TRUE(take());
+  ASSERT_EQ(*queue_.Reclaim(), 0);
+  ASSERT_TRUE(take());
+  // A rerun of a succeeded scene.
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("solo")}).ok());
+  queue::QueueOptions o;
+  o.name = "other";
+  queue::Queue other(client_, o, clock_);
+  ASSERT_TRUE(other.Enqueue({MakeScene("x")}).ok());
+  auto x = other.Lease("w1", 30s);
+  ASSERT_TRUE(x.ok() && x->has_value());
+  ASSERT_TRUE(client_.Command({"DEL", "sf:{other}:wake"}).ok());
+  ASSERT_TRUE(other.Ack(**x, "w1", {}).ok());
+  ASSERT_TRUE(other.Rerun("x", "again").ok());
+  EXPECT_EQ(client_.Command({"LLEN", "sf:{other}:wake"})->integer, 1);
+  // A failed scene delayed: a woken idle worker learns when it is due.
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("budget", 5, 3)}).ok());
+  ASSERT_TRUE(client_.Command({"DEL", wake}).ok());
+  s = MustLease("w1");
+  ASSERT_EQ(s.id, "budget");
+  ASSERT_TRUE(client_.Command({"DEL", wake}).ok());
+  ASSERT_EQ(*queue_.Fail(s, "w1", "boom", false, 5000ms), "delayed");
+  EXPECT_EQ(len(), 1);
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

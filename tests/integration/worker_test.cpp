@@ -1,8 +1,11 @@
 // The worker loop against a real redis-server with the FakeRenderer: outcomes, pipelining,
 // drain, cancel, resume and malformed scenes.
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "fake_renderer.h"
+#include "support/process.h"
 #include "support/queue_fixture.h"
 #include "worker.h"
 
@@ -209,6 +212,171 @@ TEST_F(WorkerTest, APausedQueueIsSkippedWhileTheOtherRendersAndHeartbeatsGoOn) {
   ASSERT_TRUE(*queue_.Resume("test"));
   EXPECT_TRUE(WaitFor([&] { return queue_.Show("p1")->state == "succeeded"; }, 20s));
   EXPECT_TRUE(WaitFor([&] { return paused_field() == "[]"; }));
+}
+
+// Issue #14 P7: an idle worker blocks on its queues' wake lists (BLPOP) instead of polling.
+// Heartbeats (and so reclaims, and the wait's own end) are 30 s apart here: only a wake explains
+// a pickup within the tests' bounds.
+class IdleWorkerTest : public ::testing::Test {
+ protected:
+  IdleWorkerTest() : client_(redis_.options()), queue_(client_, {}, clock_) {}
+  ~IdleWorkerTest() override { Stop(); }
+
+  WorkerOptions Options(const std::string& id) {
+    WorkerOptions o;
+    o.redis_url = redis_.url();
+    o.worker_id = id;
+    o.lease_seconds = 120;
+    o.heartbeat_seconds = 30;
+    o.drain_seconds = 10;
+    o.idle_poll_seconds = 30;
+    o.pipeline_depth = 0;  // one scene per worker at a time
+    o.retry_backoff_seconds = 1;
+    o.retry_backoff_max_seconds = 1;
+    return o;
+  }
+  void Start(int n, std::optional<WorkerOptions> options = {}) {
+    for (int i = 0; i < n; ++i) {
+      renderers_.push_back(std::make_unique<FakeRenderer>());
+      WorkerOptions o = options ? *options : Options("idle-" + std::to_string(i));
+      workers_.push_back(std::make_unique<worker::Worker>(o, *renderers_.back(), clock_));
+      worker::Worker* w = workers_.back().get();
+      threads_.emplace_back([this, w] { w->Run(stop_); });
+    }
+  }
+  // Stops the workers; returns how long that took.
+  std::chrono::milliseconds Stop() {
+    const auto start = std::chrono::steady_clock::now();
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 start);
+  }
+  // Clients blocked in BLPOP: the idle workers' loops.
+  int64_t Blocked() {
+    auto info = client_.Command({"INFO", "clients"});
+    if (!info.ok()) return -1;
+    const std::string text = info->str;
+    const auto at = text.find("blocked_clients:");
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + 16);
+  }
+  int64_t Outcome(const char* name) {
+    auto st = queue_.GetStatus(30s);
+    return st.ok() ? st->outcomes[name] : -1;
+  }
+  // The calls of every command, scripts' inner calls included (INFO commandstats).
+  int64_t AllCalls() {
+    auto info = client_.Command({"INFO", "commandstats"});
+    int64_t calls = 0;
+    std::istringstream lines(info.ok() ? info->str : "");
+    for (std::string line; std::getline(lines, line);) {
+      const auto at = line.find(":calls=");
+      if (line.rfind("cmdstat_", 0) == 0 && at != std::string::npos)
+        calls += std::atoll(line.c_str() + at + 7);
+    }
+    return calls;
+  }
+
+  RedisServer redis_;
+  SystemClock clock_;
+  redis::Client client_;
+  queue::Queue queue_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::unique_ptr<FakeRenderer>> renderers_;
+  std::vector<std::unique_ptr<worker::Worker>> workers_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(IdleWorkerTest, AnIdleWorkerLeasesASceneEnqueuedAfterItWentIdleAndStopsPromptly) {
+  Start(1);
+  ASSERT_TRUE(WaitFor([&] { return Blocked() == 1; }, 20s));
+  ASSERT_TRUE(queue_.Enqueue({FakeScene("late", nlohmann::json::object())}).ok());
+  EXPECT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1; }, 15s));
+  // Idle again, blocked for up to 30 s: the stop wakes it (its own wake list).
+  ASSERT_TRUE(WaitFor([&] { return Blocked() == 1; }, 20s));
+  EXPECT_LT(Stop(), 15s);
+  EXPECT_EQ(Blocked(), 0);
+}
+
+TEST_F(IdleWorkerTest, NIdleWorkersAllStartOnNScenes) {
+  Start(3);
+  ASSERT_TRUE(WaitFor([&] { return Blocked() == 3; }, 20s));
+  // Each render outlasts the wake-ups: a worker that finished its scene and took a second one
+  // would mean another worker slept through the wake.
+  ASSERT_TRUE(queue_
+                  .Enqueue({FakeScene("n1", {{"ms", 1500}}), FakeScene("n2", {{"ms", 1500}}),
+                            FakeScene("n3", {{"ms", 1500}})})
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 3; }, 15s));
+  std::set<std::string> by;
+  for (const char* id : {"n1", "n2", "n3"})
+    by.insert(queue_.Show(id)->worker);
+  EXPECT_EQ(by.size(), 3u);
+  EXPECT_LE(client_.Command({"LLEN", "sf:{scenes}:wake"})->integer, 1);
+}
+
+TEST_F(IdleWorkerTest, ADelayedSceneIsLeasedWhenDue) {
+  Start(1);
+  ASSERT_TRUE(WaitFor([&] { return Blocked() == 1; }, 20s));
+  // Fails once: delayed by up to 1 s; the idle worker blocks no longer than its due time.
+  ASSERT_TRUE(
+      queue_.Enqueue({FakeScene("later", {{"fail", "retry"}, {"fail_attempts", 1}}, 1)}).ok());
+  EXPECT_TRUE(WaitFor([&] { return Outcome("succeeded") == 1; }, 15s));
+  EXPECT_EQ(queue_.Show("later")->attempts, 2);
+}
+
+TEST_F(IdleWorkerTest, AResumedQueueWakesIdleWorkers) {
+  ASSERT_TRUE(*queue_.Pause("test"));
+  Start(2);
+  ASSERT_TRUE(WaitFor([&] { return Blocked() == 2; }, 20s));
+  ASSERT_TRUE(
+      queue_.Enqueue({FakeScene("r1", {{"ms", 1000}}), FakeScene("r2", {{"ms", 1000}})}).ok());
+  // Woken, told "paused", blocked again.
+  ASSERT_TRUE(WaitFor([&] { return Blocked() == 2; }, 20s));
+  EXPECT_EQ(queue_.Show("r1")->state, "pending");
+  ASSERT_TRUE(*queue_.Resume("test"));
+  EXPECT_TRUE(WaitFor([&] { return Outcome("succeeded") == 2; }, 15s));
+}
+
+// An idle worker's cost to Redis over a window of several heartbeats: its loop's blocking
+// wait, its heartbeats (the worker's hash in the same call) and its reclaims. Counted two ways:
+// the commands it sends (MONITOR, scripts' inner calls left out), asserted <= 1.5/s (the target
+// is 1/s), and every call Redis executes (INFO commandstats, inner calls included), printed.
+TEST_F(IdleWorkerTest, AnIdleWorkerCostsRedisAboutOneCommandPerSecond) {
+  WorkerOptions o = Options("counted");
+  o.lease_seconds = 30;  // the defaults
+  o.heartbeat_seconds = 5;
+  o.idle_poll_seconds = 0.5;
+  Start(1, o);
+  ASSERT_TRUE(WaitFor([&] { return Blocked() == 1; }, 20s));
+  TempDir dir;
+  Process monitor({"/usr/bin/redis-cli", "-p", std::to_string(redis_.port()), "monitor"},
+                  dir.path() / "monitor.log");
+  ASSERT_TRUE(WaitFor([&] { return monitor.Log().find("OK") != std::string::npos; }));
+  const int64_t calls_before = AllCalls();
+  const auto start = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(16s);  // three heartbeat periods and more: a window, not a wait
+  const int64_t calls = AllCalls() - calls_before - 1;  // less this INFO
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  monitor.Stop();
+  int64_t sent = 0;
+  std::istringstream lines(monitor.Log());
+  for (std::string line; std::getline(lines, line);) {
+    // Commands by a client ("[0 127.0.0.1:PORT]"), not a script's ("[0 lua]"); not INFO.
+    if (line.find(" \"") == std::string::npos || line.find(" lua]") != std::string::npos ||
+        line.find("\"INFO\"") != std::string::npos)
+      continue;
+    ++sent;
+  }
+  std::cout << "idle worker: " << sent << " commands sent in " << seconds << " s ("
+            << sent / seconds << "/s); " << calls << " calls executed, inner calls included ("
+            << calls / seconds << "/s)\n";
+  EXPECT_GT(sent, 0) << monitor.Log();  // its heartbeats at least
+  EXPECT_LE(sent / seconds, 1.5) << monitor.Log();
+  EXPECT_EQ(Blocked(), 1);
 }
 
 }  // namespace

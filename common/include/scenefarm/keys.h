@@ -13,6 +13,11 @@ inline constexpr char kFarmStats[] = "sf:farm:stats";
 inline std::string Worker(const std::string& worker_id) {
   return "sf:worker:" + worker_id;
 }
+// List a worker blocks on besides its queues' wake lists: a token here ends its idle wait at
+// once (pushed by its own heartbeat thread when it is told to stop). Expires after a minute.
+inline std::string WorkerWake(const std::string& worker_id) {
+  return "sf:worker:" + worker_id + ":wake";
+}
 
 // "sf:{QUEUE}:", the prefix of every key of a queue.
 inline std::string Prefix(const std::string& queue) {
@@ -44,6 +49,9 @@ class QueueKeys {
   // Hash {by, at}; present while the queue is paused (pause.lua): nothing is leased from it.
   std::string Paused() const { return prefix_ + "paused"; }
   std::string RunsClaimed() const { return prefix_ + "runs_claimed"; }  // being assembled
+  // List of at most one token, pushed by whatever makes a scene leasable: idle workers block
+  // on it (BLPOP) instead of polling. docs/queue-protocol.md, "Waking idle workers".
+  std::string Wake() const { return prefix_ + "wake"; }
 
  private:
   std::string prefix_;

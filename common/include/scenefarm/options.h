@@ -58,7 +58,7 @@ struct WorkerOptions {
   // SCENEFARM_RETRY_BACKOFF_SECONDS / _MAX_SECONDS: exponential backoff with full jitter.
   double retry_backoff_seconds = 5;
   double retry_backoff_max_seconds = 300;
-  // SCENEFARM_IDLE_POLL_SECONDS: how often an idle worker looks for work.
+  // SCENEFARM_IDLE_POLL_SECONDS: back-off of an idle worker's failed wake wait (queue-protocol.md).
   double idle_poll_seconds = 0.5;
   // SCENEFARM_LOG_LEVEL: debug, info, warn, error.
   std::string log_level = "info";

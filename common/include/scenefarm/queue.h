@@ -66,6 +66,23 @@ struct LeasedScene {
 
 enum class HeartbeatResult { kRenewed, kLost, kCancelRequested };
 
+// What a worker's heartbeat also writes to its hash (sf:worker:<id>), in the same script call.
+struct WorkerBeat {
+  int64_t ttl_seconds = 0;  // the hash expires this long after the beat (0: left alone)
+  int64_t heartbeat_at_ms = 0;
+  std::string readings;  // host readings JSON ("" : none yet)
+};
+
+// AckAndLease's answer.
+struct AckLeaseResult {
+  bool run_complete = false;        // as Ack's *run_complete
+  std::optional<LeasedScene> next;  // the scene leased in the same call, if any
+  // The queues the lease looked at, in order, and whether each answered "paused".
+  std::vector<std::pair<std::string, bool>> looked_at;
+  // Nothing leased: milliseconds until the first delayed scene of those queues is due, -1 none.
+  int64_t next_due_ms = -1;
+};
+
 struct Depth {
   int64_t pending = 0, delayed = 0, leased = 0, dead = 0;
 };
@@ -122,18 +139,31 @@ class Queue {
   Result<std::vector<bool>> EnqueueDocs(const std::vector<EnqueueDoc>& docs,
                                         const std::string& actor = "");
   // nullopt when nothing is pending (or due), or when the queue is paused (*paused set).
+  // *next_due_ms (nothing leased): milliseconds until the first delayed scene is due, -1 none.
   Result<std::optional<LeasedScene>> Lease(const std::string& worker,
-                                           std::chrono::milliseconds lease, bool* paused = nullptr);
-  // Renews the leases in one round trip, and marks the worker alive.
+                                           std::chrono::milliseconds lease, bool* paused = nullptr,
+                                           int64_t* next_due_ms = nullptr);
+  // Renews the leases in one round trip, and marks the worker alive (with `beat`, its hash too).
   Result<std::vector<HeartbeatResult>> Heartbeat(const std::string& worker,
                                                  std::chrono::milliseconds lease,
-                                                 const std::vector<LeasedScene>& held);
+                                                 const std::vector<LeasedScene>& held,
+                                                 const WorkerBeat* beat = nullptr);
   // result["telemetry"] (seed 001's Telemetry object), when present, feeds the stats and
   // histograms. *run_complete: a finished run waits to be assembled (FinishedRuns): this
   // scene's, when this ack finished its last open scene, or one a reclaim or cancel finished.
   // The same worker acking the same attempt again (after a lost reply) gets the same answer.
   Status Ack(const LeasedScene& s, const std::string& worker, const nlohmann::json& result,
              bool* run_complete = nullptr);
+  // One round trip per scene (ack_lease.lua): acks s (a scene of this queue) exactly as Ack,
+  // then leases the first pending scene of `queues` (names, the worker's order; empty: none) as
+  // Lease would, and sets the worker's hash busy/scene to next_scene, or to the scene leased
+  // when next_scene is "" (busy 0 when there is none). kAborted when the ack is fenced (nothing
+  // changed, nothing leased). A retry after a lost reply gets the first call's answer and the
+  // scene it leased (while still this worker's), never a second one.
+  Result<AckLeaseResult> AckAndLease(const LeasedScene& s, const std::string& worker,
+                                     const nlohmann::json& result, std::chrono::milliseconds lease,
+                                     const std::string& next_scene,
+                                     const std::vector<std::string>& queues);
   // Spends one of the retry budget: "delayed" (retried after backoff) or "dead". permanent:
   // dead-letter at once (a 400 from /prompt, an invalid scene document). exit_reason: the
   // attempt's HistoryExitReason, counted; "" when it never reached ComfyUI's queue.
@@ -211,7 +241,7 @@ class Queue {
 
  private:
   std::vector<std::string> Args(std::initializer_list<std::string> rest) const;
-  Result<LeasedScene> ParseLeased(const redis::Value& v) const;
+  Result<LeasedScene> ParseLeased(const redis::Value& v, size_t from = 0) const;
   size_t Batch() const { return options_.script_batch > 0 ? options_.script_batch : 1; }
   Result<redis::Value> Fenced(const redis::Script& script, std::initializer_list<std::string> rest);
 

@@ -92,6 +92,13 @@ class Client {
   Result<std::vector<Value>> EvalPipeline(const Script& script,
                                           const std::vector<std::vector<std::string>>& args);
 
+  // BLPOP keys... for at most `block` (at least 1 ms; never "forever"): the key and the value
+  // popped, or nullopt when the block ended without one. The socket timeout of this call is the
+  // command timeout plus the block, so a long block is not taken for a dead server, and a
+  // failover during the block fails the call with kUnavailable like any other.
+  Result<std::optional<std::pair<std::string, std::string>>> BlockingPop(
+      const std::vector<std::string>& keys, std::chrono::milliseconds block);
+
   // Round trips made so far (one per Command, one per Pipeline), for benchmarks.
   int64_t round_trips() const { return round_trips_; }
 

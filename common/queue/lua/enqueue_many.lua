@@ -72,4 +72,5 @@ for _, run in ipairs(run_order) do
 end
 redis.call('SADD', 'sf:queues', string.sub(P, 5, -3))
 count('enqueued', #new)
+if #new > 0 then wake() end  -- idle workers block on the wake list
 return reply

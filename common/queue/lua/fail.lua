@@ -51,6 +51,7 @@ else
   count('failed')
   redis.call('HSET', skey(id), 'state', 'delayed', 'reason', reason)
   redis.call('ZADD', P .. 'delayed', now + backoff_ms, id)
+  wake()  -- an idle worker learns when it is due, and blocks no longer than that
   count('retried')
   event(id, run, 'retried', attempt, worker, reason)
   reply = 'delayed'

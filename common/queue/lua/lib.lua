@@ -51,8 +51,20 @@ local function observe(name, buckets, seconds)
   redis.call('HINCRBY', h, 'count', 1)
 end
 
+-- Idle workers block on the queue's wake list (BLPOP sf:{Q}:wake, docs/queue-protocol.md):
+-- whatever makes a scene leasable (or delayed: the woken worker learns when it is due) pushes
+-- one token, at most once per script call, and the list never holds more than one: a woken
+-- worker that leaves scenes pending pushes it again (lease), so N idle workers wake for N scenes.
+local woken = {}
+local function wake()
+  if woken[P] then return end
+  woken[P] = true
+  if redis.call('LLEN', P .. 'wake') == 0 then redis.call('RPUSH', P .. 'wake', '1') end
+end
+
 -- Higher priority first, first in first out within a priority.
 local function to_pending(id, priority, seq)
+  wake()
   redis.call('ZADD', P .. 'pending', (1000 - tonumber(priority)) * PRIORITY_SPAN + tonumber(seq), id)
   redis.call('ZADD', P .. 'pending_since', now, id)
   redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
@@ -143,4 +155,107 @@ end
 local function unlease(id, worker)
   redis.call('ZREM', P .. 'leased', id)
   redis.call('SREM', P .. 'wl:' .. worker, id)
+end
+
+-- Lease (lease.lua, ack_lease.lua) of queue P: moves due delayed scenes to pending, then leases
+-- the first pending scene to worker. Returns {id, attempt, doc, run, retry_budget, failures,
+-- enqueued_at, failed_attempt}, nil when none is pending, or 'paused' when the queue is paused
+-- (due delayed scenes are still promoted, nothing is leased). When scenes stay pending after
+-- this one, the wake is passed on to the next idle worker.
+local function lease_first(worker, lease_ms)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', P .. 'delayed', id)
+    local h = redis.call('HMGET', skey(id), 'priority', 'seq')
+    if tonumber(h[1]) and tonumber(h[2]) then
+      to_pending(id, h[1], h[2])
+    elseif h[1] or h[2] then  -- a damaged record: kept aside an hour for an operator, not lost
+      redis.call('ZADD', P .. 'delayed', now + 3600000, id)
+    end  -- no record at all: nothing to promote
+  end
+  if redis.call('EXISTS', P .. 'paused') == 1 then return 'paused' end
+  local first = redis.call('ZRANGE', P .. 'pending', 0, 1)
+  if #first == 0 then return nil end
+  local id = first[1]
+  if #first > 1 then wake() end
+  redis.call('ZREM', P .. 'pending', id)
+  redis.call('ZREM', P .. 'pending_since', id)
+  local attempt = redis.call('HINCRBY', skey(id), 'attempts', 1)
+  redis.call('HSET', skey(id), 'state', 'leased', 'worker', worker, 'leased_at', now)
+  redis.call('ZADD', P .. 'leased', now + lease_ms, id)
+  redis.call('SADD', P .. 'wl:' .. worker, id)
+  local h = redis.call('HMGET', skey(id), 'doc', 'run', 'retry_budget', 'failures', 'enqueued_at',
+                       'available_at', 'failed_attempt')
+  observe('queue_wait', WAIT_BUCKETS, math.max(0, now - tonumber(h[6] or now)) / 1000)
+  event(id, h[2], 'leased', attempt, worker)
+  return {id, attempt, h[1], h[2], h[3], h[4], h[5], h[7] or '0'}
+end
+
+-- Milliseconds until the first delayed scene of queue P is due (0: due now), -1 when none is
+-- delayed: an idle worker blocks no longer than that.
+local function next_due_in()
+  local d = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+  if #d == 0 then return -1 end
+  return math.max(0, math.floor(tonumber(d[2]) - now))
+end
+
+-- Ack (ack.lua, ack_lease.lua) of scene id in queue P: its result (JSON, stored as is) feeds the
+-- counters and histograms. Returns the reply (1; 2 when a finished run waits to be assembled;
+-- 0 when fenced; the first call's answer when the same worker acks the same attempt again) and
+-- whether this call acked the scene (false: fenced or a replay, nothing changed).
+local function ack_scene(worker, id, attempt, result, retention)
+  if not owned(id, worker, attempt) then return replay(id, worker, attempt), false end
+  -- Everything is read and computed first; the writes below cannot fail.
+  local h = redis.call('HMGET', skey(id), 'run', 'leased_at', 'enqueued_at')
+  if not h[1] then bad('scene ' .. id .. ' has no run: nothing changed') end
+  local leased_at, enqueued_at = tonumber(h[2]) or now, tonumber(h[3]) or now
+  local duration = (now - leased_at) / 1000
+  local counts, observations = {}, {}
+  -- Seconds a histogram can take: finite, not negative, and far from HINCRBYFLOAT's overflow.
+  local function seconds(x) return finite(x) and x >= 0 and x < 1e12 end
+  local ok, res = pcall(cjson.decode, result)
+  if not ok or type(res) ~= 'table' then res = {} end
+  if type(res.fallback_reasons) == 'table' then
+    for _, r in ipairs(res.fallback_reasons) do
+      if type(r) == 'string' and r ~= '' then counts[#counts + 1] = {'fallback_' .. r, 1} end
+    end
+  end
+  local t = res.telemetry
+  if type(t) == 'table' then
+    if seconds(t.DurationSeconds) then duration = t.DurationSeconds end
+    if type(t.HistoryExitReason) == 'string' and t.HistoryExitReason ~= '' then
+      counts[#counts + 1] = {'exit_' .. t.HistoryExitReason, 1}
+    end
+    if t.DoneMarkerDetected == true then
+      counts[#counts + 1] = {'completion_done_marker', 1}
+      if seconds(t.DoneMarkerWaitSeconds) then
+        observations[#observations + 1] = {'done_marker_wait', WAIT_BUCKETS, t.DoneMarkerWaitSeconds}
+      end
+    elseif t.ForcedCopyTriggered == true then
+      counts[#counts + 1] = {'completion_forced_copy', 1}
+    end
+    local frames = t.FrameCount
+    if finite(frames) and frames >= 0 and frames == math.floor(frames) and frames < 2 ^ 53 then
+      observations[#observations + 1] = {'frames', FRAME_BUCKETS, frames}
+      counts[#counts + 1] = {'frames', frames}
+      if finite(res.expected_frames) and res.expected_frames > frames then
+        counts[#counts + 1] = {'frames_short', 1}
+      end
+    end
+  end
+  observations[#observations + 1] = {'duration', DURATION_BUCKETS, duration}
+  observations[#observations + 1] = {'end_to_end', DURATION_BUCKETS, (now - enqueued_at) / 1000}
+
+  unlease(id, worker)
+  redis.call('HSET', skey(id), 'state', 'succeeded', 'finished_at', now, 'result', result)
+  redis.call('HDEL', skey(id), 'reason', 'cancel_requested')
+  count('succeeded')
+  for _, c in ipairs(counts) do count(c[1], c[2]) end
+  for _, o in ipairs(observations) do observe(o[1], o[2], o[3]) end
+  run_moved(h[1], nil, 'succeeded', retention)
+  event(id, h[1], 'succeeded', attempt, worker)
+  local reply = runs_to_assemble() and 2 or 1
+  answered(id, worker, attempt, reply)
+  redis.call('EXPIRE', skey(id), retention)
+  return reply, true
 end

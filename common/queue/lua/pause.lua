@@ -16,5 +16,6 @@ else
   if not was then return 0 end
   redis.call('DEL', key)
   event('', '', 'queue_resumed', 0, '', '', by)
+  wake()  -- idle workers lease what waited
 end
 return 1

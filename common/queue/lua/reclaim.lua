@@ -37,4 +37,9 @@ for _, id in ipairs(expired) do
     event(id, h[3], 'reclaimed', h[2], h[1], 'lease expired')
   end
 end
+-- Re-arms the wake list: scenes pending with no token (the worker that took it died before it
+-- leased) wake an idle worker within a heartbeat period, without idle workers polling.
+if redis.call('EXISTS', P .. 'pending') == 1 and redis.call('EXISTS', P .. 'paused') == 0 then
+  wake()
+end
 return #expired

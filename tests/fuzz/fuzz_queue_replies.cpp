@@ -190,9 +190,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)q.EnqueueDocs({{"s1", "r1", 0, std::nullopt, s.doc}, {"s2", "r1", 1, 2, s.doc}},
                             "fuzz");
       },
-      [&] { (void)q.Lease("w1", 30s, &flag); },
       [&] {
-        (void)q.Heartbeat("w1", 30s, {s, s});
+        int64_t due = 0;
+        (void)q.Lease("w1", 30s, &flag, &due);
+        (void)client->BlockingPop({"sf:{fuzz}:wake", "sf:worker:w1:wake"}, 1ms);
+      },
+      [&] {
+        const queue::WorkerBeat beat{60, 1700000000000, R"({"gpu":[]})"};
+        (void)q.Heartbeat("w1", 30s, {s, s}, &beat);
+      },
+      [&] {
+        (void)q.AckAndLease(s, "w1", {{"telemetry", {{"FrameCount", 2}}}}, 30s, "",
+                            {"fuzz", "other"});
       },
       [&] {
         (void)q.Ack(s, "w1", {{"telemetry", {{"FrameCount", 2}}}}, &flag);
@@ -217,8 +226,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           (void)q.List(state, "", 5);
         (void)q.List("pending", "r1", 5);
       },
-      [&] { (void)q.DeadBefore(1000, 7); },
-      [&] { (void)q.PurgeDead(1000, 7, "cli:fuzz"); },
+      [&] {
+        (void)q.DeadBefore(1000, 7);
+        (void)q.PurgeDead(1000, 7, "cli:fuzz");
+      },
       [&] { (void)q.ExpiredLeases(); },
       [&] { (void)q.LeasesOfGoneWorkers(30s); },
       [&] {

@@ -85,13 +85,17 @@ def main():
     ev("enqueue_many", "s2", "r1", 5, 2, doc, "s3", "r1", 0, 0, doc, "s4", "r2", 0, 0, doc, "cli:x")
     ev("lease", "w1", 30000)
     ev("lease", "w1", 30000, label="lease-second")
-    ev("heartbeat", "w1", 30000, "s2", 1, "s1", 1, "gone", 3)
+    ev("heartbeat", "w1", 30000, 60, 1700000000000, '{"gpu": []}', "s2", 1, "s1", 1, "gone", 3)
     telemetry = {"telemetry": {"DurationSeconds": 1.5, "HistoryExitReason": "success",
                                "DoneMarkerDetected": True, "FrameCount": 24},
                  "fallback_reasons": ["history"], "expected_frames": 24}
     ev("ack", "w1", "s2", 1, json.dumps(telemetry), 604800)
     ev("ack", "w1", "s2", 1, json.dumps(telemetry), 604800, label="ack-replayed")
     ev("ack", "w1", "s1", 9, "{}", 604800, label="ack-fenced")
+    ev("ack_lease", "w1", "s1", 1, json.dumps(telemetry), 604800, 30000, "", "fuzzcorpus", "other",
+       label="ack_lease")
+    ev("ack_lease", "w1", "s1", 1, json.dumps(telemetry), 604800, 30000, "", "fuzzcorpus", "other",
+       label="ack_lease-replayed")
     ev("fail", "w1", "s1", 1, "boom", 0, 100, "failed", "error", "history")
     ev("lease", "w1", 30000, label="lease-third")
     ev("release", "w1", "s3", 1, "draining", 0)

@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 
 .PHONY: demo test deps build build-asan build-tsan test-release test-asan test-tsan format \
-        format-check clean images compose-test
+        format-check clean images compose-test soak
 
 demo: deps build
 	bash scripts/demo.sh $(BUILD)
@@ -39,6 +39,14 @@ test-asan: build-asan
 test-tsan: build-tsan
 	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) -R '^(WorkerTest|WorkerComfy|WorkerRuns|CrashRecovery|DoneMarkers|CliTest|ExporterTest)\.'
+
+# The long versions of issue #15's suites, not part of `make test` (docs/reliability.md): the
+# chaos test at 2,000 scenes under appendfsync always and everysec, the exporter under 50
+# scrapers for 60 s through a Redis stop, and 1,000 scenes through 8 workers.
+soak: build
+	cd $(BUILD)/tests && SCENEFARM_CHAOS_SCENES=2000 ./chaos_tests --gtest_filter='Chaos.*'
+	cd $(BUILD)/tests && SCENEFARM_LOAD_SECONDS=30 SCENEFARM_LOAD_SCENES=1000 \
+	  SCENEFARM_LOAD_WORKERS=8 ./load_tests
 
 # Container images with podman: no daemon, no registry; storage in $(BUILD)/podman.
 images: deps

@@ -135,7 +135,7 @@ void Chaos::Run(const std::string& appendfsync, bool lose_last_second) {
   for (int i = 0; i < kScenes; ++i) {
     Scene s = MakeScene("s" + std::to_string(i), 0, 3);
     s.run = "run" + std::to_string(i % 4);
-    s.workflow = SourceWorkflow("chaos", 2, 15, i, /*done_marker=*/true);
+    s.workflow = SourceWorkflow("chaos", 2, 15, i);
     s.expected_frames = 2;
     scenes.push_back(s);
   }

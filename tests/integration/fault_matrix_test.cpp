@@ -195,6 +195,11 @@ struct MatrixParam {
   bool websocket;
 };
 
+void PrintTo(const MatrixParam& p, std::ostream* os) {
+  *os << "{" << Faults()[p.fault].name << ", pipelining " << (p.pipelining ? "on" : "off")
+      << ", WebSocket " << (p.websocket ? "on" : "off") << "}";
+}
+
 std::string ParamName(const ::testing::TestParamInfo<MatrixParam>& info) {
   return Faults()[info.param.fault].name + (info.param.pipelining ? "_Pipelined" : "_Serial") +
          (info.param.websocket ? "_WebSocket" : "_Polling");
@@ -235,10 +240,10 @@ TEST_P(FaultMatrix, EachSceneSucceedsOrIsDeadWithItsReasonAndTheWorkerLives) {
 
   // The victim renders long enough for a restart (or a dropped socket) to land mid-prompt.
   Scene victim = MakeScene("victim", 0, 2);
-  victim.workflow = SourceWorkflow("m", 2, fc.restart ? 150 : 40, 1, /*done_marker=*/true);
+  victim.workflow = SourceWorkflow("m", 2, fc.restart ? 150 : 40, 1);
   if (fc.bad_workflow) victim.workflow["1"]["inputs"].erase("frames");
   Scene next = MakeScene("next", 0, 2);
-  next.workflow = SourceWorkflow("m", 2, 20, 2, /*done_marker=*/true);
+  next.workflow = SourceWorkflow("m", 2, 20, 2);
   ASSERT_TRUE(q.Enqueue({victim}).ok());
   ASSERT_TRUE(q.Enqueue({next}).ok());
   farm.Start(0, "w-matrix");

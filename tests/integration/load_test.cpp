@@ -198,7 +198,7 @@ TEST(Load, WorkersKeepTheirFdsThreadsAndMemoryOverManyScenes) {
   for (int i = 0; i < kScenes; ++i) {
     Scene s = MakeScene("l" + std::to_string(i), 0, 1);
     s.run = "load";
-    s.workflow = SourceWorkflow("load", 2, 5, i, /*done_marker=*/true);
+    s.workflow = SourceWorkflow("load", 2, 5, i);
     scenes.push_back(s);
   }
   ASSERT_TRUE(q.Enqueue(scenes).ok());

@@ -86,7 +86,7 @@ const std::vector<FaultCase>& Faults() {
        "success",
        "",
        "",
-       "succeeded (polling /history, then a new socket)"},
+       "succeeded (WebSocket on: polled /history, then a new socket; polling only: no socket)"},
       {"OutOfMemory",
        "OOM (`torch.OutOfMemoryError`)",
        "`error: oom`",

@@ -99,7 +99,7 @@ TEST(Load, ExporterAnswersFiftyScrapersOverAThousandWorkersThroughARedisStop) {
 
   std::atomic<int> phase{0};  // 0: Redis up, 1: Redis stopped, 2: done
   std::atomic<int> errors{0}, non200{0}, down_seen{0};
-  std::vector<std::vector<double>> lat(kScrapers);
+  std::vector<std::vector<double>> lat(kScrapers), lat_down(kScrapers);  // Redis up / down
   std::vector<std::atomic<int>> counts(kScrapers);
   std::vector<std::string> first_error(kScrapers);
   std::vector<std::thread> threads;
@@ -110,7 +110,7 @@ TEST(Load, ExporterAnswersFiftyScrapersOverAThousandWorkersThroughARedisStop) {
         const int ph = phase;
         const auto start = std::chrono::steady_clock::now();
         auto r = c.Get("/metrics");
-        lat[t].push_back(
+        (ph == 0 ? lat : lat_down)[t].push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                 .count());
         if (!r.ok()) {
@@ -171,18 +171,20 @@ TEST(Load, ExporterAnswersFiftyScrapersOverAThousandWorkersThroughARedisStop) {
   EXPECT_EQ(threads_after, threads_before);
   EXPECT_TRUE(exporter.running());
 
-  std::vector<double> all;
+  std::vector<double> up, down;
   int total = 0;
   for (int t = 0; t < kScrapers; ++t) {
-    all.insert(all.end(), lat[t].begin(), lat[t].end());
+    up.insert(up.end(), lat[t].begin(), lat[t].end());
+    down.insert(down.end(), lat_down[t].begin(), lat_down[t].end());
     total += counts[t];
   }
   std::printf(
-      "exporter load: %d scrapers, %d scrapes in %.1f s (%.0f/s), %d errors, %d non-200, %d "
-      "scrapes with redis_up 0; latency ms p50 %.1f p90 %.1f p99 %.1f max %.1f; fds %d -> %d, "
-      "threads %ld -> %ld\n",
-      kScrapers, total, seconds, total / seconds, errors.load(), non200.load(), down_seen.load(),
-      Percentile(all, 0.5), Percentile(all, 0.9), Percentile(all, 0.99), Percentile(all, 1.0),
+      "exporter load: %d scrapers, %d scrapes in %.1f s, %d errors, %d non-200; Redis up: %zu "
+      "scrapes, ms p50 %.1f p90 %.1f p99 %.1f max %.1f; Redis down: %zu scrapes (%d with "
+      "redis_up 0), ms p50 %.1f p90 %.1f p99 %.1f max %.1f; fds %d -> %d, threads %ld -> %ld\n",
+      kScrapers, total, seconds, errors.load(), non200.load(), up.size(), Percentile(up, 0.5),
+      Percentile(up, 0.9), Percentile(up, 0.99), Percentile(up, 1.0), down.size(), down_seen.load(),
+      Percentile(down, 0.5), Percentile(down, 0.9), Percentile(down, 0.99), Percentile(down, 1.0),
       fds_before, fds_after, threads_before, threads_after);
 }
 
@@ -243,9 +245,11 @@ TEST(Load, WorkersKeepTheirFdsThreadsAndMemoryOverManyScenes) {
     EXPECT_TRUE(fds_back) << "worker " << i << " fds " << start[i].fds << " -> " << end.fds;
     EXPECT_LE(end.threads, start[i].threads) << "worker " << i;
     EXPECT_LT(end.rss_kb, start[i].rss_kb * 2 + 8192) << "worker " << i;
-    std::printf("worker %d: fds %d -> %d, threads %ld -> %ld, RSS %ld -> %ld kB over %lld scenes\n",
-                i, start[i].fds, end.fds, start[i].threads, end.threads, start[i].rss_kb,
-                end.rss_kb, static_cast<long long>(kScenes - done_at_start));
+    std::printf(
+        "worker %d: fds %d -> %d, threads %ld -> %ld, RSS %ld -> %ld kB over %lld scenes%s\n", i,
+        start[i].fds, end.fds, start[i].threads, end.threads, start[i].rss_kb, end.rss_kb,
+        static_cast<long long>(kScenes - done_at_start),
+        farm.Log(i).find("\"run_completed\"") != std::string::npos ? " (assembled the run)" : "");
     EXPECT_EQ(farm.Stop(i), 0);
   }
 }

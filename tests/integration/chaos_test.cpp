@@ -194,8 +194,11 @@ void Chaos::Run(const std::string& appendfsync, bool lose_last_second) {
   std::mt19937 rng(15);
   int life = 0;
   // The disruptions, each at a share of the scenes finished.
-  const int64_t redis1_at = kScenes * 25 / 100, comfy_at = kScenes * 40 / 100,
-                stall_at = kScenes * 55 / 100, redis2_at = kScenes * 70 / 100;
+  // The stall comes first, while every worker still has scenes to lease: after a lost second
+  // of writes, the scenes whose acks were lost wait out their leases and the pending set runs
+  // dry well before the finished count reaches the end.
+  const int64_t stall_at = kScenes * 15 / 100, redis1_at = kScenes * 30 / 100,
+                comfy_at = kScenes * 45 / 100, redis2_at = kScenes * 70 / 100;
   bool redis1 = false, comfy = false, stall = false, redis2 = false;
   int64_t next_kill = kKillEvery;
 
@@ -253,7 +256,11 @@ void Chaos::Run(const std::string& appendfsync, bool lose_last_second) {
                    std::find(held.begin(), held.end(), p.substr(0, p.rfind("-a"))) != held.end();
           },
           30s))
-          << "slot 0's worker renders nothing it holds";
+          << "slot 0's worker renders nothing it holds (" << held.size() << " held, running '"
+          << running_prompt(0) << "'); its log ends: " << [&] {
+               const std::string log = farm.Log(0);
+               return log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+             }();
       const int64_t frozen_at = redis_ms();
       proxy.Freeze();
       fig.stalled_scenes = static_cast<int>(held.size());

@@ -6,7 +6,8 @@
 
 namespace scenefarm::testing {
 
-RedisServer::RedisServer(std::string password) : password_(std::move(password)) {
+RedisServer::RedisServer(std::string password, std::string appendfsync)
+    : password_(std::move(password)), appendfsync_(std::move(appendfsync)) {
   port_ = FreePort();
   Start();
 }
@@ -28,7 +29,7 @@ void RedisServer::Start() {
                                    "--appendonly",
                                    "yes",
                                    "--appendfsync",
-                                   "always",
+                                   appendfsync_,
                                    "--daemonize",
                                    "no"};
   if (!password_.empty()) {
@@ -43,6 +44,11 @@ void RedisServer::Start() {
 
 void RedisServer::Stop() {
   if (proc_) proc_->Stop();
+  proc_.reset();
+}
+
+void RedisServer::Kill() {
+  if (proc_) proc_->Kill();
   proc_.reset();
 }
 

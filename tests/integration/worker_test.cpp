@@ -303,17 +303,27 @@ TEST_F(IdleWorkerTest, AnIdleWorkerLeasesASceneEnqueuedAfterItWentIdleAndStopsPr
 TEST_F(IdleWorkerTest, NIdleWorkersAllStartOnNScenes) {
   Start(3);
   ASSERT_TRUE(WaitFor([&] { return Blocked() == 3; }, 20s));
-  // Each render outlasts the wake-ups: a worker that finished its scene and took a second one
-  // would mean another worker slept through the wake.
+  // Each render lasts until the test releases it, so no worker can finish its scene and take a
+  // second one: the three scenes are leased by three workers, or one stays pending (a worker
+  // slept through the wake) and the wait fails, however slow the machine.
+  FakeRenderer::HoldAgain();
   ASSERT_TRUE(queue_
-                  .Enqueue({FakeScene("n1", {{"ms", 1500}}), FakeScene("n2", {{"ms", 1500}}),
-                            FakeScene("n3", {{"ms", 1500}})})
+                  .Enqueue({FakeScene("n1", {{"hold", true}}), FakeScene("n2", {{"hold", true}}),
+                            FakeScene("n3", {{"hold", true}})})
                   .ok());
-  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 3; }, 15s));
   std::set<std::string> by;
-  for (const char* id : {"n1", "n2", "n3"})
-    by.insert(queue_.Show(id)->worker);
-  EXPECT_EQ(by.size(), 3u);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        by.clear();
+        for (const char* id : {"n1", "n2", "n3"}) {
+          auto s = queue_.Show(id);
+          if (s.ok() && s->state == "leased") by.insert(s->worker);
+        }
+        return by.size() == 3;
+      },
+      20s));
+  FakeRenderer::ReleaseHeld();
+  ASSERT_TRUE(WaitFor([&] { return Outcome("succeeded") == 3; }, 15s));
   EXPECT_LE(client_.Command({"LLEN", "sf:{scenes}:wake"})->integer, 1);
 }
 

@@ -2,8 +2,11 @@
 //   {"ms": 50}                          render time
 //   {"fail": "retry", "fail_attempts": 1}  fail (retryable) while attempt <= fail_attempts
 //   {"fail": "permanent"}               fail as a rejected workflow would
+//   {"hold": true}                      render until FakeRenderer::ReleaseHeld() (process-wide),
+//                                       so that a test waits for a condition, not for a time
 #pragma once
 
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -28,7 +31,8 @@ class FakeRenderer : public worker::Renderer {
     if (!fake.is_object()) fake = nlohmann::json::object();
     const auto until =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(fake.value("ms", 0));
-    while (std::chrono::steady_clock::now() < until) {
+    while (std::chrono::steady_clock::now() < until ||
+           (fake.value("hold", false) && !held_released_.load())) {
       if (job.abandon) return Done(job, {Status::Aborted("abandoned")});
       if (job.cancel_requested) return Done(job, {Status::Ok(), {}, true});
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -47,6 +51,10 @@ class FakeRenderer : public worker::Renderer {
     in_flight_.erase(job.lease.id);
   }
 
+  // Ends every {"hold": true} render, in every FakeRenderer of the process; HoldAgain() re-arms.
+  static void ReleaseHeld() { held_released_ = true; }
+  static void HoldAgain() { held_released_ = false; }
+
   size_t max_in_flight() {
     std::lock_guard<std::mutex> lock(mu_);
     return max_in_flight_;
@@ -63,6 +71,7 @@ class FakeRenderer : public worker::Renderer {
     return o;
   }
 
+  static inline std::atomic<bool> held_released_{false};
   std::mutex mu_;
   std::vector<std::string> submitted_, withdrawn_;
   std::multiset<std::string> in_flight_;

@@ -604,6 +604,7 @@ RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::Hi
                               {"file_count", files.size()},
                               {"stable", fc.stable}});
   }
+  if (Status owner = ConfirmLease(job); !owner.ok()) return {owner};
   const fs::path scene_dir = SceneDir(job);
   RemoveEarlierFrames(scene_dir);
   json outputs = json::array();
@@ -689,6 +690,7 @@ RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
     WriteForcedCopyDebug(job, now_ms, dbg.str());
     log::Warn("forced_copy", {{"scene_id", job.lease.id}, {"over", "view"}});
   }
+  if (Status owner = ConfirmLease(job); !owner.ok()) return {owner};
   const fs::path scene_dir = SceneDir(job);
   RemoveEarlierFrames(scene_dir);
   json outputs = json::array();
@@ -721,9 +723,14 @@ RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, Re
         {{"scene_id", job.lease.id}, {"frames", t.frame_count}, {"expected", t.expected_frames}});
   }
   const json doc = t.ToJson();
-  if (Status s =
-          telemetry::WriteFileAtomically(SceneDir(job) / "telemetry.json", doc.dump(2) + "\n");
-      !s.ok()) {
+  // A failed attempt writes only its telemetry.json: it asks first too (a success asked before
+  // its frames).
+  if (Status owner = job.lease_confirmed ? Status::Ok() : ConfirmLease(job); !owner.ok()) {
+    log::Warn("telemetry_not_written", {{"scene_id", job.lease.id}, {"error", owner.ToString()}});
+    if (job.lease_lost) return {owner};
+  } else if (Status s = telemetry::WriteFileAtomically(SceneDir(job) / "telemetry.json",
+                                                       doc.dump(2) + "\n");
+             !s.ok()) {
     log::Warn("telemetry_not_written", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
   }
   if (out.status.ok() && !out.cancelled) {
@@ -733,6 +740,30 @@ RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, Re
   }
   out.telemetry = doc["Telemetry"];
   return out;
+}
+
+Status ComfyUiRenderer::ConfirmLease(Job& job) {
+  if (!job.confirm_lease || job.lease_confirmed) return Status::Ok();
+  auto pause = 100ms;
+  for (;;) {
+    if (job.abandon) return Status::Aborted("render abandoned");
+    Status s = job.confirm_lease();
+    if (s.ok()) {
+      job.lease_confirmed = true;
+      return s;
+    }
+    if (s.code() != StatusCode::kUnavailable) {
+      log::Warn("lease_not_confirmed", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
+      return s;
+    }
+    // Redis did not answer: the files wait until it does (or the heartbeat finds the lease
+    // lost, or a drain gives up on the job).
+    log::Warn("lease_unconfirmed", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
+    const auto until = Clock::now() + pause;
+    while (Clock::now() < until && !job.abandon)
+      std::this_thread::sleep_for(10ms);
+    pause = std::min<std::chrono::milliseconds>(pause * 2, 2000ms);
+  }
 }
 
 void ComfyUiRenderer::AwaitMarker(Job& job, const JobState& st, telemetry::SceneTelemetry& t,

@@ -82,6 +82,9 @@ class ComfyUiRenderer : public Renderer {
                    const std::function<bool(std::chrono::milliseconds)>& wait);
   void WriteForcedCopyDebug(const Job& job, int64_t now_ms, const std::string& text) const;
   telemetry::SceneTelemetry StartTelemetry(const Job& job, const JobState& st) const;
+  // Job::confirm_lease until it answers (with backoff while Redis does not), or the job is
+  // abandoned: OK, or kAborted when the scene is no longer this attempt's.
+  Status ConfirmLease(Job& job);
   RenderOutcome Record(Job& job, telemetry::SceneTelemetry& t, RenderOutcome outcome,
                        std::chrono::steady_clock::time_point start);
   std::filesystem::path SceneDir(const Job& job) const;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,14 @@ struct Job {
   std::atomic<bool> lease_lost{false};        // another worker owns the scene now
   // The worker's stop flag (SIGTERM): a job still waiting to be submitted gives up at once.
   const std::atomic<bool>* stopping = nullptr;
+  // Set by the worker around Renderer::Wait (called on the thread that waits): renews this
+  // job's lease now, one round trip, and says whether the scene is still this attempt's: OK;
+  // kAborted when another worker owns it (lease_lost and abandon are set); kUnavailable when
+  // Redis did not answer. The renderer asks right before it writes into the scene's directory,
+  // so that a worker cut off from Redis while its lease was taken over never replaces the files
+  // of the attempt that owns the scene now (issue #15 R7).
+  std::function<Status()> confirm_lease;
+  bool lease_confirmed = false;  // confirm_lease answered OK for this attempt
   bool submitted = false;
   std::shared_ptr<void> renderer_state;  // the renderer's own per-job data
 };

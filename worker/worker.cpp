@@ -119,7 +119,9 @@ int Worker::Run(const std::atomic<bool>& stop) {
     if (jobs_.empty()) continue;
     std::shared_ptr<Job> job = jobs_.front();
     SetBusy(true, job->lease.id);  // written only when it changed: the ack's lease set it
+    job->confirm_lease = [this, j = job.get()] { return ConfirmLease(*j); };
     const RenderOutcome outcome = renderer_.Wait(*job);
+    job->confirm_lease = nullptr;
     // The ack leases the next scene in the same round trip (one round trip per scene).
     std::shared_ptr<Job> next;
     Finish(*job, outcome, &next);
@@ -138,7 +140,7 @@ int Worker::Run(const std::atomic<bool>& stop) {
   done = true;
   heartbeat.join();
   log::Info("worker_stopped", {{"worker_id", options_.worker_id},
-                               {"scenes_finished", scenes_finished_},
+                               {"scenes_finished", scenes_finished_.load()},
                                {"redis_round_trips", redis_.round_trips()}});
   return 0;
 }
@@ -600,6 +602,21 @@ void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool
     SleepUntil([&] { return done || (stop && !stop_woken); },
                std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
   }
+}
+
+Status Worker::ConfirmLease(Job& job) {
+  queue::Queue* q = QueueFor(job);
+  if (q == nullptr) return Status::Aborted("queue " + job.lease.queue + " is not this worker's");
+  auto r = q->Heartbeat(options_.worker_id, options_.lease(), {job.lease}, nullptr);
+  if (!r.ok()) return r.status();
+  if (r->empty() || (*r)[0] == queue::HeartbeatResult::kLost) {
+    job.lease_lost = true;
+    job.abandon = true;
+    return Status::Aborted("scene " + job.lease.id + " attempt " +
+                           std::to_string(job.lease.attempt) + " is no longer this worker's");
+  }
+  if ((*r)[0] == queue::HeartbeatResult::kCancelRequested) job.cancel_requested = true;
+  return Status::Ok();
 }
 
 void Worker::AbandonInHand() {

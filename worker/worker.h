@@ -23,6 +23,8 @@ class Worker {
  public:
   Worker(WorkerOptions options, Renderer& renderer, const Clock& clock);
   ~Worker();
+  // Jobs the loop has waited for and finished (acknowledged, failed, or given up: lease lost).
+  int64_t scenes_finished() const { return scenes_finished_; }
 
   // Runs until `stop` is set, then drains: no new leases, pipelined jobs withdrawn and
   // released, the job in hand finished within drain_seconds or released. Returns 0.
@@ -31,6 +33,8 @@ class Worker {
  private:
   void HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop);
   void AbandonInHand();
+  // Job::confirm_lease: renews the job's lease on this (the waiting) thread's connection.
+  Status ConfirmLease(Job& job);
   // One beat (queues on the heartbeat thread's own connection); the first also writes the
   // worker's hash, readings included.
   void HeartbeatOnce(std::vector<queue::Queue>& queues, const std::string& readings);
@@ -93,7 +97,7 @@ class Worker {
   // Queues whose last lease answer was "paused": logged once when each pauses and resumes, and
   // published in the worker's hash (field paused_queues, a JSON list).
   std::set<std::string> paused_queues_;
-  int64_t scenes_finished_ = 0;  // by the loop's Wait/Finish, for the stop log line
+  std::atomic<int64_t> scenes_finished_{0};  // by the loop's Wait/Finish (stop log line, tests)
 };
 
 }  // namespace scenefarm::worker

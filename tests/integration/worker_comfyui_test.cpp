@@ -14,6 +14,7 @@
 #include "support/comfy_harness.h"
 #include "support/net.h"
 #include "support/queue_fixture.h"
+#include "support/stall_proxy.h"
 #include "worker.h"
 
 namespace scenefarm::testing {
@@ -683,6 +684,41 @@ TEST_F(WorkerComfy, ATakenOverSceneAdoptsTheEarlierAttemptInsteadOfRenderingAgai
   json doc = Telemetry("take");
   EXPECT_TRUE(HasNote(doc, "adopted attempt 1")) << doc.dump();
   EXPECT_EQ(doc["Telemetry"]["FrameCount"], 2);
+}
+
+// Issue #15 R7 (seen once in the chaos test): a worker cut off from Redis long enough for its
+// lease to be taken over finished its render and wrote its frames and telemetry.json over those
+// of the attempt that owned the scene by then, which had been acknowledged. The worker now asks
+// Redis before it writes (renewing the lease), waits while Redis does not answer, and writes
+// nothing once it learns the scene is no longer its own.
+TEST_F(WorkerComfy, AWorkerWhoseLeaseWasTakenOverWhileCutOffWritesNoFile) {
+  StallProxy proxy(redis_.port());
+  options_.redis_url = "redis://127.0.0.1:" + std::to_string(proxy.port()) + "/0";
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("stale", SourceWorkflow("x", 3, 20))}).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitFor([&] { return !GetJson("/queue")["queue_running"].empty(); }));
+  proxy.Freeze();  // ComfyUI renders on; the worker no longer reaches Redis
+  // Its lease runs out (the queue's clock); another worker takes the scene over and finishes it.
+  clock_.AdvanceMs(static_cast<int64_t>(options_.lease_seconds * 1000) + 1000);
+  ASSERT_TRUE(queue_->Reclaim().ok());
+  auto owner = queue_->Lease("other-worker", 30s);
+  ASSERT_TRUE(owner.ok() && owner->has_value());
+  ASSERT_EQ((*owner)->attempt, 2);
+  fs::create_directories(SceneDir("stale"));
+  const std::string theirs = "{\"Attempt\": 2}\n";
+  std::ofstream(SceneDir("stale") / "telemetry.json") << theirs;
+  ASSERT_TRUE(queue_->Ack(**owner, "other-worker", json::object()).ok());
+  // Attempt 1 finishes in ComfyUI while the worker is cut off; then Redis answers it again.
+  ASSERT_FALSE(WaitHistory("stale-a1", 30000ms).is_null());
+  proxy.Thaw();
+  ASSERT_TRUE(WaitFor([&] { return worker_->scenes_finished() >= 1; }, 60000ms));
+  EXPECT_EQ(ReadFile(SceneDir("stale") / "telemetry.json"), theirs);
+  for (const auto& e : fs::directory_iterator(SceneDir("stale")))
+    EXPECT_NE(e.path().extension(), ".png") << e.path();
+  auto info = queue_->Show("stale");
+  EXPECT_EQ(info->state, "succeeded");
+  EXPECT_EQ(info->attempts, 2);
+  EXPECT_EQ(info->worker, "other-worker");
 }
 
 TEST_F(WorkerComfy, IdenticalWorkflowsStillGetTheirOwnFrames) {

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config clang-format
-  prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev nlohmann-json3-dev libhiredis-dev
+  prometheus-cpp-dev libcivetweb-dev nlohmann-json3-dev libhiredis-dev
   libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev zlib1g-dev
   libyaml-cpp-dev libcrypt-dev libssl-dev openssl
   redis-server redis-tools prometheus prometheus-alertmanager

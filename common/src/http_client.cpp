@@ -1,48 +1,439 @@
 #include "scenefarm/http_client.h"
 
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 namespace scenefarm::http {
 namespace {
 
-void GlobalInitOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
-// Non-zero stops the transfer (CURLE_ABORTED_BY_CALLBACK).
-int StopWhenCancelled(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
-}
+// The part of OpenSSL 3's API an https request needs, bound from libssl.so.3 at the first
+// https request (the process otherwise never maps it).
+struct Tls {
+  DlHandle lib;
+  const void* (*client_method)() = nullptr;
+  void* (*ctx_new)(const void*) = nullptr;
+  void (*ctx_free)(void*) = nullptr;
+  int (*ctx_default_verify_paths)(void*) = nullptr;
+  void (*ctx_set_verify)(void*, int, void*) = nullptr;
+  uint64_t (*ctx_set_options)(void*, uint64_t) = nullptr;
+  void* (*ssl_new)(void*) = nullptr;
+  void (*ssl_free)(void*) = nullptr;
+  int (*set_fd)(void*, int) = nullptr;
+  long (*ctrl)(void*, int, long, void*) = nullptr;
+  int (*set1_host)(void*, const char*) = nullptr;
+  void* (*get0_param)(void*) = nullptr;
+  int (*param_set1_ip_asc)(void*, const char*) = nullptr;
+  int (*connect)(void*) = nullptr;
+  int (*read)(void*, void*, int) = nullptr;
+  int (*write)(void*, const void*, int) = nullptr;
+  int (*get_error)(const void*, int) = nullptr;
+  long (*verify_result)(const void*) = nullptr;
+  const char* (*verify_string)(long) = nullptr;
+  unsigned long (*err_get)() = nullptr;
+  void (*err_string)(unsigned long, char*, size_t) = nullptr;
 
-struct BodySink {
-  std::string* body;
-  size_t limit;
-  bool exceeded = false;
+  // OpenSSL's queued errors, oldest first, and the certificate check's verdict when it failed.
+  std::string Errors(void* ssl) const {
+    std::string out;
+    for (unsigned long e = err_get(); e != 0; e = err_get()) {
+      char buf[256];
+      err_string(e, buf, sizeof(buf));
+      out += out.empty() ? "" : "; ";
+      out += buf;
+    }
+    if (ssl != nullptr) {
+      if (const long v = verify_result(ssl); v != 0) {
+        out += (out.empty() ? "" : "; ") + std::string("certificate: ") + verify_string(v);
+      }
+    }
+    return out.empty() ? "TLS error" : out;
+  }
 };
 
-size_t AppendBody(char* data, size_t size, size_t n, void* user) {
-  auto* sink = static_cast<BodySink*>(user);
-  if (sink->body->size() + size * n > sink->limit) {
-    sink->exceeded = true;
-    return 0;  // CURLE_WRITE_ERROR: the transfer stops here
-  }
-  sink->body->append(data, size * n);
-  return size * n;
+constexpr int kSslErrorWantRead = 2, kSslErrorWantWrite = 3, kSslErrorZeroReturn = 6;
+constexpr int kSslVerifyPeer = 1;
+constexpr uint64_t kSslOpIgnoreUnexpectedEof = uint64_t{1} << 7;
+constexpr int kSslCtrlSetTlsextHostname = 55;
+
+template <typename F>
+void Bind(void* lib, const char* symbol, F* fn) {
+  *fn = reinterpret_cast<F>(dlsym(lib, symbol));
 }
+
+Result<const Tls*> LoadTls() {
+  static std::once_flag once;
+  static std::unique_ptr<Tls> tls;
+  static std::string error;
+  std::call_once(once, [] {
+    auto t = std::make_unique<Tls>();
+    t->lib.reset(dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL));
+    if (!t->lib) {
+      const char* e = dlerror();
+      error = std::string("https needs OpenSSL 3 (libssl.so.3, Debian package libssl3): ") +
+              (e ? e : "not loadable");
+      return;
+    }
+    void* l = t->lib.get();
+    Bind(l, "TLS_client_method", &t->client_method);
+    Bind(l, "SSL_CTX_new", &t->ctx_new);
+    Bind(l, "SSL_CTX_free", &t->ctx_free);
+    Bind(l, "SSL_CTX_set_default_verify_paths", &t->ctx_default_verify_paths);
+    Bind(l, "SSL_CTX_set_verify", &t->ctx_set_verify);
+    Bind(l, "SSL_CTX_set_options", &t->ctx_set_options);
+    Bind(l, "SSL_new", &t->ssl_new);
+    Bind(l, "SSL_free", &t->ssl_free);
+    Bind(l, "SSL_set_fd", &t->set_fd);
+    Bind(l, "SSL_ctrl", &t->ctrl);
+    Bind(l, "SSL_set1_host", &t->set1_host);
+    Bind(l, "SSL_get0_param", &t->get0_param);
+    Bind(l, "X509_VERIFY_PARAM_set1_ip_asc", &t->param_set1_ip_asc);
+    Bind(l, "SSL_connect", &t->connect);
+    Bind(l, "SSL_read", &t->read);
+    Bind(l, "SSL_write", &t->write);
+    Bind(l, "SSL_get_error", &t->get_error);
+    Bind(l, "SSL_get_verify_result", &t->verify_result);
+    Bind(l, "X509_verify_cert_error_string", &t->verify_string);
+    Bind(l, "ERR_get_error", &t->err_get);
+    Bind(l, "ERR_error_string_n", &t->err_string);
+    if (!t->client_method || !t->ctx_new || !t->ctx_free || !t->ctx_default_verify_paths ||
+        !t->ctx_set_verify || !t->ctx_set_options || !t->ssl_new || !t->ssl_free || !t->set_fd ||
+        !t->ctrl || !t->set1_host || !t->get0_param || !t->param_set1_ip_asc || !t->connect ||
+        !t->read || !t->write || !t->get_error || !t->verify_result || !t->verify_string ||
+        !t->err_get || !t->err_string) {
+      error = "https: libssl.so.3 lacks an OpenSSL 3 entry point";
+      return;
+    }
+    // OpenSSL writes with write(2): a server that closes first would raise SIGPIPE. Ignore it
+    // unless the program chose a handler of its own (the worker and civetweb ignore it already).
+    struct sigaction old {};
+    if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+      std::signal(SIGPIPE, SIG_IGN);
+    }
+    tls = std::move(t);
+  });
+  if (!tls) return Status::Unavailable(error);
+  return static_cast<const Tls*>(tls.get());
+}
+
+}  // namespace
+
+// One open connection to the server of the last request (TCP, and TLS over it for https), and
+// the deadline and cancel flag of the request in flight on it.
+struct Client::Connection {
+  std::string scheme, host;
+  int port = 0;
+  UniqueFd fd;
+  const Tls* tls = nullptr;
+  void* ctx = nullptr;  // SSL_CTX*
+  void* ssl = nullptr;  // SSL*
+  bool used = false;    // an earlier request went through it
+  Clock::time_point deadline;
+  milliseconds timeout{0};
+  const std::atomic<bool>* cancel = nullptr;
+
+  Connection() = default;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() {
+    if (ssl != nullptr) tls->ssl_free(ssl);
+    if (ctx != nullptr) tls->ctx_free(ctx);
+  }
+
+  // Waits until the socket is ready for `events` (POLLIN, POLLOUT), by `until` at the latest.
+  // Looks at the cancel flag at least every 200 ms.
+  Status Wait(short events, Clock::time_point until, const char* timed_out) const {
+    for (;;) {
+      if (cancel != nullptr && cancel->load()) return Status::Aborted("cancelled");
+      const auto left = std::chrono::ceil<milliseconds>(until - Clock::now());
+      if (left.count() <= 0) return Status::DeadlineExceeded(timed_out);
+      pollfd p{fd.get(), events, 0};
+      const int rc = ::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 200)));
+      if (rc > 0) return Status::Ok();
+      if (rc < 0 && errno != EINTR)
+        return Status::Unavailable(std::string("poll: ") + strerror(errno));
+    }
+  }
+  Status WaitIo(short events) const {
+    return Wait(events, deadline,
+                ("timed out after " + std::to_string(timeout.count()) + " ms").c_str());
+  }
+
+  Status Open(const Url& u, milliseconds connect_timeout) {
+    scheme = u.scheme;
+    host = u.host;
+    port = u.port;
+    std::string name = u.host;
+    if (name.size() > 2 && name.front() == '[' && name.back() == ']')
+      name = name.substr(1, name.size() - 2);
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string service = std::to_string(u.port);
+    if (const int rc = getaddrinfo(name.c_str(), service.c_str(), &hints, &found); rc != 0) {
+      return Status::Unavailable("cannot resolve host " + name + ": " + gai_strerror(rc));
+    }
+    std::unique_ptr<addrinfo, void (*)(addrinfo*)> list(found, freeaddrinfo);
+    const auto connect_by = std::min(deadline, Clock::now() + connect_timeout);
+    const std::string timed_out =
+        "connection timed out after " + std::to_string(connect_timeout.count()) + " ms";
+    Status last = Status::Unavailable("no address for " + name);
+    for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+      fd.reset(
+          ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
+      if (!fd.valid()) {
+        last = Status::Unavailable(std::string("socket: ") + strerror(errno));
+        continue;
+      }
+      int rc = ::connect(fd.get(), a->ai_addr, a->ai_addrlen);
+      if (rc != 0 && errno == EINPROGRESS) {
+        Status w = Wait(POLLOUT, connect_by, timed_out.c_str());
+        if (!w.ok()) {
+          if (w.code() == StatusCode::kDeadlineExceeded && a->ai_next != nullptr &&
+              Clock::now() < connect_by) {
+            continue;
+          }
+          fd.reset();
+          return w;
+        }
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+        rc = err == 0 ? 0 : -1;
+        errno = err;
+      }
+      if (rc == 0) {
+        const int one = 1;
+        setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        return scheme == "https" ? Handshake(name, connect_by) : Status::Ok();
+      }
+      last =
+          Status::Unavailable("connect to " + name + " port " + service + ": " + strerror(errno));
+      fd.reset();
+    }
+    return last;
+  }
+
+  Status Handshake(const std::string& name, Clock::time_point by) {
+    auto loaded = LoadTls();
+    if (!loaded.ok()) return loaded.status();
+    tls = *loaded;
+    ctx = tls->ctx_new(tls->client_method());
+    if (ctx == nullptr) return Status::Unavailable("TLS: " + tls->Errors(nullptr));
+    tls->ctx_set_verify(ctx, kSslVerifyPeer, nullptr);
+    tls->ctx_set_options(ctx, kSslOpIgnoreUnexpectedEof);
+    if (tls->ctx_default_verify_paths(ctx) != 1)
+      return Status::Unavailable("TLS: " + tls->Errors(nullptr));
+    ssl = tls->ssl_new(ctx);
+    if (ssl == nullptr || tls->set_fd(ssl, fd.get()) != 1)
+      return Status::Unavailable("TLS: " + tls->Errors(nullptr));
+    in6_addr ip6;
+    in_addr ip4;
+    if (inet_pton(AF_INET, name.c_str(), &ip4) == 1 ||
+        inet_pton(AF_INET6, name.c_str(), &ip6) == 1) {
+      if (tls->param_set1_ip_asc(tls->get0_param(ssl), name.c_str()) != 1)
+        return Status::Unavailable("TLS: " + tls->Errors(ssl));
+    } else {
+      tls->ctrl(ssl, kSslCtrlSetTlsextHostname, 0, const_cast<char*>(name.c_str()));
+      if (tls->set1_host(ssl, name.c_str()) != 1)
+        return Status::Unavailable("TLS: " + tls->Errors(ssl));
+    }
+    const std::string timed_out = "TLS handshake timed out";
+    for (;;) {
+      const int rc = tls->connect(ssl);
+      if (rc == 1) return Status::Ok();
+      const int e = tls->get_error(ssl, rc);
+      if (e == kSslErrorWantRead || e == kSslErrorWantWrite) {
+        if (Status w = Wait(e == kSslErrorWantRead ? POLLIN : POLLOUT, by, timed_out.c_str());
+            !w.ok())
+          return w;
+        continue;
+      }
+      return Status::Unavailable("TLS handshake with " + name + ": " + tls->Errors(ssl));
+    }
+  }
+
+  // Up to n bytes; 0 at the end of the stream.
+  Result<size_t> Read(char* buf, size_t n) {
+    for (;;) {
+      if (ssl != nullptr) {
+        const int rc = tls->read(ssl, buf, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+        if (rc > 0) return static_cast<size_t>(rc);
+        const int e = tls->get_error(ssl, rc);
+        if (e == kSslErrorZeroReturn) return size_t{0};
+        if (e == kSslErrorWantRead || e == kSslErrorWantWrite) {
+          if (Status w = WaitIo(e == kSslErrorWantRead ? POLLIN : POLLOUT); !w.ok()) return w;
+          continue;
+        }
+        return Status::Unavailable("TLS read: " + tls->Errors(ssl));
+      }
+      const ssize_t rc = ::recv(fd.get(), buf, n, 0);
+      if (rc >= 0) return static_cast<size_t>(rc);
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (Status w = WaitIo(POLLIN); !w.ok()) return w;
+        continue;
+      }
+      return Status::Unavailable(std::string("receive: ") + strerror(errno));
+    }
+  }
+
+  Status Write(std::string_view data) {
+    while (!data.empty()) {
+      if (ssl != nullptr) {
+        const int rc =
+            tls->write(ssl, data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 30)));
+        if (rc > 0) {
+          data.remove_prefix(static_cast<size_t>(rc));
+          continue;
+        }
+        const int e = tls->get_error(ssl, rc);
+        if (e == kSslErrorWantRead || e == kSslErrorWantWrite) {
+          if (Status w = WaitIo(e == kSslErrorWantRead ? POLLIN : POLLOUT); !w.ok()) return w;
+          continue;
+        }
+        return Status::Unavailable("TLS write: " + tls->Errors(ssl));
+      }
+      const ssize_t rc = ::send(fd.get(), data.data(), data.size(), MSG_NOSIGNAL);
+      if (rc > 0) {
+        data.remove_prefix(static_cast<size_t>(rc));
+        continue;
+      }
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (Status w = WaitIo(POLLOUT); !w.ok()) return w;
+        continue;
+      }
+      return Status::Unavailable(std::string("send: ") + strerror(errno));
+    }
+    return Status::Ok();
+  }
+
+  // False when the server has closed the kept connection (or sent something unasked).
+  bool Idle() const {
+    pollfd p{fd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 0;
+  }
+};
+
+namespace {
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+constexpr size_t kMaxHeaderBytes = 64 * 1024;
+
+// Reads one response from a connection: buffered bytes first, then the socket.
+class Reader {
+ public:
+  explicit Reader(Client::Connection* c) : c_(c) {}
+  size_t received() const { return received_; }
+
+  // The next line without its CRLF; kUnavailable past `limit` bytes or at the end of the stream.
+  Result<std::string> Line(size_t limit) {
+    for (;;) {
+      if (const auto nl = buf_.find('\n', pos_); nl != std::string::npos) {
+        std::string line = buf_.substr(pos_, nl - pos_);
+        pos_ = nl + 1;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        return line;
+      }
+      if (buf_.size() - pos_ > limit)
+        return Status::Unavailable("response line longer than " + std::to_string(limit) + " bytes");
+      auto more = Fill();
+      if (!more.ok()) return more.status();
+      if (*more == 0)
+        return Status::Unavailable(received_ == 0 ? "empty reply from server"
+                                                  : "connection closed in the response headers");
+    }
+  }
+
+  // Appends exactly n bytes (or, with n == npos, everything to the end of the stream) to out,
+  // refusing to let out grow past limit.
+  Status Body(size_t n, std::string* out, size_t limit, bool* over) {
+    const bool to_end = n == std::string::npos;
+    while (to_end || n > 0) {
+      if (pos_ == buf_.size()) {
+        auto more = Fill();
+        if (!more.ok()) return more.status();
+        if (*more == 0) {
+          if (to_end) return Status::Ok();
+          return Status::Unavailable("connection closed with " + std::to_string(n) +
+                                     " bytes of the body unread");
+        }
+      }
+      const size_t take = std::min(n, buf_.size() - pos_);
+      if (out->size() + take > limit) {
+        *over = true;
+        return Status::Ok();
+      }
+      out->append(buf_, pos_, take);
+      pos_ += take;
+      if (!to_end) n -= take;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Result<size_t> Fill() {
+    if (pos_ > 0) {
+      buf_.erase(0, pos_);
+      pos_ = 0;
+    }
+    char chunk[16384];
+    auto n = c_->Read(chunk, sizeof(chunk));
+    if (!n.ok()) return n.status();
+    buf_.append(chunk, *n);
+    received_ += *n;
+    return *n;
+  }
+
+  Client::Connection* c_;
+  std::string buf_;
+  size_t pos_ = 0;
+  size_t received_ = 0;
+};
 
 }  // namespace
 
 Client::Client(std::string base_url, ClientOptions options)
     : base_url_(std::move(base_url)), options_(options) {
-  GlobalInitOnce();
   while (!base_url_.empty() && base_url_.back() == '/')
     base_url_.pop_back();
 }
 
 Client::~Client() = default;
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
 
 Result<Response> Client::Get(std::string_view path) {
   return Request("GET", path, {}, {});
@@ -55,61 +446,197 @@ Result<Response> Client::Post(std::string_view path, std::string_view body,
 
 Result<Response> Client::Request(std::string_view method, std::string_view path,
                                  std::string_view body, std::string_view content_type) {
-  if (!curl_) curl_.reset(curl_easy_init());
-  if (!curl_) return Status::Internal("curl_easy_init failed");
-  CURL* h = curl_.get();
-  // Reset drops per-request options but keeps the connection cache: the next call reuses it.
-  curl_easy_reset(h);
   const std::string url = base_url_ + std::string(path);
-  Response response;
-  CurlSlist headers;
-  if (!content_type.empty()) {
-    const std::string ct = "Content-Type: " + std::string(content_type);
-    headers.reset(curl_slist_append(nullptr, ct.c_str()));
-  }
-  // libcurl adds "Expect: 100-continue" to large POSTs; ComfyUI's aiohttp handles it but the
-  // extra round trip is waste.
-  headers.reset(curl_slist_append(headers.release(), "Expect:"));
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
-  BodySink sink{&response.body, options_.max_body_bytes};
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options_.max_body_bytes));
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  if (options_.cancel != nullptr) {
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, &StopWhenCancelled);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options_.cancel));
-  }
-  if (method == "GET") {
-    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-  } else {
-    const std::string m(method);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m.c_str());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    if (method == "POST") curl_easy_setopt(h, CURLOPT_POST, 1L);
-  }
-  const CURLcode rc = curl_easy_perform(h);
-  if (rc != CURLE_OK) {
-    std::string what = std::string(method) + " " + url + ": " + curl_easy_strerror(rc);
-    if (sink.exceeded || rc == CURLE_FILESIZE_EXCEEDED) {
-      return Status::Internal(std::string(method) + " " + url + ": response body larger than " +
+  const std::string what = std::string(method) + " " + url;
+  auto u = ParseUrl(url);
+  if (!u.ok()) return Status::InvalidArgument(what + ": " + u.status().message());
+  const bool default_port = u->port == (u->scheme == "https" ? 443 : 80);
+  std::string request = std::string(method) + " " + u->path + " HTTP/1.1\r\nHost: " + u->host +
+                        (default_port ? "" : ":" + std::to_string(u->port)) +
+                        "\r\nUser-Agent: scenefarm\r\nAccept: */*\r\n";
+  if (!content_type.empty()) request += "Content-Type: " + std::string(content_type) + "\r\n";
+  if (method != "GET" && method != "HEAD")
+    request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  request += "\r\n";
+  return Exchange(method, *u, request, body, what);
+}
+
+Result<Response> Client::Exchange(std::string_view method, const Url& u, const std::string& request,
+                                  std::string_view body, const std::string& what) {
+  const auto deadline = Clock::now() + options_.timeout;
+  auto fail = [&](const Status& s) -> Status {
+    conn_.reset();
+    return Status(s.code(), what + ": " + s.message());
+  };
+  for (int attempt = 0;; ++attempt) {
+    if (conn_ && (conn_->scheme != u.scheme || conn_->host != u.host || conn_->port != u.port ||
+                  !conn_->Idle())) {
+      conn_.reset();
+    }
+    const bool reused = conn_ != nullptr;
+    if (!conn_) {
+      conn_ = std::make_unique<Connection>();
+      conn_->deadline = deadline;
+      conn_->timeout = options_.timeout;
+      conn_->cancel = options_.cancel;
+      if (Status s = conn_->Open(u, options_.connect_timeout); !s.ok()) return fail(s);
+    }
+    Connection* c = conn_.get();
+    c->deadline = deadline;
+    c->timeout = options_.timeout;
+    c->cancel = options_.cancel;
+    c->used = true;
+    Status sent = c->Write(request);
+    if (sent.ok() && !body.empty()) sent = c->Write(body);
+    Reader reader(c);
+    Response response;
+    Status s = sent;
+    bool keep = false, over = false;
+    if (s.ok()) {
+      // Status line and headers; 1xx answers (100 Continue) are skipped.
+      for (;;) {
+        auto line = reader.Line(kMaxHeaderBytes);
+        if (!line.ok()) {
+          s = line.status();
+          break;
+        }
+        std::string_view status_line = *line;
+        if (status_line.substr(0, 7) != "HTTP/1." || status_line.size() < 12 ||
+            status_line[8] != ' ') {
+          s = Status::Unavailable("not an HTTP/1.x response: '" +
+                                  std::string(status_line.substr(0, 80)) + "'");
+          break;
+        }
+        const bool http11 = status_line[7] == '1';
+        response.status = std::strtol(std::string(status_line.substr(9, 3)).c_str(), nullptr, 10);
+        if (response.status < 100 || response.status > 999) {
+          s = Status::Unavailable("bad status line: '" + std::string(status_line.substr(0, 80)) +
+                                  "'");
+          break;
+        }
+        bool chunked = false, close = !http11, have_length = false;
+        size_t length = 0, header_bytes = 0;
+        response.content_type.clear();
+        for (;;) {
+          auto h = reader.Line(kMaxHeaderBytes);
+          if (!h.ok()) {
+            s = h.status();
+            break;
+          }
+          header_bytes += h->size();
+          if (header_bytes > kMaxHeaderBytes) {
+            s = Status::Unavailable("response headers larger than " +
+                                    std::to_string(kMaxHeaderBytes) + " bytes");
+            break;
+          }
+          if (h->empty()) break;
+          const auto colon = h->find(':');
+          if (colon == std::string::npos) continue;
+          const std::string_view name = Trim(std::string_view(*h).substr(0, colon));
+          const std::string_view value = Trim(std::string_view(*h).substr(colon + 1));
+          if (IEquals(name, "Content-Type")) {
+            response.content_type = std::string(value);
+          } else if (IEquals(name, "Content-Length")) {
+            char* end = nullptr;
+            const std::string v(value);
+            const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+            if (v.empty() || *end != '\0' || v[0] == '-') {
+              s = Status::Unavailable("bad Content-Length '" + v + "'");
+              break;
+            }
+            have_length = true;
+            length = static_cast<size_t>(n);
+          } else if (IEquals(name, "Transfer-Encoding")) {
+            const auto comma = value.rfind(',');
+            chunked = IEquals(
+                Trim(comma == std::string_view::npos ? value : value.substr(comma + 1)), "chunked");
+          } else if (IEquals(name, "Connection")) {
+            if (value.find("close") != std::string_view::npos ||
+                value.find("Close") != std::string_view::npos)
+              close = true;
+            if (!http11 && (value.find("keep-alive") != std::string_view::npos ||
+                            value.find("Keep-Alive") != std::string_view::npos))
+              close = false;
+          }
+        }
+        if (!s.ok()) break;
+        if (response.status < 200) continue;  // an interim answer; the real one follows
+        const bool no_body = method == "HEAD" || response.status == 204 || response.status == 304;
+        if (no_body) {
+          keep = !close;
+        } else if (chunked) {
+          for (;;) {
+            auto size_line = reader.Line(1024);
+            if (!size_line.ok()) {
+              s = size_line.status();
+              break;
+            }
+            char* end = nullptr;
+            const std::string hex =
+                std::string(Trim(std::string_view(*size_line).substr(0, size_line->find(';'))));
+            const unsigned long long n = std::strtoull(hex.c_str(), &end, 16);
+            if (hex.empty() || *end != '\0') {
+              s = Status::Unavailable("bad chunk size '" + hex.substr(0, 32) + "'");
+              break;
+            }
+            if (n == 0) {
+              // Trailers, to the empty line.
+              for (;;) {
+                auto t = reader.Line(kMaxHeaderBytes);
+                if (!t.ok()) {
+                  s = t.status();
+                  break;
+                }
+                if (t->empty()) break;
+              }
+              break;
+            }
+            if (n >
+                options_.max_body_bytes - std::min(options_.max_body_bytes, response.body.size())) {
+              over = true;
+              break;
+            }
+            s = reader.Body(static_cast<size_t>(n), &response.body, options_.max_body_bytes, &over);
+            if (!s.ok() || over) break;
+            auto crlf = reader.Line(2);
+            if (!crlf.ok() || !crlf->empty()) {
+              s = crlf.ok() ? Status::Unavailable("chunk not followed by CRLF") : crlf.status();
+              break;
+            }
+          }
+          keep = !close;
+        } else if (have_length) {
+          if (length > options_.max_body_bytes) {
+            over = true;
+          } else {
+            s = reader.Body(length, &response.body, options_.max_body_bytes, &over);
+          }
+          keep = !close;
+        } else {
+          s = reader.Body(std::string::npos, &response.body, options_.max_body_bytes, &over);
+          keep = false;
+        }
+        break;
+      }
+    }
+    if (over) {
+      conn_.reset();
+      return Status::Internal(what + ": response body larger than " +
                               std::to_string(options_.max_body_bytes) + " bytes");
     }
-    if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(what);
-    if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Aborted(what);
-    return Status::Unavailable(what);
+    if (!s.ok()) {
+      // A kept connection the server closed while idle, found out before any byte of an answer
+      // came back: the request never reached it; send it again once on a fresh connection.
+      if (reused && attempt == 0 && reader.received() == 0 &&
+          s.code() == StatusCode::kUnavailable) {
+        conn_.reset();
+        continue;
+      }
+      return fail(s);
+    }
+    if (!keep) conn_.reset();
+    return response;
   }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);
-  char* ct = nullptr;
-  curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
-  if (ct != nullptr) response.content_type = ct;
-  return response;
 }
 
 std::string UrlEncode(std::string_view s) {

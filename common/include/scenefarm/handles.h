@@ -2,8 +2,6 @@
 // deleter that accepts nullptr.
 #pragma once
 
-#include <curl/curl.h>
-
 #include <memory>
 
 struct mg_connection;
@@ -11,16 +9,6 @@ struct mg_context;
 struct redisContext;
 
 namespace scenefarm {
-
-struct CurlEasyDeleter {
-  void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyDeleter>;
-
-struct CurlSlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using CurlSlist = std::unique_ptr<curl_slist, CurlSlistDeleter>;
 
 struct MgConnectionDeleter {
   void operator()(mg_connection* c) const;

@@ -1,13 +1,20 @@
-// A small HTTP/1.1 client over libcurl for ComfyUI, LLM endpoints and the exporter's probes.
+// A small HTTP/1.1 client for ComfyUI, LLM endpoints and the exporter's probes, on plain
+// sockets (issue #14 P5: libcurl loaded ~32 libraries into every process, most of a worker's
+// memory). https:// loads the system's OpenSSL (libssl.so.3) at its first use, verifies the
+// server's certificate against the system's CAs (SSL_CERT_FILE / SSL_CERT_DIR honoured) and its
+// name or IP address; a process that never asks for https never loads it.
 //
 // Every call has a connect timeout and a total timeout. No Origin header is ever sent (ComfyUI
 // answers 403 to an Origin that differs from its loopback Host). One Client reuses its
-// connection between calls; a Client is not thread-safe: use one per thread.
+// connection between calls (HTTP keep-alive; a request whose reused connection turns out closed
+// before any byte of an answer is sent again once on a new one, as libcurl does); a Client is
+// not thread-safe: use one per thread.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -15,6 +22,15 @@
 #include "scenefarm/status.h"
 
 namespace scenefarm::http {
+
+// Splits "http://host:port/path" into its parts. Only http and https are accepted.
+struct Url {
+  std::string scheme;
+  std::string host;
+  int port = 0;
+  std::string path;  // "/" when absent
+};
+Result<Url> ParseUrl(std::string_view url);
 
 struct ClientOptions {
   // Time allowed to open the TCP connection.
@@ -41,14 +57,15 @@ class Client {
   explicit Client(std::string base_url, ClientOptions options = {});
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
-  Client(Client&&) = default;
-  Client& operator=(Client&&) = default;
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
   ~Client();
 
   // path starts with '/', and may carry a query string built with UrlEncode.
   // Any HTTP status is a Response; only transport failures are errors:
   // kDeadlineExceeded for a timeout, kAborted when options.cancel stopped it, kInternal for a
-  // body over options.max_body_bytes, kUnavailable for everything else (refused, reset, DNS).
+  // body over options.max_body_bytes, kUnavailable for everything else (refused, reset, DNS,
+  // a malformed answer, a certificate that does not verify).
   Result<Response> Get(std::string_view path);
   Result<Response> Post(std::string_view path, std::string_view body,
                         std::string_view content_type = "application/json");
@@ -58,22 +75,18 @@ class Client {
   const std::string& base_url() const { return base_url_; }
   void set_options(ClientOptions options) { options_ = options; }
 
+  struct Connection;  // defined in http_client.cpp
+
  private:
+  Result<Response> Exchange(std::string_view method, const Url& url, const std::string& request,
+                            std::string_view body, const std::string& what);
+
   std::string base_url_;
   ClientOptions options_;
-  CurlEasy curl_;
+  std::unique_ptr<Connection> conn_;  // the kept-alive connection, if any
 };
 
 // Percent-encodes a query-string component (RFC 3986 unreserved characters kept).
 std::string UrlEncode(std::string_view s);
-
-// Splits "http://host:port/path" into its parts. Only http and https are accepted.
-struct Url {
-  std::string scheme;
-  std::string host;
-  int port = 0;
-  std::string path;  // "/" when absent
-};
-Result<Url> ParseUrl(std::string_view url);
 
 }  // namespace scenefarm::http

@@ -598,6 +598,7 @@ RenderOutcome ComfyUiRenderer::Collect(Job& job, JobState& st, const comfyui::Hi
     t.forced_copy_triggered = true;
     t.AddNote(fc.stable ? "Forced copy after stability retries"
                         : "Forced copy after stability retries; files still changing");
+    if (Status owner = ConfirmLease(job); !owner.ok()) return {owner};
     WriteForcedCopyDebug(job, fc.written_ms, fc.debug_text);
     log::Warn("forced_copy", {{"scene_id", job.lease.id},
                               {"candidate_dir", dir.string()},
@@ -687,6 +688,7 @@ RenderOutcome ComfyUiRenderer::CollectOverView(Job& job, JobState& st,
         << "\nfile count: " << files.size() << "\nlast write time: unknown (over /view)"
         << (untrusted.empty() ? "" : "\nreason: done marker not trusted: " + untrusted)
         << "\nwritten at: " << telemetry::IsoTime(now_ms) << "\n";
+    if (Status owner = ConfirmLease(job); !owner.ok()) return {owner};
     WriteForcedCopyDebug(job, now_ms, dbg.str());
     log::Warn("forced_copy", {{"scene_id", job.lease.id}, {"over", "view"}});
   }
@@ -725,9 +727,9 @@ RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, Re
   const json doc = t.ToJson();
   // A failed attempt writes only its telemetry.json: it asks first too (a success asked before
   // its frames).
-  if (Status owner = job.lease_confirmed ? Status::Ok() : ConfirmLease(job); !owner.ok()) {
+  if (Status owner = ConfirmLease(job); !owner.ok()) {
     log::Warn("telemetry_not_written", {{"scene_id", job.lease.id}, {"error", owner.ToString()}});
-    if (job.lease_lost) return {owner};
+    return {owner};
   } else if (Status s = telemetry::WriteFileAtomically(SceneDir(job) / "telemetry.json",
                                                        doc.dump(2) + "\n");
              !s.ok()) {
@@ -744,26 +746,33 @@ RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, Re
 
 Status ComfyUiRenderer::ConfirmLease(Job& job) {
   if (!job.confirm_lease || job.lease_confirmed) return Status::Ok();
+  // Asked again while Redis does not answer (or answers with an error), for one lease period at
+  // most: past it the lease has run out anyway. Then nothing is written and the job ends as
+  // kAborted (the worker releases the scene, its budget kept), never as a failed attempt.
+  const auto until = Clock::now() + options_.lease();
   auto pause = 100ms;
+  Status last;
   for (;;) {
     if (job.abandon) return Status::Aborted("render abandoned");
-    Status s = job.confirm_lease();
-    if (s.ok()) {
+    last = job.confirm_lease();
+    if (last.ok()) {
       job.lease_confirmed = true;
-      return s;
+      return last;
     }
-    if (s.code() != StatusCode::kUnavailable) {
-      log::Warn("lease_not_confirmed", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
-      return s;
+    if (last.code() == StatusCode::kAborted) {
+      log::Warn("lease_lost_before_writing",
+                {{"scene_id", job.lease.id}, {"attempt", job.lease.attempt}});
+      return last;
     }
-    // Redis did not answer: the files wait until it does (or the heartbeat finds the lease
-    // lost, or a drain gives up on the job).
-    log::Warn("lease_unconfirmed", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
-    const auto until = Clock::now() + pause;
-    while (Clock::now() < until && !job.abandon)
+    log::Warn("lease_unconfirmed", {{"scene_id", job.lease.id}, {"error", last.ToString()}});
+    if (Clock::now() + pause > until) break;
+    const auto wake = Clock::now() + pause;
+    while (Clock::now() < wake && !job.abandon)
       std::this_thread::sleep_for(10ms);
     pause = std::min<std::chrono::milliseconds>(pause * 2, 2000ms);
   }
+  return Status::Aborted("the lease could not be confirmed within a lease period (" +
+                         last.ToString() + "): nothing written");
 }
 
 void ComfyUiRenderer::AwaitMarker(Job& job, const JobState& st, telemetry::SceneTelemetry& t,

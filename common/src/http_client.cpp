@@ -46,6 +46,7 @@ struct Tls {
   long (*verify_result)(const void*) = nullptr;
   const char* (*verify_string)(long) = nullptr;
   unsigned long (*err_get)() = nullptr;
+  void (*err_clear)() = nullptr;
   void (*err_string)(unsigned long, char*, size_t) = nullptr;
 
   // OpenSSL's queued errors, oldest first, and the certificate check's verdict when it failed.
@@ -78,7 +79,8 @@ void Bind(void* lib, const char* symbol, F* fn) {
 
 Result<const Tls*> LoadTls() {
   static std::once_flag once;
-  static std::unique_ptr<Tls> tls;
+  // Never freed: a Client on a thread that outlives static destruction may still use it.
+  static Tls* tls = nullptr;
   static std::string error;
   std::call_once(once, [] {
     auto t = std::make_unique<Tls>();
@@ -110,26 +112,54 @@ Result<const Tls*> LoadTls() {
     Bind(l, "SSL_get_verify_result", &t->verify_result);
     Bind(l, "X509_verify_cert_error_string", &t->verify_string);
     Bind(l, "ERR_get_error", &t->err_get);
+    Bind(l, "ERR_clear_error", &t->err_clear);
     Bind(l, "ERR_error_string_n", &t->err_string);
     if (!t->client_method || !t->ctx_new || !t->ctx_free || !t->ctx_default_verify_paths ||
         !t->ctx_set_verify || !t->ctx_set_options || !t->ssl_new || !t->ssl_free || !t->set_fd ||
         !t->ctrl || !t->set1_host || !t->get0_param || !t->param_set1_ip_asc || !t->connect ||
         !t->read || !t->write || !t->get_error || !t->verify_result || !t->verify_string ||
-        !t->err_get || !t->err_string) {
+        !t->err_get || !t->err_clear || !t->err_string) {
       error = "https: libssl.so.3 lacks an OpenSSL 3 entry point";
       return;
     }
-    // OpenSSL writes with write(2): a server that closes first would raise SIGPIPE. Ignore it
-    // unless the program chose a handler of its own (the worker and civetweb ignore it already).
-    struct sigaction old {};
-    if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
-      std::signal(SIGPIPE, SIG_IGN);
-    }
-    tls = std::move(t);
+    tls = t.release();
   });
-  if (!tls) return Status::Unavailable(error);
-  return static_cast<const Tls*>(tls.get());
+  if (tls == nullptr) return Status::Unavailable(error);
+  return static_cast<const Tls*>(tls);
 }
+
+// OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a server that closed first would raise
+// SIGPIPE and end a program that did not ignore it. While one lives, SIGPIPE is blocked in this
+// thread; one raised meanwhile is taken off the thread's pending set before the mask goes back,
+// and the write fails with EPIPE instead (the way libpq does it).
+class SigpipeBlock {
+ public:
+  SigpipeBlock() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+  }
+  ~SigpipeBlock() {
+    if (!blocked_) return;
+    sigset_t pending;
+    sigemptyset(&pending);
+    if (!was_pending_ && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+      const timespec zero{0, 0};
+      while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlock(const SigpipeBlock&) = delete;
+  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
+
+ private:
+  sigset_t pipe_, old_;
+  bool was_pending_ = false, blocked_ = false;
+};
 
 }  // namespace
 
@@ -195,7 +225,13 @@ struct Client::Connection {
     const std::string timed_out =
         "connection timed out after " + std::to_string(connect_timeout.count()) + " ms";
     Status last = Status::Unavailable("no address for " + name);
-    for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int left = 0;
+    for (addrinfo* a = found; a != nullptr; a = a->ai_next)
+      ++left;
+    for (addrinfo* a = found; a != nullptr; a = a->ai_next, --left) {
+      // Each address gets its share of what is left of the connect time, so that one whose
+      // route drops packets (an unreachable IPv6 address) leaves time for the next.
+      const auto attempt_by = Clock::now() + (connect_by - Clock::now()) / std::max(left, 1);
       fd.reset(
           ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
       if (!fd.valid()) {
@@ -204,14 +240,12 @@ struct Client::Connection {
       }
       int rc = ::connect(fd.get(), a->ai_addr, a->ai_addrlen);
       if (rc != 0 && errno == EINPROGRESS) {
-        Status w = Wait(POLLOUT, connect_by, timed_out.c_str());
+        Status w = Wait(POLLOUT, attempt_by, timed_out.c_str());
         if (!w.ok()) {
-          if (w.code() == StatusCode::kDeadlineExceeded && a->ai_next != nullptr &&
-              Clock::now() < connect_by) {
-            continue;
-          }
           fd.reset();
-          return w;
+          if (w.code() != StatusCode::kDeadlineExceeded) return w;
+          last = w;
+          continue;
         }
         int err = 0;
         socklen_t len = sizeof(err);
@@ -257,7 +291,12 @@ struct Client::Connection {
     }
     const std::string timed_out = "TLS handshake timed out";
     for (;;) {
-      const int rc = tls->connect(ssl);
+      tls->err_clear();
+      int rc;
+      {
+        SigpipeBlock quiet;
+        rc = tls->connect(ssl);
+      }
       if (rc == 1) return Status::Ok();
       const int e = tls->get_error(ssl, rc);
       if (e == kSslErrorWantRead || e == kSslErrorWantWrite) {
@@ -274,7 +313,12 @@ struct Client::Connection {
   Result<size_t> Read(char* buf, size_t n) {
     for (;;) {
       if (ssl != nullptr) {
-        const int rc = tls->read(ssl, buf, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+        tls->err_clear();
+        int rc;
+        {
+          SigpipeBlock quiet;
+          rc = tls->read(ssl, buf, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+        }
         if (rc > 0) return static_cast<size_t>(rc);
         const int e = tls->get_error(ssl, rc);
         if (e == kSslErrorZeroReturn) return size_t{0};
@@ -298,8 +342,13 @@ struct Client::Connection {
   Status Write(std::string_view data) {
     while (!data.empty()) {
       if (ssl != nullptr) {
-        const int rc =
-            tls->write(ssl, data.data(), static_cast<int>(std::min<size_t>(data.size(), 1 << 30)));
+        tls->err_clear();
+        int rc;
+        {
+          SigpipeBlock quiet;
+          rc = tls->write(ssl, data.data(),
+                          static_cast<int>(std::min<size_t>(data.size(), 1 << 30)));
+        }
         if (rc > 0) {
           data.remove_prefix(static_cast<size_t>(rc));
           continue;

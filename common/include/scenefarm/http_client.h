@@ -4,8 +4,10 @@
 // server's certificate against the system's CAs (SSL_CERT_FILE / SSL_CERT_DIR honoured) and its
 // name or IP address; a process that never asks for https never loads it.
 //
-// Every call has a connect timeout and a total timeout. No Origin header is ever sent (ComfyUI
-// answers 403 to an Origin that differs from its loopback Host). One Client reuses its
+// Every call has a connect timeout and a total timeout (a host name is resolved by
+// getaddrinfo first, which neither bounds: name the endpoints by IP address or through
+// /etc/hosts or a local resolver where a slow DNS would matter). No Origin header is ever sent
+// (ComfyUI answers 403 to an Origin that differs from its loopback Host). One Client reuses its
 // connection between calls (HTTP keep-alive; a request whose reused connection turns out closed
 // before any byte of an answer is sent again once on a new one, as libcurl does); a Client is
 // not thread-safe: use one per thread.

@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 RELEASE_BUILD ?= build-release
 
-.PHONY: demo test deps build build-asan build-tsan test-release test-asan test-tsan test-fuzz \
+.PHONY: demo test deps build build-asan build-tsan test-release test-asan test-tsan test-fuzz test-under-load \
         fuzz-soak format format-check clean images compose-test bench build-release soak
 
 demo: deps build
@@ -55,6 +55,11 @@ fuzz-soak: deps
 # chaos test at 2,000 scenes under appendfsync always and everysec, the exporter under 50
 # scrapers for 60 s through a Redis stop, 1,000 scenes through 8 workers, then every fuzz target
 # for 10,000,000 executions (fuzz-soak: hours).
+# Issue #15 R7: `make test` RUNS (3) times in a row with every core kept busy by stress-ng
+# (scripts/test-under-load.sh; stops at the first failure; logs in build/under-load/).
+test-under-load:
+	bash scripts/test-under-load.sh
+
 soak: build
 	cd $(BUILD)/tests && SCENEFARM_CHAOS_SCENES=2000 ./chaos_tests --gtest_filter='Chaos.*'
 	cd $(BUILD)/tests && SCENEFARM_LOAD_SECONDS=30 SCENEFARM_LOAD_SCENES=1000 \

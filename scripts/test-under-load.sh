@@ -17,7 +17,7 @@ stress=$!
 ( while kill -0 "$stress" 2> /dev/null; do echo "$(date -u +%T) $(cat /proc/loadavg)"; sleep 60; done ) \
   > "$OUT/load.log" &
 watcher=$!
-trap 'kill -INT "$stress" 2> /dev/null; kill "$watcher" 2> /dev/null' EXIT
+trap 'kill "$stress" "$watcher" 2> /dev/null; wait "$stress" 2> /dev/null' EXIT
 rc=0
 for i in $(seq 1 "$RUNS"); do
   start=$(date +%s)

@@ -79,11 +79,6 @@ struct Nvml {
   int (*driver)(char*, unsigned int) = nullptr;
 };
 
-template <typename F>
-void Bind(void* lib, const char* symbol, F* fn) {
-  *fn = reinterpret_cast<F>(dlsym(lib, symbol));
-}
-
 // Opens and initialises NVML from `path`; the error says why not.
 Result<std::unique_ptr<Nvml>> OpenNvml(const std::string& path) {
   auto nvml = std::make_unique<Nvml>();
@@ -93,16 +88,16 @@ Result<std::unique_ptr<Nvml>> OpenNvml(const std::string& path) {
     return Status::Unavailable(path + " not loadable: " + (e ? e : "unknown"));
   }
   void* lib = nvml->lib.get();
-  Bind(lib, "nvmlInit_v2", &nvml->init);
-  Bind(lib, "nvmlDeviceGetCount_v2", &nvml->count);
-  Bind(lib, "nvmlDeviceGetHandleByIndex_v2", &nvml->handle);
-  Bind(lib, "nvmlDeviceGetName", &nvml->name);
-  Bind(lib, "nvmlDeviceGetMemoryInfo", &nvml->memory);
-  Bind(lib, "nvmlDeviceGetTemperature", &nvml->temperature);
-  Bind(lib, "nvmlDeviceGetUtilizationRates", &nvml->utilization);
-  Bind(lib, "nvmlDeviceGetPowerUsage", &nvml->power);
-  Bind(lib, "nvmlDeviceGetUUID", &nvml->uuid);
-  Bind(lib, "nvmlSystemGetDriverVersion", &nvml->driver);
+  BindSymbol(lib, "nvmlInit_v2", &nvml->init);
+  BindSymbol(lib, "nvmlDeviceGetCount_v2", &nvml->count);
+  BindSymbol(lib, "nvmlDeviceGetHandleByIndex_v2", &nvml->handle);
+  BindSymbol(lib, "nvmlDeviceGetName", &nvml->name);
+  BindSymbol(lib, "nvmlDeviceGetMemoryInfo", &nvml->memory);
+  BindSymbol(lib, "nvmlDeviceGetTemperature", &nvml->temperature);
+  BindSymbol(lib, "nvmlDeviceGetUtilizationRates", &nvml->utilization);
+  BindSymbol(lib, "nvmlDeviceGetPowerUsage", &nvml->power);
+  BindSymbol(lib, "nvmlDeviceGetUUID", &nvml->uuid);
+  BindSymbol(lib, "nvmlSystemGetDriverVersion", &nvml->driver);
   if (!nvml->init || !nvml->count || !nvml->handle || !nvml->name || !nvml->memory)
     return Status::Unavailable(path + " lacks the NVML v2 entry points");
   if (const int rc = nvml->init(); rc != 0)

@@ -72,11 +72,6 @@ constexpr int kSslVerifyPeer = 1;
 constexpr uint64_t kSslOpIgnoreUnexpectedEof = uint64_t{1} << 7;
 constexpr int kSslCtrlSetTlsextHostname = 55;
 
-template <typename F>
-void Bind(void* lib, const char* symbol, F* fn) {
-  *fn = reinterpret_cast<F>(dlsym(lib, symbol));
-}
-
 Result<const Tls*> LoadTls() {
   static std::once_flag once;
   // Never freed: a Client on a thread that outlives static destruction may still use it.
@@ -92,28 +87,28 @@ Result<const Tls*> LoadTls() {
       return;
     }
     void* l = t->lib.get();
-    Bind(l, "TLS_client_method", &t->client_method);
-    Bind(l, "SSL_CTX_new", &t->ctx_new);
-    Bind(l, "SSL_CTX_free", &t->ctx_free);
-    Bind(l, "SSL_CTX_set_default_verify_paths", &t->ctx_default_verify_paths);
-    Bind(l, "SSL_CTX_set_verify", &t->ctx_set_verify);
-    Bind(l, "SSL_CTX_set_options", &t->ctx_set_options);
-    Bind(l, "SSL_new", &t->ssl_new);
-    Bind(l, "SSL_free", &t->ssl_free);
-    Bind(l, "SSL_set_fd", &t->set_fd);
-    Bind(l, "SSL_ctrl", &t->ctrl);
-    Bind(l, "SSL_set1_host", &t->set1_host);
-    Bind(l, "SSL_get0_param", &t->get0_param);
-    Bind(l, "X509_VERIFY_PARAM_set1_ip_asc", &t->param_set1_ip_asc);
-    Bind(l, "SSL_connect", &t->connect);
-    Bind(l, "SSL_read", &t->read);
-    Bind(l, "SSL_write", &t->write);
-    Bind(l, "SSL_get_error", &t->get_error);
-    Bind(l, "SSL_get_verify_result", &t->verify_result);
-    Bind(l, "X509_verify_cert_error_string", &t->verify_string);
-    Bind(l, "ERR_get_error", &t->err_get);
-    Bind(l, "ERR_clear_error", &t->err_clear);
-    Bind(l, "ERR_error_string_n", &t->err_string);
+    BindSymbol(l, "TLS_client_method", &t->client_method);
+    BindSymbol(l, "SSL_CTX_new", &t->ctx_new);
+    BindSymbol(l, "SSL_CTX_free", &t->ctx_free);
+    BindSymbol(l, "SSL_CTX_set_default_verify_paths", &t->ctx_default_verify_paths);
+    BindSymbol(l, "SSL_CTX_set_verify", &t->ctx_set_verify);
+    BindSymbol(l, "SSL_CTX_set_options", &t->ctx_set_options);
+    BindSymbol(l, "SSL_new", &t->ssl_new);
+    BindSymbol(l, "SSL_free", &t->ssl_free);
+    BindSymbol(l, "SSL_set_fd", &t->set_fd);
+    BindSymbol(l, "SSL_ctrl", &t->ctrl);
+    BindSymbol(l, "SSL_set1_host", &t->set1_host);
+    BindSymbol(l, "SSL_get0_param", &t->get0_param);
+    BindSymbol(l, "X509_VERIFY_PARAM_set1_ip_asc", &t->param_set1_ip_asc);
+    BindSymbol(l, "SSL_connect", &t->connect);
+    BindSymbol(l, "SSL_read", &t->read);
+    BindSymbol(l, "SSL_write", &t->write);
+    BindSymbol(l, "SSL_get_error", &t->get_error);
+    BindSymbol(l, "SSL_get_verify_result", &t->verify_result);
+    BindSymbol(l, "X509_verify_cert_error_string", &t->verify_string);
+    BindSymbol(l, "ERR_get_error", &t->err_get);
+    BindSymbol(l, "ERR_clear_error", &t->err_clear);
+    BindSymbol(l, "ERR_error_string_n", &t->err_string);
     if (!t->client_method || !t->ctx_new || !t->ctx_free || !t->ctx_default_verify_paths ||
         !t->ctx_set_verify || !t->ctx_set_options || !t->ssl_new || !t->ssl_free || !t->set_fd ||
         !t->ctrl || !t->set1_host || !t->get0_param || !t->param_set1_ip_asc || !t->connect ||
@@ -172,7 +167,6 @@ struct Client::Connection {
   const Tls* tls = nullptr;
   void* ctx = nullptr;  // SSL_CTX*
   void* ssl = nullptr;  // SSL*
-  bool used = false;    // an earlier request went through it
   Clock::time_point deadline;
   milliseconds timeout{0};
   const std::atomic<bool>* cancel = nullptr;
@@ -472,6 +466,131 @@ class Reader {
   size_t received_ = 0;
 };
 
+// The status line and headers of a response, as far as the client needs them.
+struct Head {
+  long status = 0;
+  bool close = false;  // the server closes the connection after this response
+  bool chunked = false;
+  bool have_length = false;
+  size_t length = 0;
+  std::string content_type;
+};
+
+// Reads the status line and headers of the next final response: 1xx answers (100 Continue) are
+// read and skipped.
+Result<Head> ReadHead(Reader& reader) {
+  for (;;) {
+    auto line = reader.Line(kMaxHeaderBytes);
+    if (!line.ok()) return line.status();
+    const std::string_view status_line = *line;
+    if (status_line.substr(0, 7) != "HTTP/1." || status_line.size() < 12 || status_line[8] != ' ') {
+      return Status::Unavailable("not an HTTP/1.x response: '" +
+                                 std::string(status_line.substr(0, 80)) + "'");
+    }
+    const bool http11 = status_line[7] == '1';
+    Head head;
+    head.close = !http11;
+    head.status = std::strtol(std::string(status_line.substr(9, 3)).c_str(), nullptr, 10);
+    if (head.status < 100 || head.status > 999) {
+      return Status::Unavailable("bad status line: '" + std::string(status_line.substr(0, 80)) +
+                                 "'");
+    }
+    size_t header_bytes = 0;
+    for (;;) {
+      auto h = reader.Line(kMaxHeaderBytes);
+      if (!h.ok()) return h.status();
+      header_bytes += h->size();
+      if (header_bytes > kMaxHeaderBytes) {
+        return Status::Unavailable("response headers larger than " +
+                                   std::to_string(kMaxHeaderBytes) + " bytes");
+      }
+      if (h->empty()) break;
+      const auto colon = h->find(':');
+      if (colon == std::string::npos) continue;
+      const std::string_view name = Trim(std::string_view(*h).substr(0, colon));
+      const std::string_view value = Trim(std::string_view(*h).substr(colon + 1));
+      if (IEquals(name, "Content-Type")) {
+        head.content_type = std::string(value);
+      } else if (IEquals(name, "Content-Length")) {
+        char* end = nullptr;
+        const std::string v(value);
+        const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || v[0] == '-') {
+          return Status::Unavailable("bad Content-Length '" + v + "'");
+        }
+        head.have_length = true;
+        head.length = static_cast<size_t>(n);
+      } else if (IEquals(name, "Transfer-Encoding")) {
+        const auto comma = value.rfind(',');
+        head.chunked = IEquals(
+            Trim(comma == std::string_view::npos ? value : value.substr(comma + 1)), "chunked");
+      } else if (IEquals(name, "Connection")) {
+        if (value.find("close") != std::string_view::npos ||
+            value.find("Close") != std::string_view::npos)
+          head.close = true;
+        if (!http11 && (value.find("keep-alive") != std::string_view::npos ||
+                        value.find("Keep-Alive") != std::string_view::npos))
+          head.close = false;
+      }
+    }
+    if (head.status >= 200) return head;  // else an interim answer; the real one follows
+  }
+}
+
+// A chunked body, its trailers read to the empty line; *over when it would pass limit.
+Status ReadChunked(Reader& reader, std::string* body, size_t limit, bool* over) {
+  for (;;) {
+    auto size_line = reader.Line(1024);
+    if (!size_line.ok()) return size_line.status();
+    char* end = nullptr;
+    const std::string hex =
+        std::string(Trim(std::string_view(*size_line).substr(0, size_line->find(';'))));
+    const unsigned long long n = std::strtoull(hex.c_str(), &end, 16);
+    if (hex.empty() || *end != '\0') {
+      return Status::Unavailable("bad chunk size '" + hex.substr(0, 32) + "'");
+    }
+    if (n == 0) {
+      for (;;) {
+        auto t = reader.Line(kMaxHeaderBytes);
+        if (!t.ok()) return t.status();
+        if (t->empty()) return Status::Ok();
+      }
+    }
+    if (n > limit - std::min(limit, body->size())) {
+      *over = true;
+      return Status::Ok();
+    }
+    if (Status s = reader.Body(static_cast<size_t>(n), body, limit, over); !s.ok() || *over)
+      return s;
+    auto crlf = reader.Line(2);
+    if (!crlf.ok()) return crlf.status();
+    if (!crlf->empty()) return Status::Unavailable("chunk not followed by CRLF");
+  }
+}
+
+// One response to a request of `method`: its head, then its body by Content-Length, chunks or
+// to the end of the connection. *keep: the connection may carry the next request; *over: the
+// body would pass limit (nothing more is read).
+Status ReadResponse(Reader& reader, std::string_view method, size_t limit, Response* out,
+                    bool* keep, bool* over) {
+  auto head = ReadHead(reader);
+  if (!head.ok()) return head.status();
+  out->status = head->status;
+  out->content_type = std::move(head->content_type);
+  *keep = !head->close;
+  if (method == "HEAD" || head->status == 204 || head->status == 304) return Status::Ok();
+  if (head->chunked) return ReadChunked(reader, &out->body, limit, over);
+  if (head->have_length) {
+    if (head->length > limit) {
+      *over = true;
+      return Status::Ok();
+    }
+    return reader.Body(head->length, &out->body, limit, over);
+  }
+  *keep = false;
+  return reader.Body(std::string::npos, &out->body, limit, over);
+}
+
 }  // namespace
 
 Client::Client(std::string base_url, ClientOptions options)
@@ -523,151 +642,20 @@ Result<Response> Client::Exchange(std::string_view method, const Url& u, const s
       conn_.reset();
     }
     const bool reused = conn_ != nullptr;
-    if (!conn_) {
-      conn_ = std::make_unique<Connection>();
-      conn_->deadline = deadline;
-      conn_->timeout = options_.timeout;
-      conn_->cancel = options_.cancel;
-      if (Status s = conn_->Open(u, options_.connect_timeout); !s.ok()) return fail(s);
-    }
+    if (!reused) conn_ = std::make_unique<Connection>();
     Connection* c = conn_.get();
     c->deadline = deadline;
     c->timeout = options_.timeout;
     c->cancel = options_.cancel;
-    c->used = true;
-    Status sent = c->Write(request);
-    if (sent.ok() && !body.empty()) sent = c->Write(body);
+    if (!reused) {
+      if (Status s = c->Open(u, options_.connect_timeout); !s.ok()) return fail(s);
+    }
     Reader reader(c);
     Response response;
-    Status s = sent;
     bool keep = false, over = false;
-    if (s.ok()) {
-      // Status line and headers; 1xx answers (100 Continue) are skipped.
-      for (;;) {
-        auto line = reader.Line(kMaxHeaderBytes);
-        if (!line.ok()) {
-          s = line.status();
-          break;
-        }
-        std::string_view status_line = *line;
-        if (status_line.substr(0, 7) != "HTTP/1." || status_line.size() < 12 ||
-            status_line[8] != ' ') {
-          s = Status::Unavailable("not an HTTP/1.x response: '" +
-                                  std::string(status_line.substr(0, 80)) + "'");
-          break;
-        }
-        const bool http11 = status_line[7] == '1';
-        response.status = std::strtol(std::string(status_line.substr(9, 3)).c_str(), nullptr, 10);
-        if (response.status < 100 || response.status > 999) {
-          s = Status::Unavailable("bad status line: '" + std::string(status_line.substr(0, 80)) +
-                                  "'");
-          break;
-        }
-        bool chunked = false, close = !http11, have_length = false;
-        size_t length = 0, header_bytes = 0;
-        response.content_type.clear();
-        for (;;) {
-          auto h = reader.Line(kMaxHeaderBytes);
-          if (!h.ok()) {
-            s = h.status();
-            break;
-          }
-          header_bytes += h->size();
-          if (header_bytes > kMaxHeaderBytes) {
-            s = Status::Unavailable("response headers larger than " +
-                                    std::to_string(kMaxHeaderBytes) + " bytes");
-            break;
-          }
-          if (h->empty()) break;
-          const auto colon = h->find(':');
-          if (colon == std::string::npos) continue;
-          const std::string_view name = Trim(std::string_view(*h).substr(0, colon));
-          const std::string_view value = Trim(std::string_view(*h).substr(colon + 1));
-          if (IEquals(name, "Content-Type")) {
-            response.content_type = std::string(value);
-          } else if (IEquals(name, "Content-Length")) {
-            char* end = nullptr;
-            const std::string v(value);
-            const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-            if (v.empty() || *end != '\0' || v[0] == '-') {
-              s = Status::Unavailable("bad Content-Length '" + v + "'");
-              break;
-            }
-            have_length = true;
-            length = static_cast<size_t>(n);
-          } else if (IEquals(name, "Transfer-Encoding")) {
-            const auto comma = value.rfind(',');
-            chunked = IEquals(
-                Trim(comma == std::string_view::npos ? value : value.substr(comma + 1)), "chunked");
-          } else if (IEquals(name, "Connection")) {
-            if (value.find("close") != std::string_view::npos ||
-                value.find("Close") != std::string_view::npos)
-              close = true;
-            if (!http11 && (value.find("keep-alive") != std::string_view::npos ||
-                            value.find("Keep-Alive") != std::string_view::npos))
-              close = false;
-          }
-        }
-        if (!s.ok()) break;
-        if (response.status < 200) continue;  // an interim answer; the real one follows
-        const bool no_body = method == "HEAD" || response.status == 204 || response.status == 304;
-        if (no_body) {
-          keep = !close;
-        } else if (chunked) {
-          for (;;) {
-            auto size_line = reader.Line(1024);
-            if (!size_line.ok()) {
-              s = size_line.status();
-              break;
-            }
-            char* end = nullptr;
-            const std::string hex =
-                std::string(Trim(std::string_view(*size_line).substr(0, size_line->find(';'))));
-            const unsigned long long n = std::strtoull(hex.c_str(), &end, 16);
-            if (hex.empty() || *end != '\0') {
-              s = Status::Unavailable("bad chunk size '" + hex.substr(0, 32) + "'");
-              break;
-            }
-            if (n == 0) {
-              // Trailers, to the empty line.
-              for (;;) {
-                auto t = reader.Line(kMaxHeaderBytes);
-                if (!t.ok()) {
-                  s = t.status();
-                  break;
-                }
-                if (t->empty()) break;
-              }
-              break;
-            }
-            if (n >
-                options_.max_body_bytes - std::min(options_.max_body_bytes, response.body.size())) {
-              over = true;
-              break;
-            }
-            s = reader.Body(static_cast<size_t>(n), &response.body, options_.max_body_bytes, &over);
-            if (!s.ok() || over) break;
-            auto crlf = reader.Line(2);
-            if (!crlf.ok() || !crlf->empty()) {
-              s = crlf.ok() ? Status::Unavailable("chunk not followed by CRLF") : crlf.status();
-              break;
-            }
-          }
-          keep = !close;
-        } else if (have_length) {
-          if (length > options_.max_body_bytes) {
-            over = true;
-          } else {
-            s = reader.Body(length, &response.body, options_.max_body_bytes, &over);
-          }
-          keep = !close;
-        } else {
-          s = reader.Body(std::string::npos, &response.body, options_.max_body_bytes, &over);
-          keep = false;
-        }
-        break;
-      }
-    }
+    Status s = c->Write(request);
+    if (s.ok() && !body.empty()) s = c->Write(body);
+    if (s.ok()) s = ReadResponse(reader, method, options_.max_body_bytes, &response, &keep, &over);
     if (over) {
       conn_.reset();
       return Status::Internal(what + ": response body larger than " +

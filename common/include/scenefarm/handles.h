@@ -2,6 +2,8 @@
 // deleter that accepts nullptr.
 #pragma once
 
+#include <dlfcn.h>
+
 #include <memory>
 
 struct mg_connection;
@@ -33,6 +35,12 @@ struct DlCloser {
 };
 // A dlopen handle; dlclose on destruction (the library stays while others hold it).
 using DlHandle = std::unique_ptr<void, DlCloser>;
+
+// *fn = the symbol's address in a dlopen'ed library, as F (nullptr when it lacks the symbol).
+template <typename F>
+void BindSymbol(void* lib, const char* symbol, F* fn) {
+  *fn = reinterpret_cast<F>(dlsym(lib, symbol));
+}
 
 // A file descriptor (inotify_init1, socket, open), closed on destruction; -1 = none.
 class UniqueFd {

@@ -730,9 +730,10 @@ RenderOutcome ComfyUiRenderer::Record(Job& job, telemetry::SceneTelemetry& t, Re
   if (Status owner = ConfirmLease(job); !owner.ok()) {
     log::Warn("telemetry_not_written", {{"scene_id", job.lease.id}, {"error", owner.ToString()}});
     return {owner};
-  } else if (Status s = telemetry::WriteFileAtomically(SceneDir(job) / "telemetry.json",
-                                                       doc.dump(2) + "\n");
-             !s.ok()) {
+  }
+  if (Status s =
+          telemetry::WriteFileAtomically(SceneDir(job) / "telemetry.json", doc.dump(2) + "\n");
+      !s.ok()) {
     log::Warn("telemetry_not_written", {{"scene_id", job.lease.id}, {"error", s.ToString()}});
   }
   if (out.status.ok() && !out.cancelled) {

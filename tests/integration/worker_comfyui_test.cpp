@@ -694,7 +694,8 @@ TEST_F(WorkerComfy, ATakenOverSceneAdoptsTheEarlierAttemptInsteadOfRenderingAgai
 TEST_F(WorkerComfy, AWorkerWhoseLeaseWasTakenOverWhileCutOffWritesNoFile) {
   StallProxy proxy(redis_.port());
   options_.redis_url = "redis://127.0.0.1:" + std::to_string(proxy.port()) + "/0";
-  ASSERT_TRUE(queue_->Enqueue({ComfyScene("stale", SourceWorkflow("x", 3, 20))}).ok());
+  // 20 frames of 100 ms: a render long enough to be seen running on a busy machine.
+  ASSERT_TRUE(queue_->Enqueue({ComfyScene("stale", SourceWorkflow("x", 20, 100))}).ok());
   StartWorker();
   ASSERT_TRUE(WaitFor([&] { return !GetJson("/queue")["queue_running"].empty(); }));
   proxy.Freeze();  // ComfyUI renders on; the worker no longer reaches Redis

@@ -11,31 +11,22 @@ Family::Family(std::string name, std::string help, prometheus::MetricType type) 
   family_.type = type;
 }
 
-namespace {
-std::vector<prometheus::ClientMetric::Label> ToLabels(const Labels& labels) {
-  std::vector<prometheus::ClientMetric::Label> out;
-  for (const auto& [k, v] : labels)
-    out.push_back({k, v});
-  return out;
-}
-}  // namespace
-
-Family& Family::Add(const Labels& labels, double value) {
-  prometheus::ClientMetric m;
-  m.label = ToLabels(labels);
+Family& Family::Add(Labels labels, double value) {
+  prometheus::ClientMetric& m = family_.metric.emplace_back();
+  m.label = std::move(labels);
   if (family_.type == prometheus::MetricType::Counter) {
     m.counter.value = value;
   } else {
     m.gauge.value = value;
   }
-  family_.metric.push_back(std::move(m));
   return *this;
 }
 
-Family& Family::AddHistogram(const Labels& labels, const std::map<double, uint64_t>& buckets,
-                             double sum, uint64_t count) {
-  prometheus::ClientMetric m;
-  m.label = ToLabels(labels);
+Family& Family::AddHistogram(Labels labels, const std::map<double, uint64_t>& buckets, double sum,
+                             uint64_t count) {
+  prometheus::ClientMetric& m = family_.metric.emplace_back();
+  m.label = std::move(labels);
+  m.histogram.bucket.reserve(buckets.size() + 1);
   uint64_t cumulative = 0;
   for (const auto& [bound, n] : buckets) {
     if (std::isinf(bound)) continue;  // +Inf is the count, written by the serializer
@@ -45,7 +36,6 @@ Family& Family::AddHistogram(const Labels& labels, const std::map<double, uint64
   m.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
   m.histogram.sample_count = count;
   m.histogram.sample_sum = sum;
-  family_.metric.push_back(std::move(m));
   return *this;
 }
 

@@ -69,6 +69,9 @@ class QueueCollector : public Collector {
       if (!sr.ok()) return sr.status();
       since_replies = std::move(sr).value();
     }
+    depth.Reserve(queues->size() * 4);
+    for (Family* f : {&oldest, &runs, &leased_age, &paused})
+      f->Reserve(queues->size());
     size_t si = 0;
     size_t i = 1;
     for (const auto& q : *queues) {

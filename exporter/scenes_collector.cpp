@@ -96,6 +96,16 @@ class ScenesCollector : public Collector {
     std::vector<Family> hists;
     for (const auto& h : Histograms())
       hists.push_back(Histogram(h.name, h.help));
+    // Each family's size is known: one allocation each, not a vector doubling through 1,000s.
+    const size_t nq = queues->size();
+    scenes.Reserve(nq * kOutcomes.size());
+    completions.Reserve(nq * 2);
+    exits.Reserve(nq * telemetry::kExitReasons.size());
+    fallbacks.Reserve(nq * telemetry::FallbackReasonNames().size());
+    for (Family* f : {&enqueued, &runs, &short_frames, &frames_total})
+      f->Reserve(nq);
+    for (auto& h : hists)
+      h.Reserve(nq);
     size_t i = 0;
     for (const auto& q : *queues) {
       const auto stats = AsHash(replies[i++]);

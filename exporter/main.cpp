@@ -4,12 +4,15 @@
 #include <iostream>
 
 #include "collector_set.h"
+#include "malloc_settings.h"
 #include "options.h"
 #include "scenefarm/log.h"
 #include "server.h"
 
 int main(int argc, char** argv) {
   using namespace scenefarm;
+  // Before any thread starts (malloc_settings.h says why).
+  const std::string malloc_settings = exporter::ConfigureMalloc();
   auto o = exporter::ParseExporterOptions(argc, argv);
   if (!o.ok()) {
     const bool help = o.status().code() == StatusCode::kAborted;
@@ -38,7 +41,8 @@ int main(int argc, char** argv) {
                                    {"port", (*server)->port()},
                                    {"tls", (*server)->tls()},
                                    {"redis", log::RedactUrl(o->redis_url)},
-                                   {"collectors", collectors->size()}});
+                                   {"collectors", collectors->size()},
+                                   {"malloc", malloc_settings}});
   int sig = 0;
   sigwait(&set, &sig);
   log::Info("exporter_stopping", {{"signal", sig}});

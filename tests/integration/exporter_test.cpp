@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 
+#include "malloc_settings.h"
 #include "scenefarm/http_client.h"
 #include "scenefarm/metric_names.h"
 #include "scenefarm/queue.h"
@@ -403,6 +404,40 @@ TEST_F(ExporterTest, TlsAndBasicAuthAcceptAndRefuseAsConfigured) {
   // Plain HTTP on the TLS port gets no metrics.
   EXPECT_NE(code("-u prometheus:s3cret http://127.0.0.1:" + std::to_string(port_) + "/metrics"),
             "200");
+}
+
+// Issue #14 P5/P8: one malloc arena and thresholds that keep a scrape's memory by default; an
+// operator's own setting, through its MALLOC_* variable or GLIBC_TUNABLES, wins.
+TEST(MallocSettingsTest, TheDefaultUnlessTheOperatorSetTheirOwn) {
+  const auto& arenas = exporter::DefaultMallocSettings().front();
+  EXPECT_STREQ(arenas.env, "MALLOC_ARENA_MAX");
+  EXPECT_EQ(arenas.value, 1);
+  EXPECT_FALSE(exporter::OperatorSetsMalloc(arenas, nullptr, nullptr));
+  EXPECT_FALSE(exporter::OperatorSetsMalloc(arenas, "", "glibc.malloc.tcache_count=0"));
+  EXPECT_TRUE(exporter::OperatorSetsMalloc(arenas, "8", nullptr));
+  EXPECT_TRUE(exporter::OperatorSetsMalloc(arenas, nullptr,
+                                           "glibc.malloc.check=0:glibc.malloc.arena_max=8"));
+}
+
+TEST_F(ExporterTest, MallocSettingsAreTheExportersUnlessTheEnvironmentSetsThem) {
+  const auto logged = [&](const std::string& what) {
+    return WaitFor([&] {
+      const std::string log = exporter_->Log();
+      return log.find("exporter_listening") != std::string::npos &&
+             log.find(what) != std::string::npos;
+    });
+  };
+  unsetenv("MALLOC_ARENA_MAX");
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none"});
+  EXPECT_TRUE(logged("arena_max=1 trim_threshold=67108864 mmap_threshold=33554432"))
+      << exporter_->Log();
+  EXPECT_EQ(Get("/metrics").status, 200);
+  exporter_.reset();
+  setenv("MALLOC_ARENA_MAX", "4", 1);
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none"});
+  unsetenv("MALLOC_ARENA_MAX");
+  EXPECT_TRUE(logged("arena_max=environment trim_threshold=67108864")) << exporter_->Log();
+  EXPECT_EQ(Get("/metrics").status, 200);
 }
 
 TEST_F(ExporterTest, ABadWebConfigIsAClearErrorAtStart) {

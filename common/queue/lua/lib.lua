@@ -86,11 +86,21 @@ local function wake()
   if redis.call('LLEN', P .. 'wake') == 0 then redis.call('RPUSH', P .. 'wake', '1') end
 end
 
--- Higher priority first, first in first out within a priority.
-local function to_pending(id, priority, seq)
+-- The pending score: higher priority first, first in first out within a priority.
+local function pending_score(priority, seq)
+  return (1000 - tonumber(priority)) * PRIORITY_SPAN + tonumber(seq)
+end
+
+-- Scene id into the pending sets, without its hash's state (enqueue writes that with the rest
+-- of the new hash, in one HSET).
+local function into_pending(id, priority, seq)
   wake()
-  redis.call('ZADD', P .. 'pending', (1000 - tonumber(priority)) * PRIORITY_SPAN + tonumber(seq), id)
+  redis.call('ZADD', P .. 'pending', pending_score(priority, seq), id)
   redis.call('ZADD', P .. 'pending_since', now, id)
+end
+
+local function to_pending(id, priority, seq)
+  into_pending(id, priority, seq)
   redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
 end
 

@@ -94,8 +94,9 @@ Result<QueueStatus> Queue::GetStatus(std::chrono::milliseconds live_window) {
 }
 
 Result<SceneInfo> Queue::Show(const std::string& id) {
-  auto replies = redis_.Pipeline(
-      {{"HGETALL", keys_.Scene(id)}, {"XREVRANGE", keys_.Events(), "+", "-", "COUNT", "2000"}});
+  auto replies = redis_.Pipeline({{"HGETALL", keys_.Scene(id)},
+                                  {"XREVRANGE", keys_.Events(), "+", "-", "COUNT", "2000"},
+                                  {"GET", keys_.Doc(id)}});
   if (!replies.ok()) return replies.status();
   const auto& h = (*replies)[0].elements;
   if (h.empty()) return Status::NotFound("no scene '" + id + "' in queue " + name());
@@ -110,7 +111,9 @@ Result<SceneInfo> Queue::Show(const std::string& id) {
   info.worker = f["worker"];
   info.attempts = std::atoll(f["attempts"].c_str());
   info.failures = std::atoll(f["failures"].c_str());
-  info.doc = json::parse(f["doc"], nullptr, false);
+  // The doc key, or the hash's `doc` field of a scene enqueued before the doc key existed.
+  const redis::Value& doc = (*replies)[2];
+  info.doc = json::parse(doc.is_nil() ? f["doc"] : doc.AsString(), nullptr, false);
   if (!f["result"].empty()) info.result = json::parse(f["result"], nullptr, false);
   // The newest 2000 events of the queue; older history of a long-running queue is trimmed.
   for (const auto& entry : (*replies)[1].elements) {

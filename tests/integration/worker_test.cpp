@@ -92,7 +92,7 @@ TEST_F(WorkerTest, FailuresRetryThenDeadLetterAndPermanentOnesAtOnce) {
 TEST_F(WorkerTest, MalformedSceneDocumentIsDeadLetteredAndTheWorkerGoesOn) {
   ASSERT_TRUE(queue_.Enqueue({FakeScene("bad", {}), FakeScene("good", {})}).ok());
   // A document corrupted in Redis (or written by an older tool) fails validation on lease.
-  ASSERT_TRUE(client_.Command({"HSET", "sf:{scenes}:scene:bad", "doc", "{\"workflow\": 7"}).ok());
+  ASSERT_TRUE(client_.Command({"SET", "sf:{scenes}:doc:bad", "{\"workflow\": 7"}).ok());
   StartWorker();
   ASSERT_TRUE(
       WaitFor([&] { return Outcome("succeeded") == 1 && Outcome("dead_lettered") == 1; }, 20s));

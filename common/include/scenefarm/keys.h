@@ -31,6 +31,9 @@ class QueueKeys {
   const std::string& prefix() const { return prefix_; }
 
   std::string Scene(const std::string& id) const { return prefix_ + "scene:" + id; }
+  // String: the scene's document (JSON), beside its hash and with the same TTL. A scene enqueued
+  // before this key existed has none: its hash's `doc` field holds the document instead.
+  std::string Doc(const std::string& id) const { return prefix_ + "doc:" + id; }
   // The zset of scenes in a state: "pending", "delayed", "leased" or "dead".
   std::string State(const std::string& state) const { return prefix_ + state; }
   std::string Pending() const { return prefix_ + "pending"; }

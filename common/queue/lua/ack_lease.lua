@@ -36,13 +36,14 @@ if not acked then
   local ok, t = pcall(cjson.decode, redis.call('HGET', skey(id), 'then_leased') or '')
   if ok and type(t) == 'table' and t.tag == tag and type(t.q) == 'string' and t.id then
     P = 'sf:{' .. t.q .. '}:'
-    local h = redis.call('HMGET', skey(t.id), 'state', 'worker', 'attempts', 'doc', 'run',
+    local h = redis.call('HMGET', skey(t.id), 'state', 'worker', 'attempts', 'run',
                          'retry_budget', 'failures', 'enqueued_at', 'failed_attempt')
+    local doc = scene_doc(t.id)  -- of t.q, as skey
     P = ack_prefix
     local qi = 0
     for i, q in ipairs(queues) do if q == t.q then qi = i end end
     if qi > 0 and h[1] == 'leased' and h[2] == worker and h[3] == tostring(t.a) then
-      return {reply, '', -1, qi, t.id, tonumber(h[3]), h[4], h[5], h[6], h[7], h[8], h[9] or '0'}
+      return {reply, '', -1, qi, t.id, tonumber(h[3]), doc, h[4], h[5], h[6], h[7], h[8] or '0'}
     end
   end
   return {reply, '', -1}

@@ -18,7 +18,7 @@ if state == 'pending' or state == 'delayed' or state == 'dead' then
   -- A dead scene was already finished for its run: it only changes which count holds it.
   run_moved(h[2], state == 'dead' and 'dead' or nil, 'cancelled', retention)
   event(id, h[2], 'cancelled', h[3], '', 'cancelled while ' .. state, by)
-  redis.call('EXPIRE', skey(id), retention)
+  scene_expire(id, retention)
 elseif state == 'leased' then
   redis.call('HSET', skey(id), 'cancel_requested', '1')
   event(id, h[2], 'cancel_requested', h[3], '', '', by)

@@ -7,10 +7,13 @@ local budget = int_arg(6, 'retry_budget', 0)
 str_arg(7, 'scene document')
 if redis.call('EXISTS', skey(id)) == 1 then return 0 end
 local seq = redis.call('INCR', P .. 'seq')
-redis.call('HSET', skey(id), 'doc', ARGV[7], 'run', run, 'priority', ARGV[5], 'seq', seq,
+-- The document in its own key, the hash in one HSET (to_pending's fields included): short
+-- values only, so Redis keeps it a listpack (issue #14 P6).
+redis.call('SET', dkey(id), ARGV[7])
+redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[5], 'seq', seq,
            'retry_budget', ARGV[6], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-           'enqueued_at', now)
-to_pending(id, ARGV[5], seq)
+           'enqueued_at', now, 'state', 'pending', 'available_at', now)
+into_pending(id, ARGV[5], seq)
 redis.call('HINCRBY', P .. 'run:' .. run, 'total', 1)
 redis.call('PERSIST', P .. 'run:' .. run)
 redis.call('SADD', P .. 'runs', run)

@@ -36,23 +36,25 @@ end
 if #new == 0 then return reply end
 local seq = redis.call('INCRBY', P .. 'seq', #new) - #new
 local runs, run_order = {}, {}
-local pending, since = {}, {}
+local pending, since, docs = {}, {}, {}
 local function flush()
   if #pending > 0 then
+    redis.call('MSET', unpack(docs))
     redis.call('ZADD', P .. 'pending', unpack(pending))
     redis.call('ZADD', P .. 'pending_since', unpack(since))
-    pending, since = {}, {}
+    pending, since, docs = {}, {}, {}
   end
 end
 for _, b in ipairs(new) do
   seq = seq + 1
   local id, run = ARGV[b], ARGV[b + 1]
-  -- The fields of enqueue.lua and to_pending, in the same two HSETs.
-  redis.call('HSET', skey(id), 'doc', ARGV[b + 4], 'run', run, 'priority', ARGV[b + 2], 'seq', seq,
+  -- The fields of enqueue.lua, in the same one HSET; the document in its own key (MSET).
+  redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[b + 2], 'seq', seq,
              'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-             'enqueued_at', now)
-  redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
-  pending[#pending + 1] = (1000 - tonumber(ARGV[b + 2])) * PRIORITY_SPAN + seq
+             'enqueued_at', now, 'state', 'pending', 'available_at', now)
+  docs[#docs + 1] = dkey(id)
+  docs[#docs + 1] = ARGV[b + 4]
+  pending[#pending + 1] = pending_score(ARGV[b + 2], seq)
   pending[#pending + 1] = id
   since[#since + 1] = now
   since[#since + 1] = id

@@ -36,7 +36,7 @@ if outcome == 'cancelled' then
   run_moved(run, nil, 'cancelled', retention)
   event(id, run, 'cancelled', attempt, worker, reason)
   reply = 'cancelled'
-  redis.call('EXPIRE', skey(id), retention)
+  scene_expire(id, retention)
 elseif ARGV[7] == '1' or failures > budget then
   redis.call('HSET', skey(id), 'failed_attempt', attempt, 'failures', failures)
   count('failed')

@@ -23,6 +23,30 @@ local WAIT_BUCKETS = {'0.1', '0.5', '1', '2', '5', '10', '30', '60', '120', '300
                       '3600', '7200'}
 
 local function skey(id) return P .. 'scene:' .. id end
+-- The scene's document, a string beside its hash (issue #14 P6): without it the hash's values
+-- stay short and Redis keeps the hash as a listpack. Scenes enqueued before the doc key existed
+-- hold their document in the hash's `doc` field instead: read them with scene_doc.
+local function dkey(id) return P .. 'doc:' .. id end
+
+-- The scene document of id (false when it has none): its doc key, or the hash's `doc` field of
+-- a scene enqueued by a version that wrote no doc key (an upgrade with scenes in Redis).
+local function scene_doc(id)
+  local d = redis.call('GET', dkey(id))
+  if d then return d end
+  return redis.call('HGET', skey(id), 'doc')
+end
+
+-- A scene's hash and its doc key live and die together: every TTL, PERSIST or DEL of a scene
+-- goes through these, never to skey alone.
+local function scene_expire(id, seconds)
+  redis.call('EXPIRE', skey(id), seconds)
+  redis.call('EXPIRE', dkey(id), seconds)
+end
+local function scene_persist(id)
+  redis.call('PERSIST', skey(id))
+  redis.call('PERSIST', dkey(id))
+end
+local function scene_del(id) redis.call('DEL', skey(id), dkey(id)) end
 
 -- by: who asked for it (an operator's action: "cli:USER", "api:USER"); omitted when empty.
 local function event(id, run, name, attempt, worker, reason, by)
@@ -62,11 +86,21 @@ local function wake()
   if redis.call('LLEN', P .. 'wake') == 0 then redis.call('RPUSH', P .. 'wake', '1') end
 end
 
--- Higher priority first, first in first out within a priority.
-local function to_pending(id, priority, seq)
+-- The pending score: higher priority first, first in first out within a priority.
+local function pending_score(priority, seq)
+  return (1000 - tonumber(priority)) * PRIORITY_SPAN + tonumber(seq)
+end
+
+-- Scene id into the pending sets, without its hash's state (enqueue writes that with the rest
+-- of the new hash, in one HSET).
+local function into_pending(id, priority, seq)
   wake()
-  redis.call('ZADD', P .. 'pending', (1000 - tonumber(priority)) * PRIORITY_SPAN + tonumber(seq), id)
+  redis.call('ZADD', P .. 'pending', pending_score(priority, seq), id)
   redis.call('ZADD', P .. 'pending_since', now, id)
+end
+
+local function to_pending(id, priority, seq)
+  into_pending(id, priority, seq)
   redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
 end
 
@@ -177,6 +211,7 @@ local function lease_first(worker, lease_ms)
   local first = redis.call('ZRANGE', P .. 'pending', 0, 1)
   if #first == 0 then return nil end
   local id = first[1]
+  local doc = scene_doc(id)  -- read before the first write
   if #first > 1 then wake() end
   redis.call('ZREM', P .. 'pending', id)
   redis.call('ZREM', P .. 'pending_since', id)
@@ -184,11 +219,11 @@ local function lease_first(worker, lease_ms)
   redis.call('HSET', skey(id), 'state', 'leased', 'worker', worker, 'leased_at', now)
   redis.call('ZADD', P .. 'leased', now + lease_ms, id)
   redis.call('SADD', P .. 'wl:' .. worker, id)
-  local h = redis.call('HMGET', skey(id), 'doc', 'run', 'retry_budget', 'failures', 'enqueued_at',
+  local h = redis.call('HMGET', skey(id), 'run', 'retry_budget', 'failures', 'enqueued_at',
                        'available_at', 'failed_attempt')
-  observe('queue_wait', WAIT_BUCKETS, math.max(0, now - tonumber(h[6] or now)) / 1000)
-  event(id, h[2], 'leased', attempt, worker)
-  return {id, attempt, h[1], h[2], h[3], h[4], h[5], h[7] or '0'}
+  observe('queue_wait', WAIT_BUCKETS, math.max(0, now - tonumber(h[5] or now)) / 1000)
+  event(id, h[1], 'leased', attempt, worker)
+  return {id, attempt, doc, h[1], h[2], h[3], h[4], h[6] or '0'}
 end
 
 -- Milliseconds until the first delayed scene of queue P is due (0: due now), -1 when none is
@@ -256,6 +291,6 @@ local function ack_scene(worker, id, attempt, result, retention)
   event(id, h[1], 'succeeded', attempt, worker)
   local reply = runs_to_assemble() and 2 or 1
   answered(id, worker, attempt, reply)
-  redis.call('EXPIRE', skey(id), retention)
+  scene_expire(id, retention)
   return reply, true
 end

@@ -8,7 +8,7 @@ local ids = redis.call('ZRANGEBYSCORE', P .. 'dead', '-inf', cutoff, 'LIMIT', 0,
 for _, id in ipairs(ids) do
   local h = redis.call('HMGET', skey(id), 'run', 'attempts')
   redis.call('ZREM', P .. 'dead', id)
-  redis.call('DEL', skey(id))
+  scene_del(id)  -- its hash and its doc key
   count('purged')
   event(id, h[1] or '', 'purged', h[2] or '0', '', 'dead-letter purged', by)
 end

@@ -23,7 +23,7 @@ for _, id in ipairs(expired) do
     count('cancelled')
     run_moved(h[3], nil, 'cancelled', retention)
     event(id, h[3], 'cancelled', h[2], h[1], 'lease expired')
-    redis.call('EXPIRE', skey(id), retention)
+    scene_expire(id, retention)
   elseif reclaims >= max_reclaims or not tonumber(h[4]) or not tonumber(h[5]) then
     local reason = 'lease expired ' .. reclaims .. ' times (worker lost each time)'
     if reclaims < max_reclaims then reason = 'lease expired and its record has no priority or seq' end

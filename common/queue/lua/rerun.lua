@@ -10,7 +10,7 @@ local h = redis.call('HMGET', skey(id), 'state', 'run', 'priority', 'attempts')
 if h[1] ~= 'succeeded' then return h[1] or '' end
 if not tonumber(h[3]) then bad('scene ' .. id .. ' has no priority: nothing changed') end
 local seq = redis.call('INCR', P .. 'seq')
-redis.call('PERSIST', skey(id))
+scene_persist(id)  -- its hash and its doc key
 redis.call('HSET', skey(id), 'seq', seq, 'failures', 0, 'reclaims', 0, 'failed_attempt', h[4])
 redis.call('HDEL', skey(id), 'reason', 'finished_at', 'cancel_requested')
 to_pending(id, h[3], seq)

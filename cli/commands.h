@@ -35,6 +35,7 @@ void RegisterHealth(CLI::App& app, Global& g, int* exit_code);
 void RegisterReport(CLI::App& app, Global& g, int* exit_code);
 void RegisterWatch(CLI::App& app, Global& g, int* exit_code);
 void RegisterRerun(CLI::App& app, Global& g, int* exit_code);
+void RegisterDocStorage(CLI::App& app, Global& g, int* exit_code);
 
 // Free space of a directory's filesystem: {"path", "free_bytes", "free_ratio", "pressure"} or
 // {"path", "error"} (repair.cpp; also used by health).

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   RegisterReport(app, g, &exit_code);
   RegisterWatch(app, g, &exit_code);
   RegisterRerun(app, g, &exit_code);
+  RegisterDocStorage(app, g, &exit_code);
   scenefarm::log::Init("cli", "warn");
   try {
     app.parse(argc, argv);

@@ -525,5 +525,59 @@ TEST_F(CliTest, PauseAndResumeAQueueShownInStatus) {
   EXPECT_EQ(Cli(With({"pause", "bad/name"})).code, 2);
 }
 
+// scenefarm doc-storage: prints the mode; `hash` sets it and moves the documents of every
+// queue's scenes into their hashes (orphan doc keys deleted), so that a version before the doc
+// key can run; `key` sets the default back; anything else is a usage error; a stored value it
+// does not know is a failure.
+TEST_F(CliTest, DocStorageShowsSetsAndMovesDocumentsOfEveryQueue) {
+  CliRun show = Cli(With({"doc-storage"}));
+  ASSERT_EQ(show.code, 0) << show.err;
+  EXPECT_EQ(show.out, "key (the default: sf:doc_storage is not set)\n");
+  auto j = nlohmann::json::parse(Cli(With({"doc-storage", "--json"})).out);
+  EXPECT_EQ(j, (nlohmann::json{{"doc_storage", "key"}, {"default", true}}));
+
+  ASSERT_EQ(Cli(With({"enqueue", "-"}), SceneLine("a") + "\n" + SceneLine("b") + "\n").code, 0);
+  ASSERT_EQ(
+      Cli({"--redis-url", redis_.url(), "--queue", "other", "enqueue", "-"}, SceneLine("c")).code,
+      0);
+  redis::Client client(redis_.options());
+  ASSERT_TRUE(client.Command({"SET", "sf:{scenes}:doc:ghost", "{}"}).ok());
+  ASSERT_EQ(client.Command({"EXISTS", "sf:{scenes}:doc:a"})->integer, 1);
+
+  CliRun hash = Cli(With({"doc-storage", "hash"}));
+  ASSERT_EQ(hash.code, 0) << hash.err;
+  EXPECT_NE(hash.out.find("queue scenes: 2 document(s) moved into their scene hashes, 1 orphan"),
+            std::string::npos)
+      << hash.out;
+  EXPECT_NE(hash.out.find("queue other: 1 document(s) moved into their scene hashes, 0 orphan"),
+            std::string::npos)
+      << hash.out;
+  EXPECT_NE(hash.out.find("hash: 3 document(s) moved"), std::string::npos) << hash.out;
+  EXPECT_EQ(client.Command({"GET", "sf:doc_storage"})->AsString(), "hash");
+  EXPECT_EQ(client.Command({"KEYS", "sf:{*}:doc:*"})->elements.size(), 0u);
+  for (const char* key : {"sf:{scenes}:scene:a", "sf:{scenes}:scene:b", "sf:{other}:scene:c"})
+    EXPECT_EQ(client.Command({"HEXISTS", key, "doc"})->integer, 1) << key;
+  EXPECT_EQ(Cli(With({"doc-storage"})).out, "hash\n");
+  j = nlohmann::json::parse(Cli(With({"doc-storage", "hash", "--json"})).out);
+  EXPECT_EQ(j["moved"], 0);
+  EXPECT_EQ(j["queues"]["other"]["moved"], 0);
+
+  CliRun key = Cli(With({"doc-storage", "key"}));
+  ASSERT_EQ(key.code, 0) << key.err;
+  EXPECT_EQ(Cli(With({"doc-storage"})).out, "key\n");
+  EXPECT_EQ(client.Command({"HEXISTS", "sf:{scenes}:scene:a", "doc"})->integer, 1);  // stays
+
+  CliRun usage = Cli(With({"doc-storage", "hashes"}));
+  EXPECT_EQ(usage.code, 2);
+  EXPECT_EQ(client.Command({"GET", "sf:doc_storage"})->AsString(), "key");
+  ASSERT_TRUE(client.Command({"SET", "sf:doc_storage", "bogus"}).ok());
+  CliRun unknown = Cli(With({"doc-storage"}));
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_NE(unknown.err.find("sf:doc_storage holds \"bogus\""), std::string::npos) << unknown.err;
+  CliRun refused = Cli(With({"enqueue", "-"}), SceneLine("d"));
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.err.find("sf:doc_storage must be"), std::string::npos) << refused.err;
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

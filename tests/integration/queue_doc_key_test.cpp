@@ -2,7 +2,10 @@
 // that the hash stays a listpack; the two live and die together; and scenes written by an
 // earlier version (the document in the hash's `doc` field, no doc key) are still leased, shown,
 // acked, expired and purged. Against a real redis-server.
+#include <set>
+
 #include "queue_scripts.h"
+#include "scenefarm/doc_storage.h"
 #include "support/process.h"
 #include "support/queue_fixture.h"
 
@@ -18,6 +21,21 @@ class QueueDocKey : public QueueTest {
   static std::string Doc(const std::string& id) { return "sf:{scenes}:doc:" + id; }
   int64_t Int(std::vector<std::string> cmd) { return client_.Command(cmd)->AsInt(); }
   bool Exists(const std::string& key) { return Int({"EXISTS", key}) == 1; }
+  std::set<std::string> FieldNames(const std::string& id) {
+    std::set<std::string> names;
+    auto keys = client_.Command({"HKEYS", Hash(id)});
+    if (!keys.ok()) return names;
+    for (const auto& f : keys->elements)
+      names.insert(f.str);
+    return names;
+  }
+  redis::Value EnqueueOne(const Scene& s) {  // enqueue.lua, as the scripts' tests call it
+    auto r = client_.Eval(redis::Script{"enqueue", queue::scripts::k_enqueue},
+                          {"sf:{scenes}:", std::to_string(clock_.NowMs()), s.id, "run1", "0", "1",
+                           SceneToJson(s).dump()});
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : redis::Value{};
+  }
   int64_t Ttl(const std::string& key) { return Int({"TTL", key}); }
 
   // The hash and the doc key of a new-format scene expire together: both expire at the same
@@ -241,6 +259,153 @@ TEST_F(QueueDocKey, ScenesEnqueuedBeforeTheDocKeyAreStillReadAndFinishCleanly) {
   EXPECT_GT(Ttl(Hash("old4")), 0);
   EXPECT_TRUE(WaitFor([&] { return !Exists(Hash("old4")); }));
   EXPECT_FALSE(Exists(Doc("old4")));
+}
+
+// The fields enqueue.lua and to_pending wrote before the doc key (eff3482's enqueue.lua): the
+// format a version of then reads.
+const std::set<std::string> kOldFields = {"doc",          "run",      "priority",    "seq",
+                                          "retry_budget", "attempts", "failures",    "reclaims",
+                                          "enqueued_at",  "state",    "available_at"};
+
+// sf:doc_storage = hash (mixed versions, a rollback): both enqueue scripts write the document
+// into the hash's `doc` field and no doc key, the fields exactly as before the doc key, and a
+// reader of an earlier version (HGET doc) finds it. "key" and absent write the doc key.
+TEST_F(QueueDocKey, HashStorageEnqueuesTheFormatOfEarlierVersions) {
+  auto mode = queue::GetDocStorage(client_);
+  ASSERT_TRUE(mode.ok());
+  EXPECT_EQ(mode->mode, "key");
+  EXPECT_TRUE(mode->is_default);
+  ASSERT_TRUE(queue::SetDocStorage(client_, "hash").ok());
+  mode = queue::GetDocStorage(client_);
+  ASSERT_TRUE(mode.ok());
+  EXPECT_EQ(mode->mode, "hash");
+  EXPECT_FALSE(mode->is_default);
+  EXPECT_EQ(queue::SetDocStorage(client_, "both").code(), StatusCode::kInvalidArgument);
+
+  const Scene a = MakeScene("a"), b = MakeScene("b");
+  ASSERT_TRUE(queue_.Enqueue({a}).ok());  // enqueue_many.lua
+  ASSERT_EQ(EnqueueOne(b).integer, 1);    // enqueue.lua
+  WriteOldScene("old", 3);                // as the earlier version wrote it
+  EXPECT_EQ(FieldNames("old"), kOldFields);
+  for (const Scene& s : {a, b}) {
+    SCOPED_TRACE(s.id);
+    EXPECT_FALSE(Exists(Doc(s.id)));
+    EXPECT_EQ(Field(s.id, "doc"), SceneToJson(s).dump());  // what an earlier version reads
+    EXPECT_EQ(FieldNames(s.id), kOldFields);
+    EXPECT_EQ(Field(s.id, "state"), "pending");
+    EXPECT_EQ(Field(s.id, "available_at"), Field(s.id, "enqueued_at"));
+    EXPECT_EQ(Field(s.id, "attempts"), "0");
+    EXPECT_EQ(queue_.Show(s.id)->doc, SceneToJson(s));
+  }
+  EXPECT_EQ(MustLease("w1").doc, SceneToJson(a).dump());
+  EXPECT_EQ(MustLease("w1").doc, SceneToJson(b).dump());
+
+  // "key": the doc key again.
+  ASSERT_TRUE(queue::SetDocStorage(client_, "key").ok());
+  const Scene c = MakeScene("c"), d = MakeScene("d");
+  ASSERT_TRUE(queue_.Enqueue({c}).ok());
+  ASSERT_EQ(EnqueueOne(d).integer, 1);
+  for (const Scene& s : {c, d}) {
+    EXPECT_EQ(client_.Command({"GET", Doc(s.id)})->AsString(), SceneToJson(s).dump()) << s.id;
+    EXPECT_EQ(Int({"HEXISTS", Hash(s.id), "doc"}), 0) << s.id;
+  }
+}
+
+// Any other value of sf:doc_storage (or a key of another type) is refused by both enqueue
+// scripts with a scenefarm error, before they write anything.
+TEST_F(QueueDocKey, AnUnknownDocStorageIsRefusedAndNothingIsWritten) {
+  for (const std::vector<std::string>& set :
+       {std::vector<std::string>{"SET", "sf:doc_storage", "Hash"},
+        std::vector<std::string>{"SET", "sf:doc_storage", ""},
+        std::vector<std::string>{"HSET", "sf:doc_storage", "mode", "hash"}}) {
+    SCOPED_TRACE(set[2] + (set.size() > 3 ? " " + set[3] : ""));
+    ASSERT_TRUE(client_.Command({"FLUSHALL"}).ok());
+    ASSERT_TRUE(client_.Command(set).ok());
+    auto many = queue_.Enqueue({MakeScene("a"), MakeScene("b")});
+    ASSERT_FALSE(many.ok());
+    EXPECT_NE(many.status().message().find("scenefarm: sf:doc_storage must be"), std::string::npos)
+        << many.status().message();
+    const redis::Value one = EnqueueOne(MakeScene("c"));
+    ASSERT_TRUE(one.is_error());
+    EXPECT_NE(one.str.find("ERR scenefarm: sf:doc_storage must be"), std::string::npos) << one.str;
+    EXPECT_EQ(Int({"DBSIZE"}), 1);  // sf:doc_storage alone
+    EXPECT_EQ(queue::GetDocStorage(client_).status().code(), StatusCode::kFailedPrecondition);
+  }
+}
+
+// `scenefarm doc-storage hash`'s walk (MoveDocsToHash, a few ids per script call): pending,
+// delayed, leased, dead and finished scenes get their document back into their hash (their TTL
+// kept), orphan doc keys go, other queues are left to their own walk. Afterwards no doc key is
+// left, and every scene is read as an earlier version reads it: the hash's `doc` field.
+TEST_F(QueueDocKey, MovingDocumentsIntoHashesLeavesTheFormatOfEarlierVersions) {
+  queue::QueueOptions o;
+  o.retention_seconds = 3600;
+  queue::Queue q(client_, o, clock_);
+  std::vector<Scene> scenes;
+  for (const char* id : {"done", "leased", "dead", "delayed", "p1", "p2", "p3", "p4"})
+    scenes.push_back(MakeScene(id, 0, 1));
+  ASSERT_TRUE(q.Enqueue(scenes).ok());
+  WriteOldScene("old", 100);  // already in its hash: left alone
+  auto done = MustLease("w1");
+  ASSERT_EQ(done.id, "done");
+  ASSERT_TRUE(q.Ack(done, "w1", {}).ok());
+  const queue::LeasedScene leased = MustLease("w1");
+  ASSERT_EQ(leased.id, "leased");
+  auto dead = MustLease("w2");
+  ASSERT_EQ(*q.Fail(dead, "w2", "boom", true, 0ms), "dead");
+  auto delayed = MustLease("w2");
+  ASSERT_EQ(*q.Fail(delayed, "w2", "flaky", false, 60s), "delayed");
+  ASSERT_TRUE(client_.Command({"SET", Doc("ghost"), "{}"}).ok());  // its hash is gone
+  queue::QueueOptions other_options;
+  other_options.name = "other";
+  queue::Queue other(client_, other_options, clock_);
+  ASSERT_TRUE(other.Enqueue({MakeScene("x")}).ok());
+
+  ASSERT_TRUE(queue::SetDocStorage(client_, "hash").ok());  // the mode first, then the walk
+  auto moved = queue::MoveDocsToHash(client_, "scenes", 3);
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(moved->moved, 8);
+  EXPECT_EQ(moved->orphans, 1);
+  EXPECT_TRUE(client_.Command({"KEYS", "sf:{scenes}:doc:*"})->elements.empty());
+  EXPECT_TRUE(Exists("sf:{other}:doc:x"));  // another queue: its own walk
+  for (const Scene& s : scenes) {
+    SCOPED_TRACE(s.id);
+    EXPECT_EQ(Field(s.id, "doc"), SceneToJson(s).dump());
+    EXPECT_FALSE(Exists(Doc(s.id)));
+  }
+  EXPECT_GT(Ttl(Hash("done")), 0);   // kept its retention
+  EXPECT_EQ(Ttl(Hash("dead")), -1);  // waits for retry or purge
+  EXPECT_EQ(Field("dead", "state"), "dead");
+  EXPECT_EQ(Field("leased", "state"), "leased");
+  // A second walk finds nothing to move.
+  auto again = queue::MoveDocsToHash(client_, "scenes", 3);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->moved, 0);
+  EXPECT_EQ(again->orphans, 0);
+  auto x = queue::MoveDocsToHash(client_, "other", 200);
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->moved, 1);
+
+  // Every scene is read from its hash: leased, retried, acked by the worker that holds it.
+  const queue::LeasedScene p1 = MustLease("w3");
+  EXPECT_EQ(p1.id, "p1");
+  EXPECT_EQ(p1.doc, SceneToJson(scenes[4]).dump());
+  ASSERT_TRUE(q.Ack(leased, "w1", {}).ok());
+  ASSERT_TRUE(q.Retry("dead").ok());
+  const queue::LeasedScene retried = MustLease("w3");  // back at its place (seq 3)
+  EXPECT_EQ(retried.id, "dead");
+  EXPECT_EQ(retried.doc, SceneToJson(scenes[2]).dump());
+  EXPECT_EQ(queue_.Show("delayed")->doc, SceneToJson(scenes[3]));
+  // A scene enqueued now is in the old format too.
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("later")}).ok());
+  EXPECT_FALSE(Exists(Doc("later")));
+  EXPECT_EQ(FieldNames("later"), kOldFields);
+
+  // A bad batch is refused before it writes.
+  auto bad = client_.Eval(redis::Script{"doc_to_hash", queue::scripts::k_doc_to_hash},
+                          {"sf:{scenes}:", "0"});
+  ASSERT_TRUE(bad.ok() && bad->is_error());
+  EXPECT_NE(bad->str.find("ERR scenefarm: scene ids"), std::string::npos) << bad->str;
 }
 
 }  // namespace

@@ -10,6 +10,10 @@ namespace scenefarm::keys {
 inline constexpr char kQueues[] = "sf:queues";    // set of queue names
 inline constexpr char kWorkers[] = "sf:workers";  // zset worker id -> last heartbeat (ms)
 inline constexpr char kFarmStats[] = "sf:farm:stats";
+// String: where enqueue puts a new scene's document. "hash": in its hash's `doc` field, the
+// format of versions before the doc key, which they can read (mixed versions, a rollback);
+// absent or "key": in its own key (QueueKeys::Doc). `scenefarm doc-storage` sets it.
+inline constexpr char kDocStorage[] = "sf:doc_storage";
 inline std::string Worker(const std::string& worker_id) {
   return "sf:worker:" + worker_id;
 }

@@ -5,14 +5,22 @@ local priority = int_arg(5, 'priority', -999)
 if priority > 999 then bad('priority (argument 5) must be within -999..999') end
 local budget = int_arg(6, 'retry_budget', 0)
 str_arg(7, 'scene document')
+local in_hash = doc_in_hash()
 if redis.call('EXISTS', skey(id)) == 1 then return 0 end
 local seq = redis.call('INCR', P .. 'seq')
--- The document in its own key, the hash in one HSET (to_pending's fields included): short
--- values only, so Redis keeps it a listpack (issue #14 P6).
-redis.call('SET', dkey(id), ARGV[7])
-redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[5], 'seq', seq,
-           'retry_budget', ARGV[6], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-           'enqueued_at', now, 'state', 'pending', 'available_at', now)
+-- The hash in one HSET (to_pending's fields included). The document in its own key: short
+-- values only, so Redis keeps the hash a listpack (issue #14 P6); or, while sf:doc_storage is
+-- "hash", in the hash's `doc` field, exactly the earlier versions' format.
+if in_hash then
+  redis.call('HSET', skey(id), 'doc', ARGV[7], 'run', run, 'priority', ARGV[5], 'seq', seq,
+             'retry_budget', ARGV[6], 'attempts', 0, 'failures', 0, 'reclaims', 0,
+             'enqueued_at', now, 'state', 'pending', 'available_at', now)
+else
+  redis.call('SET', dkey(id), ARGV[7])
+  redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[5], 'seq', seq,
+             'retry_budget', ARGV[6], 'attempts', 0, 'failures', 0, 'reclaims', 0,
+             'enqueued_at', now, 'state', 'pending', 'available_at', now)
+end
 into_pending(id, ARGV[5], seq)
 redis.call('HINCRBY', P .. 'run:' .. run, 'total', 1)
 redis.call('PERSIST', P .. 'run:' .. run)

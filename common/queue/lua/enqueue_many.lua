@@ -16,6 +16,7 @@ if n < 1 or n ~= math.floor(n) then
   bad('arguments after the prefix and the time must be groups of 5 (id, run, priority, ' ..
       'retry_budget, document), got ' .. (#ARGV - 2))
 end
+local in_hash = doc_in_hash()  -- sf:doc_storage, before any write
 local reply, new, seen = {}, {}, {}
 for k = 0, n - 1 do
   local b = 3 + 5 * k
@@ -39,7 +40,7 @@ local runs, run_order = {}, {}
 local pending, since, docs = {}, {}, {}
 local function flush()
   if #pending > 0 then
-    redis.call('MSET', unpack(docs))
+    if #docs > 0 then redis.call('MSET', unpack(docs)) end
     redis.call('ZADD', P .. 'pending', unpack(pending))
     redis.call('ZADD', P .. 'pending_since', unpack(since))
     pending, since, docs = {}, {}, {}
@@ -48,12 +49,19 @@ end
 for _, b in ipairs(new) do
   seq = seq + 1
   local id, run = ARGV[b], ARGV[b + 1]
-  -- The fields of enqueue.lua, in the same one HSET; the document in its own key (MSET).
-  redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[b + 2], 'seq', seq,
-             'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-             'enqueued_at', now, 'state', 'pending', 'available_at', now)
-  docs[#docs + 1] = dkey(id)
-  docs[#docs + 1] = ARGV[b + 4]
+  -- The fields of enqueue.lua, in the same one HSET; the document in its own key (MSET), or
+  -- in the hash's `doc` field while sf:doc_storage is "hash" (as enqueue.lua).
+  if in_hash then
+    redis.call('HSET', skey(id), 'doc', ARGV[b + 4], 'run', run, 'priority', ARGV[b + 2],
+               'seq', seq, 'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0,
+               'reclaims', 0, 'enqueued_at', now, 'state', 'pending', 'available_at', now)
+  else
+    redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[b + 2], 'seq', seq,
+               'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0, 'reclaims', 0,
+               'enqueued_at', now, 'state', 'pending', 'available_at', now)
+    docs[#docs + 1] = dkey(id)
+    docs[#docs + 1] = ARGV[b + 4]
+  end
   pending[#pending + 1] = pending_score(ARGV[b + 2], seq)
   pending[#pending + 1] = id
   since[#since + 1] = now

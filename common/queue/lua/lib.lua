@@ -36,6 +36,22 @@ local function scene_doc(id)
   return redis.call('HGET', skey(id), 'doc')
 end
 
+-- Where enqueue writes a new scene's document, from the global key sf:doc_storage
+-- (docs/queue-protocol.md, "Upgrading to the doc key"): true = the hash's `doc` field, the
+-- format versions before the doc key read (set while such a version may run: a rolling upgrade,
+-- a rollback); false = the doc key (absent or "key"). Anything else is refused: call it before
+-- the script's first write.
+local function doc_in_hash()
+  local mode = redis.pcall('GET', 'sf:doc_storage')
+  if type(mode) == 'table' and mode.err then
+    bad('sf:doc_storage must be a string ("key" or "hash"): ' .. mode.err)
+  end
+  if not mode or mode == 'key' then return false end
+  if mode == 'hash' then return true end
+  bad('sf:doc_storage must be "key" or "hash", got "' .. mode .. '"; set it with ' ..
+      '`scenefarm doc-storage key|hash`')
+end
+
 -- A scene's hash and its doc key live and die together: every TTL, PERSIST or DEL of a scene
 -- goes through these, never to skey alone.
 local function scene_expire(id, seconds)

@@ -39,8 +39,9 @@ class QueueDocKey : public QueueTest {
   int64_t Ttl(const std::string& key) { return Int({"TTL", key}); }
 
   // The hash and the doc key of a new-format scene expire together: both expire at the same
-  // time (PEXPIRETIME; give or take the millisecond the script may cross between its two
-  // EXPIREs), within the retention, or neither expires (retention -1).
+  // time (PEXPIRETIME, set by one script call: Redis 7.0 reads its clock at each EXPIRE, so a
+  // preempted server may put milliseconds between them; 100 allowed), within the retention, or
+  // neither expires (retention -1). Called with retentions far longer than the test runs.
   void ExpectSameLifetime(const std::string& id, int64_t retention) {
     SCOPED_TRACE(id);
     ASSERT_TRUE(Exists(Hash(id)));
@@ -56,7 +57,7 @@ class QueueDocKey : public QueueTest {
     }
     const int64_t at = Int({"PEXPIRETIME", Hash(id)});
     EXPECT_GT(at, 0);
-    EXPECT_NEAR(static_cast<double>(Int({"PEXPIRETIME", Doc(id)})), static_cast<double>(at), 1);
+    EXPECT_NEAR(static_cast<double>(Int({"PEXPIRETIME", Doc(id)})), static_cast<double>(at), 100);
   }
 
   // A pending scene as a version before the doc key wrote it: the document in the hash's `doc`
@@ -176,7 +177,7 @@ TEST_F(QueueDocKey, ADocKeyLivesExactlyAsLongAsItsHash) {
   ASSERT_TRUE(next.ok() && next->has_value());
   const std::string id = (*next)->id;
   ASSERT_TRUE(s.Ack(**next, "w1", {}).ok());
-  ExpectSameLifetime(id, 1);
+  // No TTL check here: a loaded machine can spend the whole second before the next call.
   EXPECT_TRUE(WaitFor([&] { return !Exists(Hash(id)) && !Exists(Doc(id)); }));
 
   // Every doc key left belongs to a scene hash, and the other way round.
@@ -256,7 +257,6 @@ TEST_F(QueueDocKey, ScenesEnqueuedBeforeTheDocKeyAreStillReadAndFinishCleanly) {
   o.retention_seconds = 1;
   queue::Queue short_lived(client_, o, clock_);
   ASSERT_TRUE(short_lived.Ack(rerun, "w2", {}).ok());
-  EXPECT_GT(Ttl(Hash("old4")), 0);
   EXPECT_TRUE(WaitFor([&] { return !Exists(Hash("old4")); }));
   EXPECT_FALSE(Exists(Doc("old4")));
 }
@@ -410,3 +410,39 @@ TEST_F(QueueDocKey, MovingDocumentsIntoHashesLeavesTheFormatOfEarlierVersions) {
 
 }  // namespace
 }  // namespace scenefarm::testing
+
+// A doc key an earlier version left behind (its purge deleted only the hash) must never shadow a
+// newer document: enqueue in `hash` mode deletes it, and the walk deletes one whose hash already
+// holds a `doc` field instead of overwriting that field. A scene key that is not a hash (a
+// damaged record) is left for an operator, and the walk moves the other scenes of its batch.
+TEST_F(QueueDocKey, AStaleDocKeyNeverShadowsANewerDocument) {
+  ASSERT_TRUE(client_.Command({"SET", Doc("again"), "{\"stale\":true}"}).ok());
+  ASSERT_TRUE(queue::SetDocStorage(client_, "hash").ok());
+  const Scene again = MakeScene("again");
+  ASSERT_TRUE(queue_.Enqueue({again}).ok());
+  EXPECT_FALSE(Exists(Doc("again")));
+  EXPECT_EQ(Field("again", "doc"), SceneToJson(again).dump());
+  EXPECT_EQ(EnqueueOne(MakeScene("one")).integer, 1);  // enqueue.lua the same way
+  ASSERT_TRUE(client_.Command({"SET", Doc("one2"), "{\"stale\":true}"}).ok());
+  EXPECT_EQ(EnqueueOne(MakeScene("one2")).integer, 1);
+  EXPECT_FALSE(Exists(Doc("one2")));
+
+  // The walk: a stale key beside a hash with its document, a damaged record, a real move.
+  ASSERT_TRUE(client_.Command({"SET", Doc("again"), "{\"stale\":true}"}).ok());
+  ASSERT_TRUE(client_.Command({"SET", Hash("broken"), "not a hash"}).ok());
+  ASSERT_TRUE(client_.Command({"SET", Doc("broken"), "{\"kept\":true}"}).ok());
+  ASSERT_TRUE(queue::SetDocStorage(client_, "key").ok());
+  const Scene fresh = MakeScene("fresh");
+  ASSERT_TRUE(queue_.Enqueue({fresh}).ok());
+  ASSERT_TRUE(Exists(Doc("fresh")));
+  auto moved = queue::MoveDocsToHash(client_, "scenes", 200);
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(moved->moved, 1);    // fresh
+  EXPECT_EQ(moved->orphans, 1);  // again's stale key
+  EXPECT_EQ(Field("again", "doc"), SceneToJson(again).dump());
+  EXPECT_EQ(Field("fresh", "doc"), SceneToJson(fresh).dump());
+  EXPECT_FALSE(Exists(Doc("again")));
+  EXPECT_EQ(client_.Command({"GET", Doc("broken")})->AsString(), "{\"kept\":true}");
+  EXPECT_EQ(client_.Command({"GET", Hash("broken")})->AsString(), "not a hash");
+  EXPECT_EQ(MustLease("w1").doc, SceneToJson(again).dump());
+}

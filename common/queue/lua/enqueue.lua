@@ -12,6 +12,9 @@ local seq = redis.call('INCR', P .. 'seq')
 -- values only, so Redis keeps the hash a listpack (issue #14 P6); or, while sf:doc_storage is
 -- "hash", in the hash's `doc` field, exactly the earlier versions' format.
 if in_hash then
+  -- A doc key an earlier version left behind (its purge deletes only the hash) would shadow
+  -- this document for every reader (scene_doc prefers the key).
+  redis.call('DEL', dkey(id))
   redis.call('HSET', skey(id), 'doc', ARGV[7], 'run', run, 'priority', ARGV[5], 'seq', seq,
              'retry_budget', ARGV[6], 'attempts', 0, 'failures', 0, 'reclaims', 0,
              'enqueued_at', now, 'state', 'pending', 'available_at', now)

@@ -408,9 +408,6 @@ TEST_F(QueueDocKey, MovingDocumentsIntoHashesLeavesTheFormatOfEarlierVersions) {
   EXPECT_NE(bad->str.find("ERR scenefarm: scene ids"), std::string::npos) << bad->str;
 }
 
-}  // namespace
-}  // namespace scenefarm::testing
-
 // A doc key an earlier version left behind (its purge deleted only the hash) must never shadow a
 // newer document: enqueue in `hash` mode deletes it, and the walk deletes one whose hash already
 // holds a `doc` field instead of overwriting that field. A scene key that is not a hash (a
@@ -446,3 +443,6 @@ TEST_F(QueueDocKey, AStaleDocKeyNeverShadowsANewerDocument) {
   EXPECT_EQ(client_.Command({"GET", Hash("broken")})->AsString(), "not a hash");
   EXPECT_EQ(MustLease("w1").doc, SceneToJson(again).dump());
 }
+
+}  // namespace
+}  // namespace scenefarm::testing

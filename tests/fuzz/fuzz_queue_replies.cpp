@@ -60,8 +60,31 @@ void Serialize(const redisReply* r, std::string* out) {
   }
 }
 
+// The input up to its first multi-bulk header ("*N" at the start of a line) that declares more
+// elements than the input has bytes. hiredis 0.14 allocates an array's element pointers when it
+// reads the header, so "*1796158556" alone asked for 14 GB (found by this fuzzer): that is the
+// harness reading its own input, not the client reading a server's reply (the fake server writes
+// back only values hiredis built, with their real sizes).
+std::string_view WithinDeclaredSizes(std::string_view input) {
+  for (size_t at = 0; at < input.size();) {
+    if (input[at] == '*') {
+      uint64_t n = 0;
+      size_t i = at + 1;
+      while (i < input.size() && std::isdigit(static_cast<unsigned char>(input[i])) &&
+             n <= input.size())
+        n = n * 10 + static_cast<uint64_t>(input[i++] - '0');
+      if (n > input.size()) return input.substr(0, at);
+    }
+    const size_t eol = input.find('\n', at);
+    if (eol == std::string_view::npos) break;
+    at = eol + 1;
+  }
+  return input;
+}
+
 // The input's complete RESP values, each written back in canonical form (at most 64).
 std::vector<std::string> RepliesOf(std::string_view input) {
+  input = WithinDeclaredSizes(input);
   std::vector<std::string> out;
   redisReader* reader = redisReaderCreate();
   redisReaderFeed(reader, input.data(), input.size());

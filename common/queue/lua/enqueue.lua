@@ -8,22 +8,10 @@ str_arg(7, 'scene document')
 local in_hash = doc_in_hash()
 if redis.call('EXISTS', skey(id)) == 1 then return 0 end
 local seq = redis.call('INCR', P .. 'seq')
--- The hash in one HSET (to_pending's fields included). The document in its own key: short
--- values only, so Redis keeps the hash a listpack (issue #14 P6); or, while sf:doc_storage is
--- "hash", in the hash's `doc` field, exactly the earlier versions' format.
-if in_hash then
-  -- A doc key an earlier version left behind (its purge deletes only the hash) would shadow
-  -- this document for every reader (scene_doc prefers the key).
-  redis.call('DEL', dkey(id))
-  redis.call('HSET', skey(id), 'doc', ARGV[7], 'run', run, 'priority', ARGV[5], 'seq', seq,
-             'retry_budget', ARGV[6], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-             'enqueued_at', now, 'state', 'pending', 'available_at', now)
-else
-  redis.call('SET', dkey(id), ARGV[7])
-  redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[5], 'seq', seq,
-             'retry_budget', ARGV[6], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-             'enqueued_at', now, 'state', 'pending', 'available_at', now)
-end
+-- The document in its own key: short values only, so Redis keeps the hash a listpack (issue
+-- #14 P6); or, while sf:doc_storage is "hash", in the hash's `doc` field.
+if not in_hash then redis.call('SET', dkey(id), ARGV[7]) end
+new_scene_hash(id, run, ARGV[5], seq, ARGV[6], in_hash and ARGV[7])
 into_pending(id, ARGV[5], seq)
 redis.call('HINCRBY', P .. 'run:' .. run, 'total', 1)
 redis.call('PERSIST', P .. 'run:' .. run)

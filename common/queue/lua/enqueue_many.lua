@@ -51,15 +51,8 @@ for _, b in ipairs(new) do
   local id, run = ARGV[b], ARGV[b + 1]
   -- The fields of enqueue.lua, in the same one HSET; the document in its own key (MSET), or
   -- in the hash's `doc` field while sf:doc_storage is "hash" (as enqueue.lua).
-  if in_hash then
-    redis.call('DEL', dkey(id))  -- a stale doc key would shadow the hash's document (enqueue.lua)
-    redis.call('HSET', skey(id), 'doc', ARGV[b + 4], 'run', run, 'priority', ARGV[b + 2],
-               'seq', seq, 'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0,
-               'reclaims', 0, 'enqueued_at', now, 'state', 'pending', 'available_at', now)
-  else
-    redis.call('HSET', skey(id), 'run', run, 'priority', ARGV[b + 2], 'seq', seq,
-               'retry_budget', ARGV[b + 3], 'attempts', 0, 'failures', 0, 'reclaims', 0,
-               'enqueued_at', now, 'state', 'pending', 'available_at', now)
+  new_scene_hash(id, run, ARGV[b + 2], seq, ARGV[b + 3], in_hash and ARGV[b + 4])
+  if not in_hash then
     docs[#docs + 1] = dkey(id)
     docs[#docs + 1] = ARGV[b + 4]
   end

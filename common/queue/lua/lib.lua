@@ -52,6 +52,22 @@ local function doc_in_hash()
       '`scenefarm doc-storage key|hash`')
 end
 
+-- A new scene's hash, pending, in one HSET (to_pending's fields included); with `doc` (while
+-- sf:doc_storage is "hash": the earlier versions' format) its document in the hash's `doc`
+-- field, after deleting a doc key an earlier version left behind (it would shadow the document
+-- for every reader: scene_doc prefers the key). Without, the caller writes the doc key.
+local function new_scene_hash(id, run, priority, seq, budget, doc)
+  local fields = {'run', run, 'priority', priority, 'seq', seq, 'retry_budget', budget,
+                  'attempts', 0, 'failures', 0, 'reclaims', 0, 'enqueued_at', now,
+                  'state', 'pending', 'available_at', now}
+  if doc then
+    redis.call('DEL', dkey(id))
+    fields[#fields + 1] = 'doc'
+    fields[#fields + 1] = doc
+  end
+  redis.call('HSET', skey(id), unpack(fields))
+end
+
 -- A scene's hash and its doc key live and die together: every TTL, PERSIST or DEL of a scene
 -- goes through these, never to skey alone.
 local function scene_expire(id, seconds)

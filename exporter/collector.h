@@ -49,16 +49,20 @@ Result<std::vector<std::string>> QueuesToReport(redis::Client& client,
 
 std::unique_ptr<Collector> MakeQueueCollector(std::shared_ptr<SharedRedis> redis,
                                               std::vector<std::string> queues);
-std::unique_ptr<Collector> MakeWorkersCollector(std::shared_ptr<SharedRedis> redis,
-                                                std::chrono::milliseconds live_window,
+// The number of the scrape the calling collector runs for (CollectorSet runs each collector on
+// a thread of its own and sets it there); 0 outside a CollectorSet. Collectors that share a
+// read within one scrape (LiveWorkers) key it on this.
+uint64_t CurrentScrape();
+
+class LiveWorkers;  // live_workers.h: one walk of the live workers a scrape, for both below
+std::unique_ptr<Collector> MakeWorkersCollector(std::shared_ptr<LiveWorkers> live,
                                                 bool per_worker_labels);
 std::unique_ptr<Collector> MakeScenesCollector(std::shared_ptr<SharedRedis> redis,
                                                std::vector<std::string> queues);
 std::unique_ptr<Collector> MakeRedisCollector(std::shared_ptr<SharedRedis> redis);
 // What each live worker read of its host at its last heartbeat: GPU families labelled
 // instance, gpu, uuid, worker; disk families labelled worker, path.
-std::unique_ptr<Collector> MakeWorkerReadingsCollector(std::shared_ptr<SharedRedis> redis,
-                                                       std::chrono::milliseconds live_window);
+std::unique_ptr<Collector> MakeWorkerReadingsCollector(std::shared_ptr<LiveWorkers> live);
 // source: auto (NVML, then the first ComfyUI's /system_stats, then nvidia-smi), nvml,
 // system_stats, nvidia-smi.
 std::unique_ptr<Collector> MakeGpuCollector(std::string source, std::string comfyui_url,

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "families.h"
+#include "live_workers.h"
 #include "scenefarm/log.h"
 
 namespace scenefarm::exporter {
@@ -11,11 +12,17 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+thread_local uint64_t t_scrape = 0;  // CurrentScrape() of the collector this thread runs
+
 double SecondsSince(SteadyClock::time_point t0) {
   return std::chrono::duration<double>(SteadyClock::now() - t0).count();
 }
 
 }  // namespace
+
+uint64_t CurrentScrape() {
+  return t_scrape;
+}
 
 // One collector and its thread. The scrape asks for run number `requested`; the thread runs
 // the collector and publishes `result` as run `done`.
@@ -25,6 +32,7 @@ struct CollectorSet::Slot {
   std::mutex mu;
   std::condition_variable cv;  // a new request, a finished run, or stopping
   uint64_t requested = 0, done = 0;
+  uint64_t scrape = 0;  // the set's scrape number of run `requested`
   bool running = false, stopping = false;
   SteadyClock::time_point started{};
   Result<Families> result = Status::Internal("not run");
@@ -59,6 +67,7 @@ void CollectorSet::Loop(Slot& s) {
     s.cv.wait(lock, [&] { return s.stopping || s.requested > s.done; });
     if (s.stopping) return;
     const uint64_t run = s.requested;
+    t_scrape = s.scrape;
     s.running = true;
     s.started = SteadyClock::now();
     lock.unlock();
@@ -82,10 +91,14 @@ Families CollectorSet::Collect() const {
   const auto until = SteadyClock::now() + deadline_;
   // Start every idle collector at once; one still busy with an earlier scrape is left to it.
   std::vector<uint64_t> asked(slots_.size(), 0);
+  const uint64_t scrape = ++scrapes_;
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& s = *slots_[i];
     std::lock_guard<std::mutex> slot_lock(s.mu);
-    if (!s.running && s.requested == s.done) asked[i] = ++s.requested;
+    if (!s.running && s.requested == s.done) {
+      asked[i] = ++s.requested;
+      s.scrape = scrape;
+    }
     s.cv.notify_all();
   }
   Families out;
@@ -150,9 +163,11 @@ std::shared_ptr<CollectorSet> MakeCollectors(const ExporterOptions& o,
   auto set = std::make_shared<CollectorSet>(o.collector_deadline());
   set->Add(MakeRedisCollector(redis));
   set->Add(MakeQueueCollector(redis, o.queues));
-  set->Add(MakeWorkersCollector(redis, o.live_window(), o.worker_labels));
+  // workers and worker_readings read one walk of the live workers a scrape.
+  auto live = std::make_shared<LiveWorkers>(redis, o.live_window(), o.worker_labels, 2);
+  set->Add(MakeWorkersCollector(live, o.worker_labels));
   set->Add(MakeScenesCollector(redis, o.queues));
-  set->Add(MakeWorkerReadingsCollector(redis, o.live_window()));
+  set->Add(MakeWorkerReadingsCollector(live));
   if (o.gpu_source != "none")
     set->Add(MakeGpuCollector(o.gpu_source, o.comfyui_urls.empty() ? "" : o.comfyui_urls.front(),
                               o.timeout()));

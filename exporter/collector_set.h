@@ -44,7 +44,8 @@ class CollectorSet : public prometheus::Collectable {
 
   const std::chrono::milliseconds deadline_;
   std::vector<std::unique_ptr<Slot>> slots_;
-  mutable std::mutex mu_;  // one scrape at a time: the sources are not ours to hammer
+  mutable std::mutex mu_;         // one scrape at a time: the sources are not ours to hammer
+  mutable uint64_t scrapes_ = 0;  // guarded by mu_: numbers the scrapes for CurrentScrape()
 };
 
 // Every collector the options ask for, sharing `redis`.

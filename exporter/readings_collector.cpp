@@ -6,7 +6,7 @@
 
 #include "collector.h"
 #include "families.h"
-#include "scenefarm/queue.h"
+#include "live_workers.h"
 #include "scenefarm/readings.h"
 
 namespace scenefarm::exporter {
@@ -76,75 +76,38 @@ void AddDisks(const LiveReadings& w, ReadingFamilies& f) {
   }
 }
 
-// ARGV: the workers zset, the worker hash prefix, the oldest live heartbeat (ms), the readings
-// field. Returns {id, document, ...} of the live workers with readings (an older worker has
-// none).
-constexpr redis::Script kLiveReadings = {"live_readings", R"lua(
-local ids = redis.call('ZRANGEBYSCORE', ARGV[1], ARGV[3], '+inf')
-local out = {}
-for _, id in ipairs(ids) do
-  local doc = redis.call('HGET', ARGV[2] .. id, ARGV[4])
-  if doc then
-    out[#out + 1] = id
-    out[#out + 1] = doc
-  end
-end
-return out
-)lua"};
-
 class WorkerReadingsCollector : public Collector {
  public:
-  WorkerReadingsCollector(std::shared_ptr<SharedRedis> redis, std::chrono::milliseconds window)
-      : Collector("worker_readings"), redis_(std::move(redis)), window_(window) {}
+  explicit WorkerReadingsCollector(std::shared_ptr<LiveWorkers> live)
+      : Collector("worker_readings"), live_(std::move(live)) {}
 
   Result<Families> Scrape() const override {
-    int64_t now_ms = 0;
-    auto live = Read(&now_ms);
-    if (!live.ok()) return live.status();
+    // One walk of the live workers a scrape, shared with workers (live_workers.h): the
+    // documents of the live workers that published readings.
+    auto got = live_->Get(CurrentScrape());
+    if (!got.ok()) return got.status();
+    const LiveWorkersSnapshot& snap = **got;
     ReadingFamilies f;
-    for (const auto& w : *live) {
+    for (const auto& [id, doc] : snap.readings) {
+      auto parsed = readings::HostReadings::FromJson(nlohmann::json::parse(doc, nullptr, false));
+      if (!parsed.ok()) continue;
+      const LiveReadings w{id, std::move(parsed).value()};
       AddGpus(w, f);
       AddDisks(w, f);
       if (w.r.at_ms > 0)
-        f.age.Add({{"worker", w.worker}}, std::max<double>(0, (now_ms - w.r.at_ms) / 1000.0));
+        f.age.Add({{"worker", w.worker}}, std::max<double>(0, (snap.now_ms - w.r.at_ms) / 1000.0));
     }
     return f.Take();
   }
 
  private:
-  // The live workers' readings, in one round trip after the live set.
-  Result<std::vector<LiveReadings>> Read(int64_t* now_ms) const {
-    std::lock_guard<std::mutex> lock(redis_->mu);
-    auto& c = redis_->client;
-    auto t = c.Command({"TIME"});
-    if (!t.ok()) return t.status();
-    if (t->elements.size() != 2) return Status::Internal("TIME: unexpected reply");
-    *now_ms = t->elements[0].AsInt() * 1000 + t->elements[1].AsInt() / 1000;
-    // One script call: the live workers that published readings, as {id, document, ...}
-    // (issue #14 P8: a pipeline of one HGET per live worker, readings or not, made 10,000
-    // replies per scrape at 10,000 workers).
-    auto r = c.Eval(kLiveReadings, {queue::kWorkersKey, queue::WorkerKey(""),
-                                    std::to_string(*now_ms - window_.count()), readings::kField});
-    if (!r.ok()) return r.status();
-    if (r->is_error()) return Status::Internal("live_readings.lua: " + r->str);
-    std::vector<LiveReadings> out;
-    for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-      auto parsed = readings::HostReadings::FromJson(
-          nlohmann::json::parse(r->elements[i + 1].AsString(), nullptr, false));
-      if (parsed.ok()) out.push_back({r->elements[i].str, std::move(parsed).value()});
-    }
-    return out;
-  }
-
-  std::shared_ptr<SharedRedis> redis_;
-  std::chrono::milliseconds window_;
+  std::shared_ptr<LiveWorkers> live_;
 };
 
 }  // namespace
 
-std::unique_ptr<Collector> MakeWorkerReadingsCollector(std::shared_ptr<SharedRedis> redis,
-                                                       std::chrono::milliseconds live_window) {
-  return std::make_unique<WorkerReadingsCollector>(std::move(redis), live_window);
+std::unique_ptr<Collector> MakeWorkerReadingsCollector(std::shared_ptr<LiveWorkers> live) {
+  return std::make_unique<WorkerReadingsCollector>(std::move(live));
 }
 
 }  // namespace scenefarm::exporter

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -521,6 +522,64 @@ TEST_F(ExporterTest, AForeignOrBrokenReadingsDocumentIsSkippedNotAFailedScrape) 
   const std::string m = Scrape();
   EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="worker_readings"})"), 1);
   EXPECT_FALSE(Has(m, "scenefarm_worker_disk_free_bytes"));
+}
+
+// Issue #14 P8: the workers and worker_readings collectors share one walk of the live workers a
+// scrape (one HMGET a worker), and a later scrape reads anew.
+TEST_F(ExporterTest, OneScrapeWalksTheLiveWorkersOnceForBothCollectors) {
+  constexpr int kWorkers = 40;
+  readings::HostReadings r;
+  r.at_ms = clock_.NowMs();
+  r.disks.push_back({"/data", "artifacts", 10.0, 100.0, ""});
+  const std::string doc = r.ToJson().dump();
+  for (int i = 0; i < kWorkers; ++i) {
+    const std::string id = "lw" + std::to_string(i);
+    ASSERT_TRUE(
+        client_->Command({"ZADD", queue::kWorkersKey, std::to_string(clock_.NowMs()), id}).ok());
+    ASSERT_TRUE(client_->Command({"HSET", queue::WorkerKey(id), "busy", i < 15 ? "1" : "0"}).ok());
+    if (i % 4 == 0) {
+      ASSERT_TRUE(client_->Command({"HSET", queue::WorkerKey(id), readings::kField, doc}).ok());
+    }
+  }
+  // A worker gone quiet long ago is neither counted nor read.
+  ASSERT_TRUE(client_->Command({"ZADD", queue::kWorkersKey, "1000", "gone"}).ok());
+  ASSERT_TRUE(client_->Command({"HSET", queue::WorkerKey("gone"), "busy", "1"}).ok());
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none", "--worker-labels",
+                 "--live-window-seconds", "3600"});
+  // Calls of a command since the last CONFIG RESETSTAT, scripts' inner calls included.
+  auto calls = [&](const std::string& cmd) -> int64_t {
+    auto info = client_->Command({"INFO", "commandstats"});
+    const std::string text = info.ok() ? info->str : "";
+    std::smatch m;
+    if (std::regex_search(text, m, std::regex("cmdstat_" + cmd + ":calls=(\\d+)")))
+      return std::stoll(m[1]);
+    return 0;
+  };
+  Scrape();  // the scripts are loaded
+  ASSERT_TRUE(client_->Command({"CONFIG", "RESETSTAT"}).ok());
+  std::string m = Scrape();
+  EXPECT_EQ(calls("zrangebyscore"), 1) << "one walk for both collectors";
+  EXPECT_EQ(calls("hmget"), kWorkers) << "one HMGET a live worker, busy mark and readings";
+  EXPECT_EQ(Metric(m, "scenefarm_workers_live"), kWorkers);
+  EXPECT_EQ(Metric(m, "scenefarm_workers_busy"), 15);
+  EXPECT_EQ(Metric(m, "scenefarm_workers_idle"), kWorkers - 15);
+  EXPECT_EQ(Metric(m, R"(scenefarm_worker_busy{worker="lw3"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_worker_busy{worker="lw30"})"), 0);
+  EXPECT_FALSE(Has(m, R"(scenefarm_worker_busy{worker="gone"})"));
+  EXPECT_EQ(Metric(m, R"(scenefarm_worker_disk_free_bytes{worker="lw8",path="/data"})"), 10);
+  EXPECT_FALSE(Has(m, R"(scenefarm_worker_disk_free_bytes{worker="lw9")"));
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="workers"})"), 1);
+  EXPECT_EQ(Metric(m, R"(scenefarm_exporter_collector_success{collector="worker_readings"})"), 1);
+  // What changed between two scrapes shows in the second: nothing is kept from the first.
+  ASSERT_TRUE(client_->Command({"HSET", queue::WorkerKey("lw39"), "busy", "1"}).ok());
+  ASSERT_TRUE(client_->Command({"HDEL", queue::WorkerKey("lw8"), readings::kField}).ok());
+  m = Scrape();
+  EXPECT_EQ(Metric(m, "scenefarm_workers_busy"), 16);
+  EXPECT_EQ(Metric(m, R"(scenefarm_worker_busy{worker="lw39"})"), 1);
+  EXPECT_FALSE(Has(m, R"(scenefarm_worker_disk_free_bytes{worker="lw8")"));
+  EXPECT_EQ(Metric(m, R"(scenefarm_worker_disk_free_bytes{worker="lw4",path="/data"})"), 10);
+  EXPECT_EQ(calls("zrangebyscore"), 2);
+  EXPECT_EQ(calls("hmget"), 2 * kWorkers);
 }
 
 // Issue #16: contract violations a worker found were only logged.

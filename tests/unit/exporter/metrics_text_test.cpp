@@ -1,6 +1,8 @@
 // metrics_text.h against prometheus-cpp's TextSerializer, which it replaces on /metrics: byte for
-// byte the same page for every metric type, escapes, special and ordinary numbers, timestamps.
+// byte the same page for every metric type, escapes, special and ordinary numbers, timestamps;
+// and metrics_endpoint.h's gzip and Accept-Encoding reading.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -11,6 +13,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "metrics_endpoint.h"
 #include "metrics_text.h"
 
 namespace scenefarm::exporter {
@@ -252,6 +255,58 @@ TEST(MetricsTextTest, AppendsToWhatIsThere) {
   AppendMetricsDouble(0.1, &d);
   AppendMetricsDouble(-kInf, &d);
   EXPECT_EQ(d, "0.1-Inf");
+}
+
+std::string Gunzip(const std::string& in) {
+  z_stream zs{};
+  EXPECT_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  std::string out;
+  char buf[16384];
+  int ret = Z_OK;
+  while (ret == Z_OK) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    ret = inflate(&zs, Z_NO_FLUSH);
+    out.append(buf, sizeof(buf) - zs.avail_out);
+  }
+  EXPECT_EQ(ret, Z_STREAM_END);
+  inflateEnd(&zs);
+  return out;
+}
+
+TEST(MetricsGzipTest, RoundTripsSmallLargeAndIncompressiblePages) {
+  std::mt19937_64 rng(5);
+  std::string noise(300000, '\0');
+  for (auto& c : noise)
+    c = static_cast<char>(rng());
+  const std::string page = Ours({Simple("scenefarm_g", MetricType::Gauge, "G.")});
+  std::string big;
+  while (big.size() < 3000000)
+    big += page;
+  for (const std::string& in : {std::string(), std::string("x"), page, big, noise}) {
+    const std::string gz = GzipCompress(in);
+    ASSERT_GE(gz.size(), 18u);  // a gzip header and trailer at least
+    EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);
+    EXPECT_EQ(static_cast<unsigned char>(gz[1]), 0x8b);
+    EXPECT_EQ(Gunzip(gz), in);
+  }
+  EXPECT_LT(GzipCompress(big).size(), big.size() / 5);
+}
+
+TEST(MetricsGzipTest, AcceptEncodingIsRead) {
+  EXPECT_FALSE(AcceptsGzip(nullptr));
+  EXPECT_FALSE(AcceptsGzip(""));
+  EXPECT_FALSE(AcceptsGzip("identity"));
+  EXPECT_FALSE(AcceptsGzip("deflate, br"));
+  EXPECT_FALSE(AcceptsGzip("gzip;q=0"));
+  EXPECT_FALSE(AcceptsGzip("br, gzip ; q=0.000"));
+  EXPECT_TRUE(AcceptsGzip("gzip"));
+  EXPECT_TRUE(AcceptsGzip("GZip"));
+  EXPECT_TRUE(AcceptsGzip("gzip, deflate"));  // what Prometheus sends
+  EXPECT_TRUE(AcceptsGzip("deflate,gzip;q=0.5"));
+  EXPECT_TRUE(AcceptsGzip("identity, gzip;q=1.0"));
 }
 
 }  // namespace

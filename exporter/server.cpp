@@ -107,11 +107,12 @@ int Server::BeginRequest(mg_connection* conn) {
               : Reply(conn, 503, "Service Unavailable", "text/plain", "redis unreachable\n");
   }
   if (path == "/metrics") {
-    // civetweb accepts before the Exposer registers /metrics: wait (bounded) instead of a 404.
+    // civetweb accepts before Start has finished: wait (bounded) rather than answer early.
     for (int i = 0; i < 2000 && !g_metrics_ready; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return self->metrics_->Serve(conn);  // metrics_endpoint.h; the Exposer serves no /metrics
   }
-  return 0;  // the Exposer serves /metrics; anything else is its 404
+  return 0;  // civetweb's 404
 }
 
 Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
@@ -129,6 +130,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
   }
   s->auth_ = std::make_unique<BasicAuth>(s->web_.users);
   s->api_ = std::make_unique<Api>(options, s->web_);
+  s->metrics_ = std::make_unique<MetricsEndpoint>(s->collectors_);
   std::vector<std::string> opts = {
       "listening_ports",    options.listen + (s->web_.tls() ? "s" : ""),
       "num_threads",        "4",
@@ -166,7 +168,6 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
     g_server = nullptr;
     return Status::Unavailable("cannot listen on " + options.listen + ": " + e.what());
   }
-  s->exposer_->RegisterCollectable(s->collectors_, "/metrics");
   g_metrics_ready = true;
   const auto ports = s->exposer_->GetListeningPorts();
   s->port_ = ports.empty() ? 0 : ports.front();

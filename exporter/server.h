@@ -1,4 +1,5 @@
-// The exporter's HTTP endpoint: prometheus-cpp's pull Exposer (civetweb) serving /metrics, plus
+// The exporter's HTTP endpoint: civetweb (owned by prometheus-cpp's pull Exposer, which serves
+// no path itself) answering every request in BeginRequest: /metrics (metrics_endpoint.h),
 // / (a page listing the endpoints), /api/ (api.h), /healthz (alive: no collector stuck past
 // options.stuck_seconds) and /readyz (Redis answers),
 // with TLS and basic auth from the web config. One Server per process.
@@ -9,6 +10,7 @@
 
 #include "api.h"
 #include "collector_set.h"
+#include "metrics_endpoint.h"
 #include "options.h"
 #include "scenefarm/handles.h"
 #include "web.h"
@@ -36,7 +38,8 @@ class Server {
   DlHandle ssl_shim_;  // the TLS shim (LoadSslShim); declared first: closed after civetweb
   WebConfig web_;
   std::unique_ptr<BasicAuth> auth_;
-  std::unique_ptr<Api> api_;  // /api/ (api.h)
+  std::unique_ptr<Api> api_;                  // /api/ (api.h)
+  std::unique_ptr<MetricsEndpoint> metrics_;  // /metrics (metrics_endpoint.h)
   std::shared_ptr<CollectorSet> collectors_;
   std::shared_ptr<SharedRedis> redis_;
   std::unique_ptr<prometheus::Exposer> exposer_;

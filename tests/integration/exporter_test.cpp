@@ -2,14 +2,20 @@
 // queue protocol, the ComfyUI test server, the fake NVML library and an LLM stand-in: values on
 // /metrics match what was written, each source down gives collector_success 0 and still a 200,
 // promtool finds nothing wrong, and TLS and basic auth accept and refuse as configured.
+#include <arpa/inet.h>
 #include <crypt.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -51,6 +57,92 @@ std::set<std::string> DeclaredFamilies(const std::string& text) {
   while (std::getline(in, line)) {
     if (line.rfind("# TYPE ", 0) == 0) out.insert(line.substr(7, line.find(' ', 7) - 7));
   }
+  return out;
+}
+
+// One HTTP/1.1 GET on 127.0.0.1:port with the request headers given ("Name: value\r\n"...),
+// read to its Content-Length: what http::Client does not show (Content-Encoding, the raw body).
+struct RawResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lowercased
+  std::string body;
+};
+RawResponse RawGet(int port, const std::string& path, const std::string& headers) {
+  RawResponse r;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{30, 0};  // a guard against a hang, not a timing
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return r;
+  }
+  const std::string req =
+      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + "Connection: close\r\n\r\n";
+  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    close(fd);
+    return r;
+  }
+  std::string in;
+  char buf[65536];
+  size_t head_end = std::string::npos;
+  size_t length = std::string::npos;
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    in.append(buf, n);
+    if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
+      std::istringstream lines(in.substr(0, head_end));
+      std::string line;
+      std::getline(lines, line);
+      r.status = std::atoi(line.substr(line.find(' ') + 1).c_str());
+      while (std::getline(lines, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        const size_t colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string name = line.substr(0, colon);
+        std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+        r.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
+      }
+      if (r.headers.count("content-length")) length = std::stoul(r.headers["content-length"]);
+    }
+    if (head_end != std::string::npos && length != std::string::npos &&
+        in.size() >= head_end + 4 + length)
+      break;
+  }
+  close(fd);
+  if (head_end != std::string::npos) r.body = in.substr(head_end + 4);
+  return r;
+}
+
+std::string Gunzip(const std::string& in) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return "inflateInit2 failed";
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  std::string out;
+  char buf[65536];
+  int ret = Z_OK;
+  while (ret == Z_OK) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    ret = inflate(&zs, Z_NO_FLUSH);
+    out.append(buf, sizeof(buf) - zs.avail_out);
+  }
+  inflateEnd(&zs);
+  return ret == Z_STREAM_END ? out : "inflate failed";
+}
+
+// A page's lines with the values cut off: its series in order, HELP and TYPE lines whole.
+std::vector<std::string> Series(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    out.push_back(line[0] == '#' ? line : line.substr(0, line.rfind(' ')));
   return out;
 }
 
@@ -374,6 +466,66 @@ TEST_F(ExporterTest, PromtoolFindsNothingWrongWithALiveScrape) {
   auto landing = Get("/");
   EXPECT_EQ(landing.status, 200);
   EXPECT_NE(landing.body.find("/metrics"), std::string::npos);
+}
+
+// /metrics as the exporter serves it (metrics_endpoint.h): the text format's Content-Type, the
+// same page gzipped or not as the scraper asks, and prometheus-cpp's exposer_* families first,
+// counting the scrapes before this one and the bytes they sent.
+TEST_F(ExporterTest, MetricsGzippedOrNotAreOnePageAndTheExposerFamiliesCountScrapes) {
+  for (const char* id : {"a", "b", "c"})
+    ASSERT_TRUE(queue_->Enqueue({MakeScene(id)}).ok());
+  StartExporter({"--comfyui-url", "", "--gpu-source", "none", "--worker-labels"});
+  const RawResponse plain = RawGet(port_, "/metrics", "");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(plain.headers.at("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(plain.headers.count("content-encoding"), 0u);
+  EXPECT_EQ(plain.headers.at("content-length"), std::to_string(plain.body.size()));
+
+  const RawResponse gz = RawGet(port_, "/metrics", "Accept-Encoding: gzip, deflate\r\n");
+  ASSERT_EQ(gz.status, 200);
+  EXPECT_EQ(gz.headers.at("content-encoding"), "gzip");
+  EXPECT_EQ(gz.headers.at("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(gz.headers.at("content-length"), std::to_string(gz.body.size()));
+  const std::string unzipped = Gunzip(gz.body);
+  EXPECT_LT(gz.body.size(), unzipped.size());
+  EXPECT_EQ(Series(unzipped), Series(plain.body));  // the values may move between scrapes
+
+  // As prometheus-cpp 1.0.1's handler declares them, before every family of ours.
+  EXPECT_EQ(plain.body.rfind(
+                "# HELP exposer_transferred_bytes_total Transferred bytes to metrics services\n"
+                "# TYPE exposer_transferred_bytes_total counter\n"
+                "exposer_transferred_bytes_total 0\n"
+                "# HELP exposer_scrapes_total Number of times metrics were scraped\n"
+                "# TYPE exposer_scrapes_total counter\n"
+                "exposer_scrapes_total 0\n"
+                "# HELP exposer_request_latencies Latencies of serving scrape requests, in "
+                "microseconds\n"
+                "# TYPE exposer_request_latencies summary\n"
+                "exposer_request_latencies_count 0\n"
+                "exposer_request_latencies_sum 0\n"
+                "exposer_request_latencies{quantile=\"0.5\"} Nan\n"
+                "exposer_request_latencies{quantile=\"0.9\"} Nan\n"
+                "exposer_request_latencies{quantile=\"0.99\"} Nan\n"
+                "# HELP scenefarm_",
+                0),
+            0u)
+      << plain.body.substr(0, 1500);
+  EXPECT_EQ(Metric(unzipped, "exposer_scrapes_total"), 1);
+  EXPECT_EQ(Metric(unzipped, "exposer_transferred_bytes_total"), plain.body.size());
+  EXPECT_EQ(Metric(unzipped, "exposer_request_latencies_count"), 1);
+  const std::string third = Scrape();
+  EXPECT_EQ(Metric(third, "exposer_scrapes_total"), 2);
+  EXPECT_EQ(Metric(third, "exposer_transferred_bytes_total"), plain.body.size() + gz.body.size());
+  EXPECT_EQ(Metric(third, "exposer_request_latencies_count"), 2);
+  EXPECT_EQ(Metric(third, R"(scenefarm_queue_depth{queue="scenes",state="pending"})"), 3);
+
+  // Only GET; what else there is stays civetweb's (404).
+  http::Client c("http://127.0.0.1:" + std::to_string(port_));
+  auto post = c.Post("/metrics", "x", "text/plain");
+  ASSERT_TRUE(post.ok());
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(Get("/metrics/more").status, 404);
+  EXPECT_EQ(Get("/metricsx").status, 404);
 }
 
 TEST_F(ExporterTest, TlsAndBasicAuthAcceptAndRefuseAsConfigured) {

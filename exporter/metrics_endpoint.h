@@ -46,8 +46,9 @@ class MetricsEndpoint {
 // Whether an Accept-Encoding header value accepts gzip (a "gzip" coding whose q is not 0).
 bool AcceptsGzip(const char* accept_encoding);
 
-// `in` gzipped (RFC 1952) as prometheus-cpp's handler does it: default compression level,
-// memLevel 9. Empty when zlib fails (the page then goes uncompressed, as with prometheus-cpp).
+// `in` gzipped (RFC 1952) as prometheus-cpp's handler does it (memLevel 9), but at zlib's
+// fastest level: every Prometheus scrape asks for gzip. Empty when zlib fails (the page then
+// goes uncompressed, as with prometheus-cpp).
 std::string GzipCompress(std::string_view in);
 
 }  // namespace scenefarm::exporter

@@ -234,13 +234,19 @@ struct Api::Request {
     mg_printf(conn,
               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
               "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s"
-              "Connection: keep-alive\r\n\r\n",
+              "Connection: close\r\n\r\n",
               code, mg_get_response_code_text(conn, code), text.size(), extra.c_str());
     mg_write(conn, text.data(), text.size());
     return code;
   }
   int Error(int code, const std::string& message) const {
     return Reply(code, json{{"error", message}});
+  }
+  // A queue operation that failed: 503 when Redis did not answer (a client may try again);
+  // 500 when a queue script refused it (kInternal: "ERR scenefarm: ...", e.g. a bad
+  // sf:doc_storage), which asks an operator, not a retry.
+  int QueueError(const std::string& what, const Status& s) const {
+    return Error(s.code() == StatusCode::kInternal ? 500 : 503, what + s.message());
   }
   // 405 unless the method is `allowed`; 0 when it is.
   int Allow(const char* allowed) const {
@@ -788,7 +794,7 @@ int Api::Enqueue(Request& req) {
   qo.default_retry_budget = static_cast<int>(budget);
   queue::Queue q(redis_.client, qo, req.clock);
   auto r = q.EnqueueDocs(docs, "api:" + req.user);
-  if (!r.ok()) return req.Error(503, "enqueue: " + r.status().message());
+  if (!r.ok()) return req.QueueError("enqueue: ", r.status());
   json created = json::array(), existing = json::array();
   for (size_t i = 0; i < docs.size(); ++i)
     ((*r)[i] ? created : existing).push_back(docs[i].id);
@@ -811,7 +817,7 @@ int Api::SceneAction(Request& req, const std::string& id, const std::string& act
     auto r = q.Cancel(id, by);
     if (!r.ok()) {
       if (r.status().code() == StatusCode::kNotFound) return req.Error(404, r.status().message());
-      return req.Error(503, r.status().message());
+      return req.QueueError("", r.status());
     }
     const std::string result = *r == "leased" ? "cancel requested (its worker stops it)"
                                : *r == "succeeded" || *r == "cancelled"
@@ -824,7 +830,7 @@ int Api::SceneAction(Request& req, const std::string& id, const std::string& act
   if (!s.ok()) {
     if (s.code() == StatusCode::kNotFound) return req.Error(404, s.message());
     if (s.code() == StatusCode::kFailedPrecondition) return req.Error(409, s.message());
-    return req.Error(503, s.message());
+    return req.QueueError("", s);
   }
   return req.Reply(200,
                    json{{"id", id}, {"queue", queue}, {"result", "back to pending"}, {"by", by}});
@@ -846,12 +852,12 @@ int Api::QueueAction(Request& req, const std::string& queue, const std::string& 
     auto now = q.TimeMs();
     if (!now.ok()) return req.Error(503, "redis: " + now.status().message());
     auto ids = q.PurgeDead(*now - *older, kMaxPurge, by);
-    if (!ids.ok()) return req.Error(503, "purge: " + ids.status().message());
+    if (!ids.ok()) return req.QueueError("purge: ", ids.status());
     return req.Reply(200, json{{"queue", queue}, {"purged", *ids}, {"by", by}});
   }
   const bool pause = action == "pause";
   auto changed = pause ? q.Pause(by) : q.Resume(by);
-  if (!changed.ok()) return req.Error(503, action + ": " + changed.status().message());
+  if (!changed.ok()) return req.QueueError(action + ": ", changed.status());
   return req.Reply(200,
                    json{{"queue", queue}, {"paused", pause}, {"changed", *changed}, {"by", by}});
 }

@@ -535,5 +535,20 @@ TEST_F(ApiTest, EnqueueValidatesLikeTheCliAndIsAllOrNothing) {
   EXPECT_EQ(Pending(), 4);
 }
 
+// A queue script's refusal is the operator's to mend (500, its message), not "Redis did not
+// answer" (503, which a client retries): here an sf:doc_storage that is neither key nor hash.
+TEST_F(ApiTest, AQueueScriptsRefusalIsA500WithItsMessageNotA503) {
+  StartWithUsers({"--web.enable-actions"});
+  ASSERT_TRUE(client_.Command({"SET", "sf:doc_storage", "bogus"}).ok());
+  Reply r = Act("/api/scenes", SceneLine("a"));
+  EXPECT_EQ(r.status, 500) << r.body;
+  const std::string error = r.j.is_object() ? r.j.value("error", "") : "";
+  EXPECT_NE(error.find("sf:doc_storage"), std::string::npos) << error;
+  EXPECT_EQ(Pending(), 0);
+  ASSERT_TRUE(client_.Command({"SET", "sf:doc_storage", "key"}).ok());
+  EXPECT_EQ(Act("/api/scenes", SceneLine("a")).status, 200);
+  EXPECT_EQ(Pending(), 1);
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

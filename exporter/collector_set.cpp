@@ -140,6 +140,8 @@ Families CollectorSet::Collect() const {
     success.Add({{"collector", name}}, r.ok() ? 1 : 0);
     duration.Add({{"collector", name}}, secs);
   }
+  for (const auto& f : on_end_)
+    f(scrape);
   MergeSameName(&out);  // gpu and worker_readings serve the same GPU families
   out.push_back(success.Take());
   out.push_back(duration.Take());
@@ -164,7 +166,8 @@ std::shared_ptr<CollectorSet> MakeCollectors(const ExporterOptions& o,
   set->Add(MakeRedisCollector(redis));
   set->Add(MakeQueueCollector(redis, o.queues));
   // workers and worker_readings read one walk of the live workers a scrape.
-  auto live = std::make_shared<LiveWorkers>(redis, o.live_window(), o.worker_labels, 2);
+  auto live = std::make_shared<LiveWorkers>(redis, o.live_window(), o.worker_labels);
+  set->OnScrapeEnd([live](uint64_t scrape) { live->EndScrape(scrape); });
   set->Add(MakeWorkersCollector(live, o.worker_labels));
   set->Add(MakeScenesCollector(redis, o.queues));
   set->Add(MakeWorkerReadingsCollector(live));

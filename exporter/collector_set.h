@@ -9,6 +9,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +32,9 @@ class CollectorSet : public prometheus::Collectable {
 
   // Starts the collector's thread. Not thread-safe: add every collector before the first scrape.
   void Add(std::unique_ptr<Collector> c);
+  // Called with the scrape's number (CurrentScrape()) once a scrape has its families: what
+  // collectors shared within it (LiveWorkers) is let go. Not thread-safe, as Add.
+  void OnScrapeEnd(std::function<void(uint64_t)> f) { on_end_.push_back(std::move(f)); }
   Families Collect() const override;
   size_t size() const { return slots_.size(); }
   // Collectors that have been running for longer than `limit`, with their running time (s):
@@ -44,6 +49,7 @@ class CollectorSet : public prometheus::Collectable {
 
   const std::chrono::milliseconds deadline_;
   std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<std::function<void(uint64_t)>> on_end_;
   mutable std::mutex mu_;         // one scrape at a time: the sources are not ours to hammer
   mutable uint64_t scrapes_ = 0;  // guarded by mu_: numbers the scrapes for CurrentScrape()
 };

@@ -1,5 +1,7 @@
 #include "live_workers.h"
 
+#include <algorithm>
+
 #include "scenefarm/queue.h"
 #include "scenefarm/readings.h"
 
@@ -43,17 +45,30 @@ return {#ids / step, busy, per, docs}
 
 Result<std::shared_ptr<const LiveWorkersSnapshot>> LiveWorkers::Get(uint64_t scrape) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (scrape == 0) return Read();
+  if (scrape == 0 || scrape <= ended_ || scrape < scrape_) return Read();
   if (scrape != scrape_) {
-    cached_ = Read();
+    auto r = Read();
     scrape_ = scrape;
-    taken_ = 0;
+    cached_ = r.ok() ? *r : nullptr;
+    cached_error_ = r.ok() ? Status::Ok() : r.status();
+    return r;
   }
-  auto out = cached_;
-  // The last collector of the scrape lets the snapshot go: with every worker's readings it is
-  // megabytes, not to be held between scrapes.
-  if (++taken_ >= consumers_) cached_ = Status::Internal("taken");
-  return out;
+  if (!cached_) return cached_error_;
+  return cached_;
+}
+
+void LiveWorkers::EndScrape(uint64_t scrape) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ended_ = std::max(ended_, scrape);
+  if (scrape_ <= ended_) {
+    cached_.reset();
+    cached_error_ = Status::Ok();
+  }
+}
+
+bool LiveWorkers::Holding() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cached_ != nullptr;
 }
 
 Result<std::shared_ptr<const LiveWorkersSnapshot>> LiveWorkers::Read() const {

@@ -34,16 +34,20 @@ struct LiveWorkersSnapshot {
 
 class LiveWorkers {
  public:
-  // consumers: how many collectors read each scrape's snapshot (the snapshot is let go when
-  // all have taken it); per_worker: each worker's id, heartbeat and mark (--worker-labels).
-  LiveWorkers(std::shared_ptr<SharedRedis> redis, std::chrono::milliseconds window, bool per_worker,
-              int consumers)
-      : redis_(std::move(redis)), window_(window), per_worker_(per_worker), consumers_(consumers) {}
+  // per_worker: each worker's id, heartbeat and mark (--worker-labels).
+  LiveWorkers(std::shared_ptr<SharedRedis> redis, std::chrono::milliseconds window, bool per_worker)
+      : redis_(std::move(redis)), window_(window), per_worker_(per_worker) {}
 
-  // The snapshot of scrape `scrape` (CollectorSet::CurrentScrape()): read from Redis by the
-  // first caller of that scrape, shared with the others. Scrape 0 (outside a CollectorSet)
-  // always reads anew.
+  // The snapshot of scrape `scrape` (CurrentScrape(), collector.h): read from Redis by the
+  // first caller of that scrape, shared with the others until EndScrape. A caller outside a
+  // CollectorSet (scrape 0), or one late for its scrape (it ended, or a later one began: a
+  // collector that ran past the deadline), reads anew and keeps nothing.
   Result<std::shared_ptr<const LiveWorkersSnapshot>> Get(uint64_t scrape);
+  // The scrape is over (CollectorSet::OnScrapeEnd): its snapshot is let go. With every
+  // worker's readings it is megabytes, not to be held between scrapes.
+  void EndScrape(uint64_t scrape);
+  // Whether a snapshot is held now (tests).
+  bool Holding() const;
 
  private:
   Result<std::shared_ptr<const LiveWorkersSnapshot>> Read() const;
@@ -51,11 +55,11 @@ class LiveWorkers {
   std::shared_ptr<SharedRedis> redis_;
   std::chrono::milliseconds window_;
   bool per_worker_;
-  int consumers_;
-  std::mutex mu_;  // held through a read: the second collector of a scrape waits for it
-  uint64_t scrape_ = 0;
-  int taken_ = 0;
-  Result<std::shared_ptr<const LiveWorkersSnapshot>> cached_ = Status::Internal("not read");
+  mutable std::mutex mu_;  // held through a read: the second collector of a scrape waits for it
+  uint64_t scrape_ = 0;    // the scrape cached_ belongs to
+  uint64_t ended_ = 0;     // the latest scrape EndScrape was told of
+  std::shared_ptr<const LiveWorkersSnapshot> cached_;
+  Status cached_error_ = Status::Ok();
 };
 
 }  // namespace scenefarm::exporter

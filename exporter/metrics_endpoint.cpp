@@ -3,8 +3,10 @@
 #include <civetweb.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "metrics_text.h"
@@ -75,6 +77,8 @@ bool AcceptsGzip(const char* accept_encoding) {
 }
 
 std::string GzipCompress(std::string_view in) {
+  // zlib counts in 32 bits: a page past that goes uncompressed rather than cut short.
+  if (in.size() > std::numeric_limits<uInt>::max() / 2) return {};
   z_stream zs{};
   // 16 + MAX_WBITS: a gzip header and trailer, not zlib's; memLevel 9 as prometheus-cpp.
   // Level 1, not prometheus-cpp's default 6: Prometheus asks for gzip at every scrape, and the
@@ -91,7 +95,8 @@ std::string GzipCompress(std::string_view in) {
   while (ret == Z_OK) {
     if (zs.total_out == out.size()) out.resize(out.size() * 2);
     zs.next_out = reinterpret_cast<Bytef*>(out.data() + zs.total_out);
-    zs.avail_out = static_cast<uInt>(out.size() - zs.total_out);
+    zs.avail_out = static_cast<uInt>(
+        std::min<size_t>(out.size() - zs.total_out, std::numeric_limits<uInt>::max()));
     ret = deflate(&zs, Z_FINISH);
   }
   deflateEnd(&zs);
@@ -125,14 +130,23 @@ std::string MetricsEndpoint::Page() {
 int MetricsEndpoint::Serve(mg_connection* conn) {
   const auto start = std::chrono::steady_clock::now();
   const mg_request_info* ri = mg_get_request_info(conn);
-  if (ri->request_method == nullptr || std::strcmp(ri->request_method, "GET") != 0) {
-    static const char kBody[] = "only GET\n";
+  const char* method = ri->request_method ? ri->request_method : "";
+  const bool head = std::strcmp(method, "HEAD") == 0;
+  if (!head && std::strcmp(method, "GET") != 0) {
+    static const char kBody[] = "only GET or HEAD\n";
     mg_printf(conn,
-              "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Type: text/plain\r\n"
-              "Content-Length: %zu\r\nConnection: keep-alive\r\n\r\n",
+              "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\nContent-Type: text/plain\r\n"
+              "Content-Length: %zu\r\nConnection: close\r\n\r\n",
               sizeof(kBody) - 1);
     mg_write(conn, kBody, sizeof(kBody) - 1);
     return 405;
+  }
+  if (head) {
+    // What a GET would answer, without collecting the page (a HEAD is a liveness check, not a
+    // scrape): no Content-Length, no body.
+    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nConnection: close\r\n\r\n",
+              kContentType);
+    return 200;
   }
   std::string body = Page();
   bool gzipped = false;
@@ -145,7 +159,7 @@ int MetricsEndpoint::Serve(mg_connection* conn) {
   }
   mg_printf(conn,
             "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\nConnection: "
-            "keep-alive\r\n\r\n",
+            "close\r\n\r\n",
             kContentType, gzipped ? "Content-Encoding: gzip\r\n" : "", body.size());
   mg_write(conn, body.data(), body.size());
   // As prometheus-cpp: the time to collect, write and send, in microseconds; the bytes sent.

@@ -1,10 +1,15 @@
 // GET /metrics, served by the exporter itself (Server::BeginRequest) instead of prometheus-cpp's
 // Exposer handler: the page is written by metrics_text.h into one string sized from the previous
 // scrape, gzipped when the scraper accepts gzip, and sent with its Content-Length (issue #14 P8,
-// P5). What the scraper sees is what the Exposer served: the same text, the same gzip, and the
-// Exposer's own families exposer_transferred_bytes_total, exposer_scrapes_total and
-// exposer_request_latencies (prometheus-cpp's names, help texts and quantiles), first on the
-// page, counted by this handler.
+// P5). The page is the Exposer's, byte for byte (its TextSerializer's text, and its own families
+// exposer_transferred_bytes_total, exposer_scrapes_total and exposer_request_latencies with
+// prometheus-cpp's names, help texts and quantiles, first on the page, counted by this handler).
+// What differs from prometheus-cpp 1.0.1's handler: Content-Type names the format's version
+// (`text/plain; version=0.0.4; charset=utf-8`), gzip is zlib's level 1 (not 6) and
+// `gzip;q=0` is refused, HEAD is answered without collecting, other methods get 405,
+// `/metrics/...` is 404 (civetweb's prefix match served the page there), and the response says
+// `Connection: close` (civetweb's keep-alive is off: a kept connection would hold one of its
+// threads between scrapes).
 #pragma once
 
 #include <atomic>

@@ -32,7 +32,7 @@ int Reply(mg_connection* conn, int status, const char* reason, const std::string
           const std::string& body, const std::string& extra = "") {
   mg_printf(conn,
             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: "
-            "keep-alive\r\n\r\n",
+            "close\r\n\r\n",
             status, reason, type.c_str(), body.size(), extra.c_str());
   mg_write(conn, body.data(), body.size());
   return status;

@@ -40,7 +40,7 @@ void Head(mg_connection* conn, int status, const std::string& type, uint64_t len
           const std::string& extra) {
   mg_printf(conn,
             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s%sConnection: "
-            "keep-alive\r\n\r\n",
+            "close\r\n\r\n",
             status, mg_get_response_code_text(conn, status), type.c_str(),
             static_cast<unsigned long long>(length), kStrictHeaders, extra.c_str());
 }

@@ -20,6 +20,7 @@
 #include <set>
 #include <sstream>
 
+#include "live_workers.h"
 #include "malloc_settings.h"
 #include "scenefarm/http_client.h"
 #include "scenefarm/metric_names.h"
@@ -67,7 +68,8 @@ struct RawResponse {
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
 };
-RawResponse RawGet(int port, const std::string& path, const std::string& headers) {
+RawResponse RawGet(int port, const std::string& path, const std::string& headers,
+                   const std::string& method = "GET") {
   RawResponse r;
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   timeval tv{30, 0};  // a guard against a hang, not a timing
@@ -80,8 +82,8 @@ RawResponse RawGet(int port, const std::string& path, const std::string& headers
     close(fd);
     return r;
   }
-  const std::string req =
-      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + "Connection: close\r\n\r\n";
+  const std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
+                          "Connection: close\r\n\r\n";
   if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
     close(fd);
     return r;
@@ -513,6 +515,14 @@ TEST_F(ExporterTest, MetricsGzippedOrNotAreOnePageAndTheExposerFamiliesCountScra
   EXPECT_EQ(Metric(unzipped, "exposer_scrapes_total"), 1);
   EXPECT_EQ(Metric(unzipped, "exposer_transferred_bytes_total"), plain.body.size());
   EXPECT_EQ(Metric(unzipped, "exposer_request_latencies_count"), 1);
+  // HEAD: the headers alone, nothing collected or counted; every answer says the connection
+  // closes (civetweb's keep-alive is off).
+  const RawResponse head = RawGet(port_, "/metrics", "", "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.body, "");
+  EXPECT_EQ(head.headers.at("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(plain.headers.at("connection"), "close");
+  EXPECT_EQ(head.headers.at("connection"), "close");
   const std::string third = Scrape();
   EXPECT_EQ(Metric(third, "exposer_scrapes_total"), 2);
   EXPECT_EQ(Metric(third, "exposer_transferred_bytes_total"), plain.body.size() + gz.body.size());
@@ -732,6 +742,54 @@ TEST_F(ExporterTest, OneScrapeWalksTheLiveWorkersOnceForBothCollectors) {
   EXPECT_EQ(Metric(m, R"(scenefarm_worker_disk_free_bytes{worker="lw4",path="/data"})"), 10);
   EXPECT_EQ(calls("zrangebyscore"), 2);
   EXPECT_EQ(calls("hmget"), 2 * kWorkers);
+}
+
+// The shared walk's bookkeeping, without an exporter: one read a scrape, nothing held after it,
+// and a collector late for its scrape (past the deadline) reads for itself.
+TEST(LiveWorkersTest, OneReadAScrapeNothingHeldAfterItAndLateCallersReadAnew) {
+  RedisServer redis;
+  redis::Client client(redis.options());
+  SystemClock clock;
+  ASSERT_TRUE(
+      client.Command({"ZADD", queue::kWorkersKey, std::to_string(clock.NowMs()), "w1"}).ok());
+  ASSERT_TRUE(client.Command({"HSET", queue::WorkerKey("w1"), "busy", "1"}).ok());
+  auto shared = std::make_shared<exporter::SharedRedis>(redis.options());
+  exporter::LiveWorkers live(shared, std::chrono::hours(1), false);
+  auto walks = [&]() -> int64_t {
+    auto info = client.Command({"INFO", "commandstats"});
+    const std::string text = info.ok() ? info->str : "";
+    std::smatch m;
+    if (std::regex_search(text, m, std::regex("cmdstat_zrangebyscore:calls=(\\d+)")))
+      return std::stoll(m[1]);
+    return 0;
+  };
+  auto busy = [&](uint64_t scrape) -> int64_t {
+    auto r = live.Get(scrape);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? (*r)->busy : -1;
+  };
+  EXPECT_EQ(busy(1), 1);
+  EXPECT_EQ(busy(1), 1);
+  EXPECT_EQ(walks(), 1) << "the second caller of scrape 1 shares the first's read";
+  EXPECT_TRUE(live.Holding());
+  live.EndScrape(1);
+  EXPECT_FALSE(live.Holding()) << "nothing is held between scrapes";
+  ASSERT_TRUE(client.Command({"HSET", queue::WorkerKey("w1"), "busy", "0"}).ok());
+  EXPECT_EQ(busy(1), 0) << "late for scrape 1: read anew";
+  EXPECT_FALSE(live.Holding());
+  EXPECT_EQ(busy(2), 0);
+  EXPECT_EQ(walks(), 3);
+  ASSERT_TRUE(client.Command({"HSET", queue::WorkerKey("w1"), "busy", "1"}).ok());
+  EXPECT_EQ(busy(3), 1);
+  EXPECT_EQ(busy(2), 1) << "late for scrape 2 (3 began): read anew";
+  EXPECT_EQ(busy(3), 1);
+  EXPECT_EQ(walks(), 5);
+  // Only one of a scrape's collectors asked (the other still ran from before): EndScrape still
+  // lets the snapshot go.
+  live.EndScrape(3);
+  EXPECT_FALSE(live.Holding());
+  EXPECT_EQ(busy(0), 1) << "outside a CollectorSet: always read";
+  EXPECT_FALSE(live.Holding());
 }
 
 // Issue #16: contract violations a worker found were only logged.

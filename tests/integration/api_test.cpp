@@ -41,18 +41,8 @@ struct Reply {
 Reply Http(int port, const std::string& method, const std::string& target,
            const std::string& body = "", const std::vector<std::string>& headers = {}) {
   Reply out;
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = ConnectLoopback(port, 60);
   if (fd < 0) return out;
-  timeval tv{60, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return out;
-  }
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                     "\r\nConnection: close\r\n";
   if (method == "POST") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";

@@ -10,7 +10,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -27,6 +26,7 @@
 #include "scenefarm/queue.h"
 #include "scenefarm/readings.h"
 #include "scenefarm/telemetry.h"
+#include "support/gzip.h"
 #include "support/llm_stub.h"
 #include "support/net.h"
 #include "support/process.h"
@@ -71,17 +71,8 @@ struct RawResponse {
 RawResponse RawGet(int port, const std::string& path, const std::string& headers,
                    const std::string& method = "GET") {
   RawResponse r;
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{30, 0};  // a guard against a hang, not a timing
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return r;
-  }
+  const int fd = ConnectLoopback(port, 30);
+  if (fd < 0) return r;
   const std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
                           "Connection: close\r\n\r\n";
   if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
@@ -118,24 +109,6 @@ RawResponse RawGet(int port, const std::string& path, const std::string& headers
   close(fd);
   if (head_end != std::string::npos) r.body = in.substr(head_end + 4);
   return r;
-}
-
-std::string Gunzip(const std::string& in) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return "inflateInit2 failed";
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  zs.avail_in = static_cast<uInt>(in.size());
-  std::string out;
-  char buf[65536];
-  int ret = Z_OK;
-  while (ret == Z_OK) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof(buf);
-    ret = inflate(&zs, Z_NO_FLUSH);
-    out.append(buf, sizeof(buf) - zs.avail_out);
-  }
-  inflateEnd(&zs);
-  return ret == Z_STREAM_END ? out : "inflate failed";
 }
 
 // A page's lines with the values cut off: its series in order, HELP and TYPE lines whole.
@@ -488,7 +461,8 @@ TEST_F(ExporterTest, MetricsGzippedOrNotAreOnePageAndTheExposerFamiliesCountScra
   EXPECT_EQ(gz.headers.at("content-encoding"), "gzip");
   EXPECT_EQ(gz.headers.at("content-type"), "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_EQ(gz.headers.at("content-length"), std::to_string(gz.body.size()));
-  const std::string unzipped = Gunzip(gz.body);
+  std::string unzipped;
+  ASSERT_TRUE(Gunzip(gz.body, &unzipped));
   EXPECT_LT(gz.body.size(), unzipped.size());
   EXPECT_EQ(Series(unzipped), Series(plain.body));  // the values may move between scrapes
 

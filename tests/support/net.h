@@ -9,4 +9,8 @@ int FreePort();
 // True once something accepts TCP connections on 127.0.0.1:port.
 bool PortOpen(int port);
 
+// A TCP connection to 127.0.0.1:port whose reads give up after `read_guard_seconds` (a guard
+// against a hung server, not a timing): its fd, or -1 when nothing accepts. The caller closes it.
+int ConnectLoopback(int port, int read_guard_seconds);
+
 }  // namespace scenefarm::testing

@@ -2,7 +2,6 @@
 // byte the same page for every metric type, escapes, special and ordinary numbers, timestamps;
 // and metrics_endpoint.h's gzip and Accept-Encoding reading.
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -15,6 +14,7 @@
 
 #include "metrics_endpoint.h"
 #include "metrics_text.h"
+#include "support/gzip.h"
 
 namespace scenefarm::exporter {
 namespace {
@@ -257,25 +257,6 @@ TEST(MetricsTextTest, AppendsToWhatIsThere) {
   EXPECT_EQ(d, "0.1-Inf");
 }
 
-std::string Gunzip(const std::string& in) {
-  z_stream zs{};
-  EXPECT_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  zs.avail_in = static_cast<uInt>(in.size());
-  std::string out;
-  char buf[16384];
-  int ret = Z_OK;
-  while (ret == Z_OK) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof(buf);
-    ret = inflate(&zs, Z_NO_FLUSH);
-    out.append(buf, sizeof(buf) - zs.avail_out);
-  }
-  EXPECT_EQ(ret, Z_STREAM_END);
-  inflateEnd(&zs);
-  return out;
-}
-
 TEST(MetricsGzipTest, RoundTripsSmallLargeAndIncompressiblePages) {
   std::mt19937_64 rng(5);
   std::string noise(300000, '\0');
@@ -290,7 +271,9 @@ TEST(MetricsGzipTest, RoundTripsSmallLargeAndIncompressiblePages) {
     ASSERT_GE(gz.size(), 18u);  // a gzip header and trailer at least
     EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);
     EXPECT_EQ(static_cast<unsigned char>(gz[1]), 0x8b);
-    EXPECT_EQ(Gunzip(gz), in);
+    std::string back;
+    EXPECT_TRUE(scenefarm::testing::Gunzip(gz, &back));
+    EXPECT_EQ(back, in);
   }
   EXPECT_LT(GzipCompress(big).size(), big.size() / 5);
 }

@@ -148,15 +148,21 @@ class MultiLine {
   std::string& out_;
 };
 
-void AppendSummary(const ClientMetric& m, MultiLine& line, std::string* out) {
-  const auto& s = m.summary;
+// A summary's or histogram's first two lines, as TextSerializer writes them: _count, _sum.
+void AppendCountAndSum(const ClientMetric& m, MultiLine& line, uint64_t count, double sum,
+                       std::string* out) {
   line.Start(m);
   line.Head("_count");
-  AppendInt(s.sample_count, out);
+  AppendInt(count, out);
   AppendTail(m, out);
   line.Head("_sum");
-  AppendDouble(s.sample_sum, out);
+  AppendDouble(sum, out);
   AppendTail(m, out);
+}
+
+void AppendSummary(const ClientMetric& m, MultiLine& line, std::string* out) {
+  const auto& s = m.summary;
+  AppendCountAndSum(m, line, s.sample_count, s.sample_sum, out);
   for (const auto& q : s.quantile) {
     line.Head("", "quantile", q.quantile);
     AppendDouble(q.value, out);
@@ -166,13 +172,7 @@ void AppendSummary(const ClientMetric& m, MultiLine& line, std::string* out) {
 
 void AppendHistogram(const ClientMetric& m, MultiLine& line, std::string* out) {
   const auto& h = m.histogram;
-  line.Start(m);
-  line.Head("_count");
-  AppendInt(h.sample_count, out);
-  AppendTail(m, out);
-  line.Head("_sum");
-  AppendDouble(h.sample_sum, out);
-  AppendTail(m, out);
+  AppendCountAndSum(m, line, h.sample_count, h.sample_sum, out);
   double last = -std::numeric_limits<double>::infinity();
   for (const auto& b : h.bucket) {
     line.Head("_bucket", "le", b.upper_bound);

@@ -11,10 +11,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <system_error>
+#include <thread>
 
 namespace scenefarm::http {
 namespace {
@@ -170,6 +174,7 @@ struct Client::Connection {
   Clock::time_point deadline;
   milliseconds timeout{0};
   const std::atomic<bool>* cancel = nullptr;
+  int (*resolver)(const char*, const char*, const addrinfo*, addrinfo**) = nullptr;
 
   Connection() = default;
   Connection(const Connection&) = delete;
@@ -198,6 +203,65 @@ struct Client::Connection {
                 ("timed out after " + std::to_string(timeout.count()) + " ms").c_str());
   }
 
+  // name:service's addresses into *found (freed with freeaddrinfo), by `until` at the latest
+  // and while the cancel flag is down. A numeric address is read at once; a name is resolved
+  // by `resolver` on a thread of its own, since getaddrinfo takes no timeout (libcurl's threaded
+  // resolver did the same): a resolution that outlives the wait is abandoned to its thread,
+  // which frees its answer when it comes.
+  Status Resolve(const std::string& name, const std::string& service, Clock::time_point until,
+                 addrinfo** found) const {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+    if (getaddrinfo(name.c_str(), service.c_str(), &hints, found) == 0) return Status::Ok();
+    hints.ai_flags = AI_NUMERICSERV;
+    struct Pending {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false, abandoned = false;
+      int rc = 0;
+      addrinfo* found = nullptr;
+    };
+    auto p = std::make_shared<Pending>();
+    auto* resolve = resolver != nullptr ? resolver : &::getaddrinfo;
+    try {
+      std::thread([p, resolve, name, service, hints] {
+        addrinfo* f = nullptr;
+        const int rc = resolve(name.c_str(), service.c_str(), &hints, &f);
+        std::lock_guard<std::mutex> lock(p->mu);
+        if (p->abandoned) {
+          if (rc == 0 && f != nullptr) freeaddrinfo(f);
+          return;
+        }
+        p->rc = rc;
+        p->found = rc == 0 ? f : nullptr;
+        p->done = true;
+        p->cv.notify_all();
+      }).detach();
+    } catch (const std::system_error& e) {
+      return Status::Unavailable("cannot resolve host " + name + ": no thread (" + e.what() + ")");
+    }
+    std::unique_lock<std::mutex> lock(p->mu);
+    while (!p->done) {
+      if (cancel != nullptr && cancel->load()) {
+        p->abandoned = true;
+        return Status::Aborted("cancelled while resolving " + name);
+      }
+      const auto now = Clock::now();
+      if (now >= until) {
+        p->abandoned = true;
+        return Status::DeadlineExceeded("cannot resolve host " + name +
+                                        " within the connect timeout");
+      }
+      p->cv.wait_until(lock, std::min(until, now + milliseconds(200)));
+    }
+    if (p->rc != 0)
+      return Status::Unavailable("cannot resolve host " + name + ": " + gai_strerror(p->rc));
+    *found = p->found;
+    return Status::Ok();
+  }
+
   Status Open(const Url& u, milliseconds connect_timeout) {
     scheme = u.scheme;
     host = u.host;
@@ -205,17 +269,11 @@ struct Client::Connection {
     std::string name = u.host;
     if (name.size() > 2 && name.front() == '[' && name.back() == ']')
       name = name.substr(1, name.size() - 2);
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* found = nullptr;
     const std::string service = std::to_string(u.port);
-    if (const int rc = getaddrinfo(name.c_str(), service.c_str(), &hints, &found); rc != 0) {
-      return Status::Unavailable("cannot resolve host " + name + ": " + gai_strerror(rc));
-    }
-    std::unique_ptr<addrinfo, void (*)(addrinfo*)> list(found, freeaddrinfo);
     const auto connect_by = std::min(deadline, Clock::now() + connect_timeout);
+    addrinfo* found = nullptr;
+    if (Status r = Resolve(name, service, connect_by, &found); !r.ok()) return r;
+    std::unique_ptr<addrinfo, void (*)(addrinfo*)> list(found, freeaddrinfo);
     const std::string timed_out =
         "connection timed out after " + std::to_string(connect_timeout.count()) + " ms";
     Status last = Status::Unavailable("no address for " + name);
@@ -647,6 +705,7 @@ Result<Response> Client::Exchange(std::string_view method, const Url& u, const s
     c->deadline = deadline;
     c->timeout = options_.timeout;
     c->cancel = options_.cancel;
+    c->resolver = options_.resolver;
     if (!reused) {
       if (Status s = c->Open(u, options_.connect_timeout); !s.ok()) return fail(s);
     }

@@ -4,9 +4,10 @@
 // server's certificate against the system's CAs (SSL_CERT_FILE / SSL_CERT_DIR honoured) and its
 // name or IP address; a process that never asks for https never loads it.
 //
-// Every call has a connect timeout and a total timeout (a host name is resolved by
-// getaddrinfo first, which neither bounds: name the endpoints by IP address or through
-// /etc/hosts or a local resolver where a slow DNS would matter). No Origin header is ever sent
+// Every call has a connect timeout and a total timeout; a host name is resolved within the
+// connect timeout and the cancel flag (getaddrinfo, which takes no timeout, runs on a thread of
+// its own; one that outlives the wait finishes there and frees its own answer, so a hung DNS
+// costs a thread for as long as it hangs, never the caller). No Origin header is ever sent
 // (ComfyUI answers 403 to an Origin that differs from its loopback Host). One Client reuses its
 // connection between calls (HTTP keep-alive; a request whose reused connection turns out closed
 // before any byte of an answer is sent again once on a new one, as libcurl does); a Client is
@@ -22,6 +23,8 @@
 
 #include "scenefarm/handles.h"
 #include "scenefarm/status.h"
+
+struct addrinfo;
 
 namespace scenefarm::http {
 
@@ -45,6 +48,10 @@ struct ClientOptions {
   // The largest response body read; a larger one stops the transfer and is kInternal ("response
   // body larger than N bytes"), so that a broken or hostile server cannot exhaust memory.
   size_t max_body_bytes = size_t{256} << 20;
+  // How a host name that is not a numeric address is resolved: getaddrinfo's signature and
+  // contract (its answer freed with freeaddrinfo). Null: getaddrinfo. Tests put one that hangs.
+  int (*resolver)(const char* node, const char* service, const struct addrinfo* hints,
+                  struct addrinfo** res) = nullptr;
 };
 
 struct Response {

@@ -1,11 +1,13 @@
 #include "scenefarm/http_client.h"
 
 #include <gtest/gtest.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -267,6 +269,84 @@ TEST(Client, ASilentServerTimesOutAndACancelStopsTheRequest) {
   auto stopped = c.Get("/queue");
   ASSERT_FALSE(stopped.ok());
   EXPECT_EQ(stopped.status().code(), StatusCode::kAborted) << stopped.status().ToString();
+}
+
+// Resolvers for the tests below (ClientOptions::resolver): one that hangs until released (as
+// getaddrinfo does on a DNS server that does not answer), then answers 127.0.0.1; one that
+// answers 127.0.0.1 at once. Both count their calls.
+struct Dns {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  int running = 0, calls = 0;
+};
+Dns g_dns;
+
+int HangingResolver(const char*, const char* service, const addrinfo* hints, addrinfo** res) {
+  std::unique_lock<std::mutex> lock(g_dns.mu);
+  ++g_dns.calls;
+  ++g_dns.running;
+  g_dns.cv.notify_all();
+  g_dns.cv.wait(lock, [] { return g_dns.release; });
+  --g_dns.running;
+  g_dns.cv.notify_all();
+  lock.unlock();
+  return getaddrinfo("127.0.0.1", service, hints, res);  // freed by the thread that asked
+}
+
+int LoopbackResolver(const char*, const char* service, const addrinfo* hints, addrinfo** res) {
+  {
+    std::lock_guard<std::mutex> lock(g_dns.mu);
+    ++g_dns.calls;
+  }
+  return getaddrinfo("127.0.0.1", service, hints, res);
+}
+
+TEST(Client, AHungNameResolutionEndsAtTheConnectTimeoutOrTheCancelFlag) {
+  CannedServer server({Ok("1")});
+  const std::string port = std::to_string(server.port());
+  ClientOptions o{300ms, 60000ms, nullptr, 1024};
+  o.resolver = &HangingResolver;
+  Client c("http://dns-hangs.invalid:" + port + "/", o);
+  auto slow = c.Get("/queue");
+  ASSERT_FALSE(slow.ok());
+  EXPECT_EQ(slow.status().code(), StatusCode::kDeadlineExceeded) << slow.status().ToString();
+  EXPECT_NE(slow.status().message().find("cannot resolve host dns-hangs.invalid"),
+            std::string::npos)
+      << slow.status().ToString();
+  // No connect timeout to speak of: the cancel flag ends the wait.
+  std::atomic<bool> cancel{false};
+  o.connect_timeout = 600000ms;
+  o.cancel = &cancel;
+  c.set_options(o);
+  std::thread canceller([&] {
+    std::unique_lock<std::mutex> lock(g_dns.mu);
+    g_dns.cv.wait(lock, [] { return g_dns.running == 2; });  // the second call is resolving
+    cancel = true;
+  });
+  auto stopped = c.Get("/queue");
+  canceller.join();
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.status().code(), StatusCode::kAborted) << stopped.status().ToString();
+  // The abandoned resolutions finish on their own threads once the DNS answers.
+  {
+    std::unique_lock<std::mutex> lock(g_dns.mu);
+    g_dns.release = true;
+    g_dns.cv.notify_all();
+    g_dns.cv.wait(lock, [] { return g_dns.running == 0; });
+  }
+  // A name the resolver answers connects; a numeric address never asks it.
+  g_dns.calls = 0;
+  o.resolver = &LoopbackResolver;
+  o.cancel = nullptr;
+  Client named("http://farm-comfy:" + port + "/", o);
+  auto ok = named.Get("/queue");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->body, "1");
+  EXPECT_EQ(g_dns.calls, 1);
+  Client numeric("http://127.0.0.1:" + std::to_string(scenefarm::testing::FreePort()) + "/", o);
+  EXPECT_EQ(numeric.Get("/queue").status().code(), StatusCode::kUnavailable);  // refused
+  EXPECT_EQ(g_dns.calls, 1);
 }
 
 TEST(Client, AChunkedBodyOverTheLimitIsRefused) {

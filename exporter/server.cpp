@@ -26,7 +26,6 @@ namespace {
 // civetweb's callbacks carry no pointer of ours (the Exposer owns the CivetServer), so the one
 // Server of the process is found here.
 std::atomic<Server*> g_server{nullptr};
-std::atomic<bool> g_metrics_ready{false};
 
 int Reply(mg_connection* conn, int status, const char* reason, const std::string& type,
           const std::string& body, const std::string& extra = "") {
@@ -107,9 +106,7 @@ int Server::BeginRequest(mg_connection* conn) {
               : Reply(conn, 503, "Service Unavailable", "text/plain", "redis unreachable\n");
   }
   if (path == "/metrics") {
-    // civetweb accepts before Start has finished: wait (bounded) rather than answer early.
-    for (int i = 0; i < 2000 && !g_metrics_ready; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // metrics_ exists before civetweb starts (Start): a request that comes early is served.
     return self->metrics_->Serve(conn);  // metrics_endpoint.h; the Exposer serves no /metrics
   }
   return 0;  // civetweb's 404
@@ -160,7 +157,6 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
   }
   static CivetCallbacks callbacks;
   callbacks.begin_request = &Server::BeginRequest;
-  g_metrics_ready = false;
   g_server = s.get();
   try {
     s->exposer_ = std::make_unique<prometheus::Exposer>(opts, &callbacks);
@@ -168,7 +164,6 @@ Result<std::unique_ptr<Server>> Server::Start(const ExporterOptions& options,
     g_server = nullptr;
     return Status::Unavailable("cannot listen on " + options.listen + ": " + e.what());
   }
-  g_metrics_ready = true;
   const auto ports = s->exposer_->GetListeningPorts();
   s->port_ = ports.empty() ? 0 : ports.front();
   return s;

@@ -56,9 +56,9 @@ for _, b in ipairs(new) do
     docs[#docs + 1] = dkey(id)
     docs[#docs + 1] = ARGV[b + 4]
   end
-  pending[#pending + 1] = pending_score(ARGV[b + 2], seq)
+  pending[#pending + 1] = num(pending_score(ARGV[b + 2], seq))
   pending[#pending + 1] = id
-  since[#since + 1] = now
+  since[#since + 1] = NOW
   since[#since + 1] = id
   if #pending >= 1000 then flush() end
   if not runs[run] then
@@ -70,7 +70,7 @@ for _, b in ipairs(new) do
 end
 flush()
 for _, run in ipairs(run_order) do
-  redis.call('HINCRBY', P .. 'run:' .. run, 'total', runs[run])
+  redis.call('HINCRBY', P .. 'run:' .. run, 'total', num(runs[run]))
   redis.call('PERSIST', P .. 'run:' .. run)
   redis.call('SADD', P .. 'runs', run)
 end

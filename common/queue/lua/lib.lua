@@ -13,7 +13,19 @@ if not now or now <= 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local EVENTS_MAXLEN = 100000
+-- A whole number as the decimal string Redis would make of it. A Lua number handed to redis.call
+-- is formatted by snprintf("%.17g"), which costs a microsecond or more for a timestamp in ms
+-- (issue #14 P3: some 25 such numbers a scene); string.format('%d') writes the same digits in
+-- a fraction of that. Strings pass through; anything else (a fraction, a huge or odd number)
+-- is left to Redis as before.
+local function num(x)
+  if type(x) == 'number' and x == math.floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then
+    return string.format('%d', x)
+  end
+  return x
+end
+local NOW = num(now)  -- now, as redis.call's arguments take it
+local EVENTS_MAXLEN = '100000'
 local PRIORITY_SPAN = 2199023255552 -- 2^41 sequence numbers per priority level
 local DURATION_BUCKETS = {'1', '2', '5', '10', '20', '30', '45', '60', '90', '120', '140', '180',
                           '240', '300', '600', '1200', '1800', '3600'}
@@ -57,9 +69,9 @@ end
 -- field, after deleting a doc key an earlier version left behind (it would shadow the document
 -- for every reader: scene_doc prefers the key). Without, the caller writes the doc key.
 local function new_scene_hash(id, run, priority, seq, budget, doc)
-  local fields = {'run', run, 'priority', priority, 'seq', seq, 'retry_budget', budget,
-                  'attempts', 0, 'failures', 0, 'reclaims', 0, 'enqueued_at', now,
-                  'state', 'pending', 'available_at', now}
+  local fields = {'run', run, 'priority', num(priority), 'seq', num(seq),
+                  'retry_budget', num(budget), 'attempts', '0', 'failures', '0', 'reclaims', '0',
+                  'enqueued_at', NOW, 'state', 'pending', 'available_at', NOW}
   if doc then
     redis.call('DEL', dkey(id))
     fields[#fields + 1] = 'doc'
@@ -71,8 +83,8 @@ end
 -- A scene's hash and its doc key live and die together: every TTL, PERSIST or DEL of a scene
 -- goes through these, never to skey alone.
 local function scene_expire(id, seconds)
-  redis.call('EXPIRE', skey(id), seconds)
-  redis.call('EXPIRE', dkey(id), seconds)
+  redis.call('EXPIRE', skey(id), num(seconds))
+  redis.call('EXPIRE', dkey(id), num(seconds))
 end
 local function scene_persist(id)
   redis.call('PERSIST', skey(id))
@@ -84,16 +96,16 @@ local function scene_del(id) redis.call('DEL', skey(id), dkey(id)) end
 local function event(id, run, name, attempt, worker, reason, by)
   if by and by ~= '' then
     redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'scene', id, 'run', run,
-               'event', name, 'attempt', tostring(attempt), 'worker', worker or '',
+               'event', name, 'attempt', num(attempt), 'worker', worker or '',
                'reason', reason or '', 'by', by)
     return
   end
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'scene', id, 'run', run,
-             'event', name, 'attempt', tostring(attempt), 'worker', worker or '',
+             'event', name, 'attempt', num(attempt), 'worker', worker or '',
              'reason', reason or '')
 end
 
-local function count(field, n) redis.call('HINCRBY', P .. 'stats', field, n or 1) end
+local function count(field, n) redis.call('HINCRBY', P .. 'stats', field, num(n or 1)) end
 
 -- Non-cumulative bucket counts; the exporter accumulates them into a Prometheus histogram.
 local function observe(name, buckets, seconds)
@@ -102,9 +114,9 @@ local function observe(name, buckets, seconds)
   for _, b in ipairs(buckets) do
     if seconds <= tonumber(b) then field = b; break end
   end
-  redis.call('HINCRBY', h, field, 1)
-  redis.call('HINCRBYFLOAT', h, 'sum', seconds)
-  redis.call('HINCRBY', h, 'count', 1)
+  redis.call('HINCRBY', h, field, '1')
+  redis.call('HINCRBYFLOAT', h, 'sum', num(seconds))
+  redis.call('HINCRBY', h, 'count', '1')
 end
 
 -- Idle workers block on the queue's wake list (BLPOP sf:{Q}:wake, docs/queue-protocol.md):
@@ -127,13 +139,13 @@ end
 -- of the new hash, in one HSET).
 local function into_pending(id, priority, seq)
   wake()
-  redis.call('ZADD', P .. 'pending', pending_score(priority, seq), id)
-  redis.call('ZADD', P .. 'pending_since', now, id)
+  redis.call('ZADD', P .. 'pending', num(pending_score(priority, seq)), id)
+  redis.call('ZADD', P .. 'pending_since', NOW, id)
 end
 
 local function to_pending(id, priority, seq)
   into_pending(id, priority, seq)
-  redis.call('HSET', skey(id), 'state', 'pending', 'available_at', now)
+  redis.call('HSET', skey(id), 'state', 'pending', 'available_at', NOW)
 end
 
 -- ARGV[i] as a whole number >= min; anything else is refused before a write.
@@ -157,6 +169,13 @@ end
 -- A finite number (telemetry values feed HINCRBYFLOAT, which refuses NaN and infinities).
 local function finite(x) return type(x) == 'number' and x == x and x > -math.huge and x < math.huge end
 
+-- A hash field's value as a whole number >= 0, nil when it is absent or anything else.
+local function int_field(v)
+  local n = tonumber(v)
+  if n and n == math.floor(n) and n >= 0 and n < 2 ^ 53 then return n end
+  return nil
+end
+
 -- A scene moves between the run's terminal counts: from 'succeeded', 'dead' or 'cancelled' (or
 -- nil: it was not finished) to one of them (or nil: it is open again). When the run goes from
 -- open to finished, it joins `runs_finished` (a worker or `scenefarm repair` claims it there
@@ -167,21 +186,21 @@ local function run_moved(run, from, to, retention)
   local r = P .. 'run:' .. run
   if from and redis.call('EXISTS', r) == 0 then
     -- The run's record expired (its retention passed): what comes back is a run of its own.
-    redis.call('HSET', r, 'total', 1)
+    redis.call('HSET', r, 'total', '1')
     from = nil
   end
-  if from then redis.call('HINCRBY', r, from, -1) end
-  if to then redis.call('HINCRBY', r, to, 1) end
+  if from then redis.call('HINCRBY', r, from, '-1') end
+  if to then redis.call('HINCRBY', r, to, '1') end
   local h = redis.call('HMGET', r, 'total', 'succeeded', 'dead', 'cancelled')
   local done = (tonumber(h[2]) or 0) + (tonumber(h[3]) or 0) + (tonumber(h[4]) or 0)
   if done >= (tonumber(h[1]) or 0) then
     if redis.call('SREM', P .. 'runs', run) == 1 then
       if redis.call('HSETNX', r, 'completed_counted', 1) == 1 then count('runs_completed') end
       redis.call('SADD', P .. 'runs_finished', run)
-      if retention then redis.call('EXPIRE', r, retention) end
+      if retention then redis.call('EXPIRE', r, num(retention)) end
       return true
     end
-    if retention then redis.call('EXPIRE', r, retention) end
+    if retention then redis.call('EXPIRE', r, num(retention)) end
     return false
   end
   redis.call('SADD', P .. 'runs', run)
@@ -194,7 +213,7 @@ end
 -- `runs_claimed`): ack and fail then tell their worker to look.
 local function runs_to_assemble()
   return redis.call('SCARD', P .. 'runs_finished') > 0 or
-         redis.call('ZCOUNT', P .. 'runs_claimed', '-inf', now) > 0
+         redis.call('ZCOUNT', P .. 'runs_claimed', '-inf', NOW) > 0
 end
 
 -- Fencing: only the worker holding the current attempt may change a leased scene.
@@ -229,7 +248,7 @@ end
 -- (due delayed scenes are still promoted, nothing is leased). When scenes stay pending after
 -- this one, the wake is passed on to the next idle worker.
 local function lease_first(worker, lease_ms)
-  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', NOW, 'LIMIT', '0', '100')
   for _, id in ipairs(due) do
     redis.call('ZREM', P .. 'delayed', id)
     local h = redis.call('HMGET', skey(id), 'priority', 'seq')
@@ -240,19 +259,23 @@ local function lease_first(worker, lease_ms)
     end  -- no record at all: nothing to promote
   end
   if redis.call('EXISTS', P .. 'paused') == 1 then return 'paused' end
-  local first = redis.call('ZRANGE', P .. 'pending', 0, 1)
+  local first = redis.call('ZRANGE', P .. 'pending', '0', '1')
   if #first == 0 then return nil end
   local id = first[1]
   local doc = scene_doc(id)  -- read before the first write
+  local h = redis.call('HMGET', skey(id), 'run', 'retry_budget', 'failures', 'enqueued_at',
+                       'available_at', 'failed_attempt', 'attempts')
+  -- attempts + 1 in the HSET below, as HINCRBY would (one call fewer, issue #14 P3); a value
+  -- that is not a whole number (a damaged record) counts as 0 instead of failing the script
+  -- after its first write.
+  local attempt = (int_field(h[7]) or 0) + 1
   if #first > 1 then wake() end
   redis.call('ZREM', P .. 'pending', id)
   redis.call('ZREM', P .. 'pending_since', id)
-  local attempt = redis.call('HINCRBY', skey(id), 'attempts', 1)
-  redis.call('HSET', skey(id), 'state', 'leased', 'worker', worker, 'leased_at', now)
-  redis.call('ZADD', P .. 'leased', now + lease_ms, id)
+  redis.call('HSET', skey(id), 'attempts', num(attempt), 'state', 'leased', 'worker', worker,
+             'leased_at', NOW)
+  redis.call('ZADD', P .. 'leased', num(now + lease_ms), id)
   redis.call('SADD', P .. 'wl:' .. worker, id)
-  local h = redis.call('HMGET', skey(id), 'run', 'retry_budget', 'failures', 'enqueued_at',
-                       'available_at', 'failed_attempt')
   observe('queue_wait', WAIT_BUCKETS, math.max(0, now - tonumber(h[5] or now)) / 1000)
   event(id, h[1], 'leased', attempt, worker)
   return {id, attempt, doc, h[1], h[2], h[3], h[4], h[6] or '0'}
@@ -261,7 +284,7 @@ end
 -- Milliseconds until the first delayed scene of queue P is due (0: due now), -1 when none is
 -- delayed: an idle worker blocks no longer than that.
 local function next_due_in()
-  local d = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+  local d = redis.call('ZRANGE', P .. 'delayed', '0', '0', 'WITHSCORES')
   if #d == 0 then return -1 end
   return math.max(0, math.floor(tonumber(d[2]) - now))
 end
@@ -271,9 +294,14 @@ end
 -- 0 when fenced; the first call's answer when the same worker acks the same attempt again) and
 -- whether this call acked the scene (false: fenced or a replay, nothing changed).
 local function ack_scene(worker, id, attempt, result, retention)
-  if not owned(id, worker, attempt) then return replay(id, worker, attempt), false end
+  -- owned()'s fields and the ack's in one HMGET (issue #14 P3: a call fewer a scene).
+  local s = redis.call('HMGET', skey(id), 'state', 'worker', 'attempts', 'run', 'leased_at',
+                       'enqueued_at', 'reason', 'cancel_requested')
+  if not (s[1] == 'leased' and s[2] == worker and s[3] == tostring(attempt)) then
+    return replay(id, worker, attempt), false
+  end
   -- Everything is read and computed first; the writes below cannot fail.
-  local h = redis.call('HMGET', skey(id), 'run', 'leased_at', 'enqueued_at')
+  local h = {s[4], s[5], s[6]}
   if not h[1] then bad('scene ' .. id .. ' has no run: nothing changed') end
   local leased_at, enqueued_at = tonumber(h[2]) or now, tonumber(h[3]) or now
   local duration = (now - leased_at) / 1000
@@ -314,15 +342,16 @@ local function ack_scene(worker, id, attempt, result, retention)
   observations[#observations + 1] = {'end_to_end', DURATION_BUCKETS, (now - enqueued_at) / 1000}
 
   unlease(id, worker)
-  redis.call('HSET', skey(id), 'state', 'succeeded', 'finished_at', now, 'result', result)
-  redis.call('HDEL', skey(id), 'reason', 'cancel_requested')
+  if s[7] or s[8] then redis.call('HDEL', skey(id), 'reason', 'cancel_requested') end
   count('succeeded')
   for _, c in ipairs(counts) do count(c[1], c[2]) end
   for _, o in ipairs(observations) do observe(o[1], o[2], o[3]) end
   run_moved(h[1], nil, 'succeeded', retention)
   event(id, h[1], 'succeeded', attempt, worker)
   local reply = runs_to_assemble() and 2 or 1
-  answered(id, worker, attempt, reply)
+  -- The new state and answered()'s fields in one HSET (nothing above reads the scene's hash).
+  redis.call('HSET', skey(id), 'state', 'succeeded', 'finished_at', NOW, 'result', result,
+             'answered', worker .. '/' .. num(attempt), 'answer', tostring(reply))
   scene_expire(id, retention)
   return reply, true
 end

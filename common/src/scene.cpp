@@ -1,6 +1,9 @@
 #include "scenefarm/scene.h"
 
+#include <algorithm>
+#include <atomic>
 #include <random>
+#include <thread>
 #include <type_traits>
 
 namespace scenefarm {
@@ -194,6 +197,9 @@ Status TooLarge(const std::string& where, size_t bytes, size_t max) {
 
 using SceneFn = std::function<Status(Scene&&)>;
 
+// A part smaller than this is not worth a thread of its own.
+constexpr size_t kMinBytesPerPart = size_t{1} << 20;
+
 Status AddScene(json doc, const std::optional<std::string>& default_run, const std::string& where,
                 const SceneFn& fn) {
   if (default_run && doc.is_object() && !doc.contains("run")) doc["run"] = *default_run;
@@ -216,18 +222,53 @@ Result<std::vector<Scene>> ParseSceneStream(std::string_view text,
   return scenes;
 }
 
+namespace {
+
+// The JSON-lines loop of ForEachSceneInParts over lines (whose first line is line number
+// first_line + 1), calling fn(part, scene).
+Status ForEachSceneLine(std::string_view lines, size_t first_line,
+                        const std::optional<std::string>& default_run, size_t max_doc_bytes,
+                        size_t part, const PartSceneFn& fn) {
+  const SceneFn each = [&](Scene&& s) { return fn(part, std::move(s)); };
+  size_t line_no = first_line;
+  size_t at = 0;
+  while (at <= lines.size()) {
+    const size_t end = std::min(lines.find('\n', at), lines.size());
+    const std::string_view line = lines.substr(at, end - at);
+    ++line_no;
+    at = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    const std::string where = "line " + std::to_string(line_no);
+    if (line.size() > max_doc_bytes) return TooLarge(where, line.size(), max_doc_bytes);
+    json doc = json::parse(line, nullptr, false);
+    if (doc.is_discarded()) return Status::InvalidArgument(where + ": not valid JSON");
+    Status s = AddScene(std::move(doc), default_run, where, each);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ForEachScene(std::string_view text, const std::optional<std::string>& default_run,
                     size_t max_doc_bytes, const SceneFn& scenes) {
+  return ForEachSceneInParts(text, default_run, max_doc_bytes, 1,
+                             [&](size_t, Scene&& s) { return scenes(std::move(s)); });
+}
+
+Status ForEachSceneInParts(std::string_view text, const std::optional<std::string>& default_run,
+                           size_t max_doc_bytes, size_t parts, const PartSceneFn& fn) {
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) return Status::Ok();
   json whole = json::parse(text, nullptr, false);
+  const SceneFn part0 = [&](Scene&& s) { return fn(0, std::move(s)); };
   if (!whole.is_discarded() && whole.is_array()) {
     for (size_t i = 0; i < whole.size(); ++i) {
       const std::string where = "element " + std::to_string(i);
       if (const size_t n = whole[i].dump().size(); n > max_doc_bytes) {
         return TooLarge(where, n, max_doc_bytes);
       }
-      Status s = AddScene(std::move(whole[i]), default_run, where, scenes);
+      Status s = AddScene(std::move(whole[i]), default_run, where, part0);
       if (!s.ok()) return s;
     }
     return Status::Ok();
@@ -237,23 +278,52 @@ Status ForEachScene(std::string_view text, const std::optional<std::string>& def
     if (const size_t n = last - first + 1; n > max_doc_bytes) {
       return TooLarge("document", n, max_doc_bytes);
     }
-    Status s = AddScene(std::move(whole), default_run, "document", scenes);
-    if (!s.ok()) return s;
-    return Status::Ok();
+    return AddScene(std::move(whole), default_run, "document", part0);
   }
-  size_t line_no = 0;
-  size_t at = 0;
-  while (at <= text.size()) {
-    const size_t end = std::min(text.find('\n', at), text.size());
-    const std::string_view line = text.substr(at, end - at);
-    ++line_no;
-    at = end + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    const std::string where = "line " + std::to_string(line_no);
-    if (line.size() > max_doc_bytes) return TooLarge(where, line.size(), max_doc_bytes);
-    json doc = json::parse(line, nullptr, false);
-    if (doc.is_discarded()) return Status::InvalidArgument(where + ": not valid JSON");
-    Status s = AddScene(std::move(doc), default_run, where, scenes);
+  // JSON lines: parts contiguous ranges of whole lines, each parsed on a thread of its own. Each
+  // part stops at its first error; the earliest part's is the input's first, as one pass finds.
+  parts = std::max<size_t>(1, std::min(parts, text.size() / kMinBytesPerPart + 1));
+  std::vector<size_t> starts = {0};
+  for (size_t k = 1; k < parts; ++k) {
+    const size_t nl = text.find('\n', std::max(starts.back(), text.size() / parts * k));
+    if (nl == std::string_view::npos) break;
+    if (nl + 1 > starts.back()) starts.push_back(nl + 1);
+  }
+  starts.push_back(text.size() + 1);
+  const size_t n = starts.size() - 1;
+  std::vector<Status> results(n, Status::Ok());
+  std::vector<size_t> first_line(n, 0);
+  for (size_t k = 1; k < n; ++k) {
+    first_line[k] =
+        first_line[k - 1] +
+        static_cast<size_t>(std::count(text.begin() + static_cast<ptrdiff_t>(starts[k - 1]),
+                                       text.begin() + static_cast<ptrdiff_t>(starts[k]), '\n'));
+  }
+  // A part after one that failed stops: its errors come later in the input.
+  std::atomic<size_t> earliest_failed{n};
+  auto run_part = [&](size_t k) {
+    const PartSceneFn each = [&](size_t part, Scene&& s) {
+      if (earliest_failed.load(std::memory_order_relaxed) < part) {
+        return Status::Internal("stopped: an earlier line failed");  // never returned
+      }
+      return fn(part, std::move(s));
+    };
+    // A part but the last ends before its last line's newline; the last ends with the text.
+    const size_t end = std::min(starts[k + 1], text.size());
+    results[k] = ForEachSceneLine(text.substr(starts[k], end - starts[k] - (k + 1 < n ? 1 : 0)),
+                                  first_line[k], default_run, max_doc_bytes, k, each);
+    if (results[k].ok()) return;
+    size_t seen = earliest_failed.load();
+    while (k < seen && !earliest_failed.compare_exchange_weak(seen, k)) {
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t k = 1; k < n; ++k)
+    threads.emplace_back(run_part, k);
+  run_part(0);
+  for (auto& t : threads)
+    t.join();
+  for (const Status& s : results) {
     if (!s.ok()) return s;
   }
   return Status::Ok();

@@ -63,6 +63,15 @@ nlohmann::json SceneToJson(Scene&& scene);  // the same document, moving the wor
 // fn's) and returning it; nothing is kept, so a large input costs only its text.
 Status ForEachScene(std::string_view text, const std::optional<std::string>& default_run,
                     size_t max_doc_bytes, const std::function<Status(Scene&&)>& fn);
+// ForEachSceneInParts: as ForEachScene, but JSON lines are cut into up to `parts` ranges of whole
+// lines (at least 1 MiB each) parsed on threads of their own: fn(part, scene) is called on
+// part's thread, in line order within the part; parts are in the input's order (part k's lines
+// come before part k+1's). An array or a single object is one part, 0. A part stops at its first
+// error, and so does every part after it; the input's first error (the earliest line's) is
+// returned, as ForEachScene's.
+using PartSceneFn = std::function<Status(size_t part, Scene&&)>;
+Status ForEachSceneInParts(std::string_view text, const std::optional<std::string>& default_run,
+                           size_t max_doc_bytes, size_t parts, const PartSceneFn& fn);
 Result<std::vector<Scene>> ParseSceneStream(std::string_view text,
                                             const std::optional<std::string>& default_run = {},
                                             size_t max_doc_bytes = kDefaultMaxSceneBytes);

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+#include <vector>
+
 #include "scenefarm/redis.h"
 
 namespace scenefarm {
@@ -154,6 +158,71 @@ TEST(SceneStream, ErrorsNameTheLineOrElement) {
       ParseSceneStream(std::string("[").append(Doc("")).append(R"(, {"workflow": 3}])"));
   ASSERT_FALSE(bad_elem.ok());
   EXPECT_NE(bad_elem.status().message().find("element 1"), std::string::npos);
+}
+
+// JSON lines of `count` scenes l1..lN (about 90 bytes each), blank lines between some, `bad`
+// (1-based scene numbers) replaced by a line that is not JSON.
+std::string Lines(size_t count, const std::set<size_t>& bad = {}) {
+  std::string text;
+  for (size_t i = 1; i <= count; ++i) {
+    if (bad.count(i)) {
+      text += "{oops\n";
+      continue;
+    }
+    text += Doc(R"("id": "l)" + std::to_string(i) + "\"") + "\n";
+    if (i % 1000 == 0) text += "  \n";
+  }
+  return text;
+}
+
+// What ForEachSceneInParts hands over: the scenes in input order (parts concatenated), which
+// parts saw any, and the error.
+struct Parted {
+  std::vector<std::string> ids;
+  std::set<size_t> parts;
+  Status status;
+};
+Parted ParseInParts(const std::string& text, size_t parts) {
+  std::vector<std::vector<std::string>> per(parts);
+  Parted out;
+  out.status = ForEachSceneInParts(text, std::nullopt, kDefaultMaxSceneBytes, parts,
+                                   [&](size_t part, Scene&& s) {
+                                     per.at(part).push_back(s.id);
+                                     return Status::Ok();
+                                   });
+  for (size_t k = 0; k < parts; ++k) {
+    if (!per[k].empty()) out.parts.insert(k);
+    out.ids.insert(out.ids.end(), per[k].begin(), per[k].end());
+  }
+  return out;
+}
+
+TEST(SceneStream, JsonLinesInPartsKeepTheirOrderAndTheirLineNumbers) {
+  const std::string text = Lines(40000);  // ~3.6 MB: 3 parts of at least 1 MiB
+  ASSERT_GT(text.size(), size_t{3} << 20);
+  const Parted one = ParseInParts(text, 1);
+  const Parted three = ParseInParts(text, 3);
+  ASSERT_TRUE(one.status.ok()) << one.status.message();
+  ASSERT_TRUE(three.status.ok()) << three.status.message();
+  ASSERT_EQ(one.ids.size(), 40000u);
+  EXPECT_EQ(three.ids, one.ids);
+  EXPECT_EQ(three.parts, (std::set<size_t>{0, 1, 2}));
+  EXPECT_EQ(ParseInParts(text.substr(0, text.size() - 1), 3).ids, one.ids);  // no last newline
+  // Small inputs stay in one part.
+  EXPECT_EQ(ParseInParts(Lines(10), 4).parts, std::set<size_t>{0});
+
+  // Scene 39,000 is in the last part: its line number counts every line before it, blank ones
+  // (one after each thousandth scene) included.
+  const Parted late = ParseInParts(Lines(40000, {39000}), 3);
+  ASSERT_FALSE(late.status.ok());
+  EXPECT_NE(late.status.message().find("line 39038:"), std::string::npos) << late.status.message();
+  // Two bad lines in different parts: the first one is the error, as in one pass.
+  for (size_t parts : {1, 2, 3, 8}) {
+    const Parted two = ParseInParts(Lines(40000, {5, 39000}), parts);
+    ASSERT_FALSE(two.status.ok());
+    EXPECT_NE(two.status.message().find("line 5:"), std::string::npos)
+        << parts << ": " << two.status.message();
+  }
 }
 
 TEST(RedisUrl, ParsesEveryPart) {

@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Paired A/B of two versions of the queue scripts inside one redis-server (issue #14 P3, P6).
+
+On a noisy machine two runs of `make bench` minutes apart differ by more than a change to the
+scripts does; this compares two versions of common/queue/lua in the same Redis at the same
+moments. Each version gets a queue of its own (a and b) and its scripts loaded as the build
+loads them (lib.lua prepended); blocks of calls alternate between the two (A B, B A, ...) and
+each block's Redis time per call comes from INFO commandstats (evalsha usec) before and after.
+  - ack_lease: SCENES scenes enqueued per queue by `scenefarm enqueue`, one scene leased by
+    lease.lua, then ack_lease.lua acks the scene held and leases the next, BLOCK calls a block,
+    one after another (each call needs the previous reply), the test worker's arguments.
+  - enqueue_many: calls of 500 new scenes each, one call a block.
+Prints, per script, the median Redis time per call (per scene for enqueue_many) of A and B and
+the median of the paired ratios B/A with its quartiles.
+
+  /usr/bin/python3 bench/scripts_ab.py --a REV_OR_DIR --b REV_OR_DIR [--build DIR]
+      [--scenes 20000] [--block 250] [--enqueue-calls 200]
+
+A version is a directory holding the scripts, or a git revision of this repository (its
+common/queue/lua). --build is where `scenefarm` comes from (the ack_lease setup).
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import redis
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import bench  # noqa: E402
+
+SCRIPTS = ["lib.lua", "lease.lua", "ack_lease.lua", "enqueue_many.lua"]
+DOC = ('{"id":"%s","run":"bench","workflow":{"1":{"class_type":"EmptyImage","inputs":{}}},'
+       '"priority":0}')
+
+
+def load_version(spec):
+    """The scripts of spec (a directory or a git revision), as {name: text}."""
+    if os.path.isdir(spec):
+        return {n: open(os.path.join(spec, n)).read() for n in SCRIPTS}
+    out = {}
+    for n in SCRIPTS:
+        out[n] = subprocess.run(["git", "-C", ROOT, "show", f"{spec}:common/queue/lua/{n}"],
+                                check=True, capture_output=True, text=True).stdout
+    return out
+
+
+def evalsha_usec(r):
+    c = r.info("commandstats").get("cmdstat_evalsha", {"usec": 0, "calls": 0})
+    return c["usec"], c["calls"]
+
+
+def summary(name, unit, a, b):
+    ratios = [y / x for x, y in zip(a, b) if x > 0]
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+    print(f"{name}: A {statistics.median(a):.2f} us/{unit}, "
+          f"B {statistics.median(b):.2f} us/{unit}; paired B/A median "
+          f"{statistics.median(ratios):.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}, "
+          f"{len(ratios)} pairs of blocks)", flush=True)
+    return statistics.median(ratios)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--a", required=True)
+    ap.add_argument("--b", required=True)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-release"))
+    ap.add_argument("--scenes", type=int, default=20000)
+    ap.add_argument("--block", type=int, default=250)
+    ap.add_argument("--enqueue-calls", type=int, default=200)
+    a = ap.parse_args()
+    versions = {"a": load_version(a.a), "b": load_version(a.b)}
+    cli = os.path.join(os.path.abspath(a.build), "cli", "scenefarm")
+    work = tempfile.mkdtemp(prefix="sf-scripts-ab-")
+    procs = bench.Procs()
+    port = bench.free_port()
+    try:
+        procs.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", work], stdout=subprocess.DEVNULL)
+        r = redis.Redis(port=port, decode_responses=True)
+
+        def up():
+            try:
+                return r.ping()
+            except redis.ConnectionError:
+                return False
+        bench.wait_for("redis-server", up, 20)
+        url = f"redis://127.0.0.1:{port}/0"
+        held, sha = {}, {}
+        for q, v in versions.items():
+            path = os.path.join(work, q + ".jsonl")
+            with open(path, "w") as f:
+                for i in range(a.scenes + 1):
+                    f.write(DOC % f"{q}{i}" + "\n")
+            subprocess.run([cli, "--redis-url", url, "--queue", q, "enqueue", path], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            got = r.eval(v["lib.lua"] + "\n" + v["lease.lua"], 0, f"sf:{{{q}}}:", "0", "w" + q,
+                         "30000")
+            held[q] = (got[0], got[1])
+            sha[q] = {s: r.script_load(v["lib.lua"] + "\n" + v[s])
+                      for s in ("ack_lease.lua", "enqueue_many.lua")}
+
+        per = {"a": [], "b": []}
+        for block in range(a.scenes // a.block):
+            for q in ("a", "b") if block % 2 == 0 else ("b", "a"):
+                cur, att = held[q]
+                u0, c0 = evalsha_usec(r)
+                for _ in range(a.block):
+                    res = r.evalsha(sha[q]["ack_lease.lua"], 0, f"sf:{{{q}}}:", "0", "w" + q, cur,
+                                    att, '{"rendered_by":"fake"}', "604800", "30000", "", q)
+                    if len(res) < 6:
+                        raise RuntimeError(f"ack_lease of queue {q} leased nothing: {res}")
+                    cur, att = res[4], res[5]
+                u1, c1 = evalsha_usec(r)
+                held[q] = (cur, att)
+                per[q].append((u1 - u0) / max(1, c1 - c0))
+        summary("ack_lease", "call", per["a"], per["b"])
+
+        per = {"a": [], "b": []}
+        for k in range(a.enqueue_calls):
+            for q in ("a", "b") if k % 2 == 0 else ("b", "a"):
+                args = []
+                for i in range(500):
+                    args += [f"e{k}-{i}", "bench", "0", "1", DOC % f"e{k}-{i}"]
+                u0, _ = evalsha_usec(r)
+                res = r.evalsha(sha[q]["enqueue_many.lua"], 0, f"sf:{{{q}}}:", "0", *args)
+                u1, _ = evalsha_usec(r)
+                if sum(res) != 500:
+                    raise RuntimeError(f"enqueue_many of queue {q} created {sum(res)} of 500")
+                per[q].append((u1 - u0) / 500)
+        summary("enqueue_many", "scene", per["a"], per["b"])
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <random>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 
@@ -318,9 +319,17 @@ Status ForEachSceneInParts(std::string_view text, const std::optional<std::strin
     }
   };
   std::vector<std::thread> threads;
-  for (size_t k = 1; k < n; ++k)
-    threads.emplace_back(run_part, k);
+  std::vector<size_t> here;  // parts no thread could be started for: parsed on this one
+  for (size_t k = 1; k < n; ++k) {
+    try {
+      threads.emplace_back(run_part, k);
+    } catch (const std::system_error&) {
+      here.push_back(k);
+    }
+  }
   run_part(0);
+  for (size_t k : here)
+    run_part(k);
   for (auto& t : threads)
     t.join();
   for (const Status& s : results) {

@@ -67,8 +67,8 @@ Status ForEachScene(std::string_view text, const std::optional<std::string>& def
 // lines (at least 1 MiB each) parsed on threads of their own: fn(part, scene) is called on
 // part's thread, in line order within the part; parts are in the input's order (part k's lines
 // come before part k+1's). An array or a single object is one part, 0. A part stops at its first
-// error, and so does every part after it; the input's first error (the earliest line's) is
-// returned, as ForEachScene's.
+// error, and so does every part after it (it may have handed fn some scenes by then); the input's
+// first error (the earliest line's) is returned, as ForEachScene's.
 using PartSceneFn = std::function<Status(size_t part, Scene&&)>;
 Status ForEachSceneInParts(std::string_view text, const std::optional<std::string>& default_run,
                            size_t max_doc_bytes, size_t parts, const PartSceneFn& fn);

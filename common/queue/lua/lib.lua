@@ -16,12 +16,12 @@ end
 -- A whole number as the decimal string Redis would make of it. A Lua number handed to redis.call
 -- is formatted by snprintf("%.17g"), which costs a microsecond or more for a timestamp in ms
 -- (issue #14 P3: some 25 such numbers a scene); string.format('%d') writes the same digits in
--- a fraction of that. Strings pass through; anything else (a fraction, a huge or odd number)
--- is left to Redis as before.
+-- a fraction of that. Any other number (a fraction, a huge or odd one) is left to Redis as
+-- before; anything else becomes tostring's (a string as it is; false, an absent hash field, as
+-- 'false', as the events wrote it before).
 local function num(x)
-  if type(x) == 'number' and x == math.floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then
-    return string.format('%d', x)
-  end
+  if type(x) ~= 'number' then return tostring(x) end
+  if x == math.floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then return string.format('%d', x) end
   return x
 end
 local NOW = num(now)  -- now, as redis.call's arguments take it
@@ -169,10 +169,12 @@ end
 -- A finite number (telemetry values feed HINCRBYFLOAT, which refuses NaN and infinities).
 local function finite(x) return type(x) == 'number' and x == x and x > -math.huge and x < math.huge end
 
--- A hash field's value as a whole number >= 0, nil when it is absent or anything else.
+-- A hash field's value as the whole number HINCRBY would read in it (decimal digits, no sign,
+-- no leading zero, below 2^53), nil for anything else.
 local function int_field(v)
+  if type(v) ~= 'string' or not (v == '0' or string.match(v, '^[1-9]%d*$')) then return nil end
   local n = tonumber(v)
-  if n and n == math.floor(n) and n >= 0 and n < 2 ^ 53 then return n end
+  if n < 2 ^ 53 then return n end
   return nil
 end
 
@@ -265,13 +267,14 @@ local function lease_first(worker, lease_ms)
   local doc = scene_doc(id)  -- read before the first write
   local h = redis.call('HMGET', skey(id), 'run', 'retry_budget', 'failures', 'enqueued_at',
                        'available_at', 'failed_attempt', 'attempts')
-  -- attempts + 1 in the HSET below, as HINCRBY would (one call fewer, issue #14 P3); a value
-  -- that is not a whole number (a damaged record) counts as 0 instead of failing the script
-  -- after its first write.
-  local attempt = (int_field(h[7]) or 0) + 1
+  -- attempts + 1 written by the HSET below, as HINCRBY would (one call fewer, issue #14 P3);
+  -- anything but a plain whole number in the field (a damaged record) goes to HINCRBY as before.
+  local attempt = 1
+  if h[7] then attempt = int_field(h[7]) and int_field(h[7]) + 1 end
   if #first > 1 then wake() end
   redis.call('ZREM', P .. 'pending', id)
   redis.call('ZREM', P .. 'pending_since', id)
+  if not attempt then attempt = redis.call('HINCRBY', skey(id), 'attempts', '1') end
   redis.call('HSET', skey(id), 'attempts', num(attempt), 'state', 'leased', 'worker', worker,
              'leased_at', NOW)
   redis.call('ZADD', P .. 'leased', num(now + lease_ms), id)

@@ -157,17 +157,20 @@ int MetricsEndpoint::Serve(mg_connection* conn) {
       gzipped = true;
     }
   }
-  mg_printf(conn,
-            "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\nConnection: "
-            "close\r\n\r\n",
-            kContentType, gzipped ? "Content-Encoding: gzip\r\n" : "", body.size());
-  mg_write(conn, body.data(), body.size());
-  // As prometheus-cpp: the time to collect, write and send, in microseconds; the bytes sent.
+  // Counted before the page goes out, not after as prometheus-cpp does: a scraper that has read
+  // this page whole and asks again at once then finds it counted (after, the next scrape could
+  // be collected on another thread before these lines ran). So the latency is the time to
+  // collect and compress, in microseconds, without the write; the bytes are the page's.
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - start);
   latencies_.Observe(static_cast<double>(us.count()));
   bytes_transferred_.Increment(static_cast<double>(body.size()));
   scrapes_.Increment();
+  mg_printf(conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\nConnection: "
+            "close\r\n\r\n",
+            kContentType, gzipped ? "Content-Encoding: gzip\r\n" : "", body.size());
+  mg_write(conn, body.data(), body.size());
   return 200;
 }
 

@@ -7,9 +7,11 @@
 // What differs from prometheus-cpp 1.0.1's handler: Content-Type names the format's version
 // (`text/plain; version=0.0.4; charset=utf-8`), gzip is zlib's level 1 (not 6) and
 // `gzip;q=0` is refused, HEAD is answered without collecting, other methods get 405,
-// `/metrics/...` is 404 (civetweb's prefix match served the page there), and the response says
+// `/metrics/...` is 404 (civetweb's prefix match served the page there), the response says
 // `Connection: close` (civetweb's keep-alive is off: a kept connection would hold one of its
-// threads between scrapes).
+// threads between scrapes), and a scrape is counted before its page is written, so that
+// exposer_request_latencies leaves the write out (a scraper reading the page whole and asking
+// again at once always finds the first counted).
 #pragma once
 
 #include <atomic>

@@ -1,6 +1,9 @@
 #include "worker.h"
 
+#include <poll.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <thread>
@@ -138,6 +141,10 @@ int Worker::Run(const std::atomic<bool>& stop) {
   }
   Drain(stop);
   done = true;
+  if (stop_write_fd_ >= 0) {  // ends the heartbeat thread's poll now, not at the next beat
+    const char byte = 1;
+    [[maybe_unused]] const ssize_t n = write(stop_write_fd_, &byte, 1);
+  }
   heartbeat.join();
   log::Info("worker_stopped", {{"worker_id", options_.worker_id},
                                {"scenes_finished", scenes_finished_.load()},
@@ -599,8 +606,28 @@ void Worker::HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool
     if (stop && !drain_deadline)
       drain_deadline = std::chrono::steady_clock::now() + options_.drain();
     if (drain_deadline && std::chrono::steady_clock::now() >= *drain_deadline) AbandonInHand();
-    SleepUntil([&] { return done || (stop && !stop_woken); },
-               std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
+    HeartbeatSleep([&] { return done || (stop && !stop_woken); },
+                   std::min(options_.heartbeat(), std::chrono::milliseconds(stop ? 100 : 100000)));
+  }
+}
+
+void Worker::HeartbeatSleep(const std::function<bool()>& until, std::chrono::milliseconds d) {
+  if (stop_read_fd_ < 0) return SleepUntil(until, d);
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (!until()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        end - std::chrono::steady_clock::now());
+    if (left <= 0ms) return;
+    pollfd p{stop_read_fd_, POLLIN, 0};
+    const int n = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, 1 << 30)));
+    if (n > 0) {
+      char buf[64];
+      while (read(stop_read_fd_, buf, sizeof(buf)) > 0) {
+      }
+    } else if (n < 0 && errno != EINTR) {
+      return SleepUntil(until, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   end - std::chrono::steady_clock::now()));
+    }
   }
 }
 

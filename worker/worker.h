@@ -3,7 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,9 +31,21 @@ class Worker {
   // Runs until `stop` is set, then drains: no new leases, pipelined jobs withdrawn and
   // released, the job in hand finished within drain_seconds or released. Returns 0.
   int Run(const std::atomic<bool>& stop);
+  // A pipe the process writes a byte to whenever it sets `stop` (worker_main.cpp's signal
+  // handler): the heartbeat thread then sleeps in poll(2) on read_fd until a beat is due or a
+  // byte comes, instead of looking at `stop` every 20 ms (~50 wake-ups a second, idle or not);
+  // Run writes to write_fd itself when it ends. Both ends non-blocking; the caller owns them.
+  // Without one (the tests' workers), the heartbeat thread polls `stop` as before.
+  void SetStopPipe(int read_fd, int write_fd) {
+    stop_read_fd_ = read_fd;
+    stop_write_fd_ = write_fd;
+  }
 
  private:
   void HeartbeatLoop(const std::atomic<bool>& done, const std::atomic<bool>& stop);
+  // The heartbeat thread's sleep: up to d, ending early when until() holds (checked after each
+  // byte on the stop pipe, or every 20 ms without one).
+  void HeartbeatSleep(const std::function<bool()>& until, std::chrono::milliseconds d);
   void AbandonInHand();
   // Job::confirm_lease: renews the job's lease on this (the waiting) thread's connection.
   Status ConfirmLease(Job& job);
@@ -83,6 +97,8 @@ class Worker {
   std::chrono::milliseconds probe_backoff_{0};
   std::chrono::steady_clock::time_point last_reclaim_{};
   int idle_rounds_ = 0;
+  int stop_read_fd_ = -1;  // SetStopPipe
+  int stop_write_fd_ = -1;
   // What the worker's hash says it renders ("" : idle); nullopt until first written. Written
   // only when it changes (ack_lease.lua writes it in the ack's round trip).
   std::optional<std::string> busy_mark_;

@@ -1,5 +1,8 @@
 // The worker loop against a real redis-server with the FakeRenderer: outcomes, pipelining,
 // drain, cancel, resume and malformed scenes.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <set>
 #include <sstream>
 #include <thread>
@@ -183,6 +186,36 @@ TEST_F(WorkerTest, AFailingReclaimIsLogged) {
   ASSERT_TRUE(WaitFor([&] { return w.Log().find("\"reclaim_failed\"") != std::string::npos; }))
       << w.Log();
   EXPECT_NE(w.Log().find("WRONGTYPE"), std::string::npos) << w.Log();
+}
+
+// Worker::SetStopPipe (what worker_main's signal handler uses): with a beat due only in 600 s,
+// the idle worker blocks on its wake lists and its heartbeat thread sleeps in poll(2); the byte
+// that comes with `stop` wakes the heartbeat thread, which wakes the loop, and Run returns.
+// Without the byte both would sleep on for minutes (the old 20 ms look at `stop` is gone).
+TEST_F(WorkerTest, AByteOnTheStopPipeEndsAnIdleWorkersLongSleepsAtOnce) {
+  options_.heartbeat_seconds = 600;
+  options_.lease_seconds = 1200;
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  worker_ = std::make_unique<worker::Worker>(options_, renderer_, clock_);
+  worker_->SetStopPipe(fds[0], fds[1]);
+  std::atomic<bool> returned{false};
+  thread_ = std::thread([&] {
+    worker_->Run(stop_);
+    returned = true;
+  });
+  // Its first beat, then the loop blocks: nothing is pending.
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = client_.Command({"ZSCORE", "sf:workers", "w-test"});
+    return r.ok() && !r->is_nil();
+  }));
+  stop_ = true;
+  const char byte = 1;
+  ASSERT_EQ(write(fds[1], &byte, 1), 1);
+  EXPECT_TRUE(WaitFor([&] { return returned.load(); }, 60s));
+  thread_.join();
+  close(fds[0]);
+  close(fds[1]);
 }
 
 // Issue #17: a worker serving two queues renders the one that is not paused, keeps its

@@ -219,15 +219,21 @@ local function runs_to_assemble()
 end
 
 -- Fencing: only the worker holding the current attempt may change a leased scene.
+-- held: the scene's state, worker and attempts fields, in that order.
+local function held_by(held, worker, attempt)
+  return held[1] == 'leased' and held[2] == worker and held[3] == tostring(attempt)
+end
 local function owned(id, worker, attempt)
-  local s = redis.call('HMGET', skey(id), 'state', 'worker', 'attempts')
-  return s[1] == 'leased' and s[2] == worker and s[3] == tostring(attempt)
+  return held_by(redis.call('HMGET', skey(id), 'state', 'worker', 'attempts'), worker, attempt)
 end
 
 -- The answer a fenced call (ack, fail, release) gave, kept on the scene so that the same worker
 -- retrying the same attempt (its first call committed but the reply was lost) gets it again.
+local function answer_fields(worker, attempt, reply)
+  return 'answered', worker .. '/' .. attempt, 'answer', tostring(reply)
+end
 local function answered(id, worker, attempt, reply)
-  redis.call('HSET', skey(id), 'answered', worker .. '/' .. attempt, 'answer', tostring(reply))
+  redis.call('HSET', skey(id), answer_fields(worker, attempt, reply))
 end
 
 -- The recorded answer to this worker's call for this attempt, or 0 (fenced: nothing changes).
@@ -270,7 +276,10 @@ local function lease_first(worker, lease_ms)
   -- attempts + 1 written by the HSET below, as HINCRBY would (one call fewer, issue #14 P3);
   -- anything but a plain whole number in the field (a damaged record) goes to HINCRBY as before.
   local attempt = 1
-  if h[7] then attempt = int_field(h[7]) and int_field(h[7]) + 1 end
+  if h[7] then
+    local n = int_field(h[7])
+    attempt = n and n + 1  -- nil: HINCRBY below
+  end
   if #first > 1 then wake() end
   redis.call('ZREM', P .. 'pending', id)
   redis.call('ZREM', P .. 'pending_since', id)
@@ -300,13 +309,11 @@ local function ack_scene(worker, id, attempt, result, retention)
   -- owned()'s fields and the ack's in one HMGET (issue #14 P3: a call fewer a scene).
   local s = redis.call('HMGET', skey(id), 'state', 'worker', 'attempts', 'run', 'leased_at',
                        'enqueued_at', 'reason', 'cancel_requested')
-  if not (s[1] == 'leased' and s[2] == worker and s[3] == tostring(attempt)) then
-    return replay(id, worker, attempt), false
-  end
+  if not held_by(s, worker, attempt) then return replay(id, worker, attempt), false end
   -- Everything is read and computed first; the writes below cannot fail.
-  local h = {s[4], s[5], s[6]}
-  if not h[1] then bad('scene ' .. id .. ' has no run: nothing changed') end
-  local leased_at, enqueued_at = tonumber(h[2]) or now, tonumber(h[3]) or now
+  local run = s[4]
+  if not run then bad('scene ' .. id .. ' has no run: nothing changed') end
+  local leased_at, enqueued_at = tonumber(s[5]) or now, tonumber(s[6]) or now
   local duration = (now - leased_at) / 1000
   local counts, observations = {}, {}
   -- Seconds a histogram can take: finite, not negative, and far from HINCRBYFLOAT's overflow.
@@ -349,12 +356,12 @@ local function ack_scene(worker, id, attempt, result, retention)
   count('succeeded')
   for _, c in ipairs(counts) do count(c[1], c[2]) end
   for _, o in ipairs(observations) do observe(o[1], o[2], o[3]) end
-  run_moved(h[1], nil, 'succeeded', retention)
-  event(id, h[1], 'succeeded', attempt, worker)
+  run_moved(run, nil, 'succeeded', retention)
+  event(id, run, 'succeeded', attempt, worker)
   local reply = runs_to_assemble() and 2 or 1
   -- The new state and answered()'s fields in one HSET (nothing above reads the scene's hash).
   redis.call('HSET', skey(id), 'state', 'succeeded', 'finished_at', NOW, 'result', result,
-             'answered', worker .. '/' .. num(attempt), 'answer', tostring(reply))
+             answer_fields(worker, attempt, reply))
   scene_expire(id, retention)
   return reply, true
 end

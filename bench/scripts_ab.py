@@ -21,11 +21,9 @@ common/queue/lua). --build is where `scenefarm` comes from (the ack_lease setup)
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 
 import redis
 
@@ -75,22 +73,11 @@ def main():
     ap.add_argument("--enqueue-calls", type=int, default=200)
     a = ap.parse_args()
     versions = {"a": load_version(a.a), "b": load_version(a.b)}
-    cli = os.path.join(os.path.abspath(a.build), "cli", "scenefarm")
-    work = tempfile.mkdtemp(prefix="sf-scripts-ab-")
-    procs = bench.Procs()
-    port = bench.free_port()
+    # bench.py's setup: its private redis-server on loopback, its work directory, its CLI.
+    b = bench.Bench(argparse.Namespace(build=a.build, smoke=True, exporter_bin=None))
+    cli, url, work = b.cli, b.url, b.work
     try:
-        procs.start(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", work], stdout=subprocess.DEVNULL)
-        r = redis.Redis(port=port, decode_responses=True)
-
-        def up():
-            try:
-                return r.ping()
-            except redis.ConnectionError:
-                return False
-        bench.wait_for("redis-server", up, 20)
-        url = f"redis://127.0.0.1:{port}/0"
+        r = redis.Redis(port=b.port, decode_responses=True)
         held, sha = {}, {}
         for q, v in versions.items():
             path = os.path.join(work, q + ".jsonl")
@@ -135,8 +122,7 @@ def main():
                 per[q].append((u1 - u0) / 500)
         summary("enqueue_many", "scene", per["a"], per["b"])
     finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
+        b.close()
     return 0
 
 

@@ -8,6 +8,7 @@
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
 #pragma GCC diagnostic ignored "-Wrestrict"
 #endif
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -644,6 +645,70 @@ TEST(QueueBuckets, LibLuaAndMetricsHaveTheSameHistogramBounds) {
   EXPECT_EQ(LuaBuckets(lib, "DURATION_BUCKETS"), metrics::kDurationBuckets);
   EXPECT_EQ(LuaBuckets(lib, "WAIT_BUCKETS"), metrics::kWaitBuckets);
   EXPECT_EQ(LuaBuckets(lib, "FRAME_BUCKETS"), metrics::kFrameBuckets);
+}
+
+// The scripts as Redis runs them (cmake/embed_lua.cmake): lib.lua and the script line for line,
+// with lib.lua's definitions a script does not use left out as empty lines, and nothing left
+// out that the script's text still names.
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string line; std::getline(ss, line);)
+    out.push_back(line);
+  return out;
+}
+
+std::string SourceFile(const std::string& name) {
+  std::ifstream in(std::string(SCENEFARM_SOURCE_DIR) + "/common/queue/lua/" + name);
+  EXPECT_TRUE(in.good()) << name;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(QueueScriptText, EachScriptCarriesWhatItUsesOfLibLuaLineForLine) {
+  const std::string lib = SourceFile("lib.lua");
+  const std::regex definition(
+      "^local (?:function )?([A-Za-z_][A-Za-z0-9_]*(?:, *[A-Za-z_][A-Za-z0-9_]*)*)");
+  size_t scripts = 0, left_out_somewhere = 0;
+  for (const auto& script : queue::scripts::k_all) {
+    SCOPED_TRACE(script.name);
+    ++scripts;
+    const auto source = Lines(lib + "\n" + SourceFile(std::string(script.name) + ".lua"));
+    const std::string text = script.text;
+    const auto embedded = Lines(text);
+    ASSERT_EQ(embedded.size(), source.size());
+    size_t left_out = 0;
+    for (size_t i = 0; i < source.size(); ++i) {
+      if (embedded[i] == source[i]) continue;
+      ASSERT_EQ(embedded[i], "") << "line " << i + 1
+                                 << " is neither lib.lua's/the script's nor empty";
+      std::smatch m;
+      if (!std::regex_search(source[i], m, definition)) continue;
+      ++left_out;
+      std::stringstream names(m[1].str());
+      for (std::string name; std::getline(names, name, ',');) {
+        name.erase(0, name.find_first_not_of(' '));
+        EXPECT_FALSE(std::regex_search(text, std::regex("\\b" + name + "\\b")))
+            << "line " << i + 1 << " defines " << name
+            << ", which the script names, and was left out";
+      }
+    }
+    if (left_out > 0) ++left_out_somewhere;
+  }
+  size_t files = 0;  // every script in the source directory but lib.lua is embedded
+  for (const auto& f :
+       std::filesystem::directory_iterator(std::string(SCENEFARM_SOURCE_DIR) + "/common/queue/lua"))
+    if (f.path().extension() == ".lua" && f.path().filename() != "lib.lua") ++files;
+  EXPECT_EQ(scripts, files);
+  EXPECT_GE(left_out_somewhere, scripts / 2);  // most scripts use a small part of lib.lua
+  // heartbeat.lua (every worker, every 5 s) carries none of the ack's or the lease's code.
+  for (const auto& script : queue::scripts::k_all) {
+    if (std::string(script.name) != "heartbeat") continue;
+    EXPECT_EQ(std::string(script.text).find("local function ack_scene"), std::string::npos);
+    EXPECT_EQ(std::string(script.text).find("local function lease_first"), std::string::npos);
+    EXPECT_NE(std::string(script.text).find("local function owned"), std::string::npos);
+  }
 }
 
 }  // namespace

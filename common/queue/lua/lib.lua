@@ -1,5 +1,7 @@
--- Prepended to every queue script at build time. The persistent format is documented in
--- docs/queue-protocol.md; never change the meaning of a key or field in place.
+-- Prepended to every queue script at build time, each top-level definition only to the scripts
+-- that use it (cmake/embed_lua.cmake: a definition's right side gives its name a value and does
+-- nothing else). The persistent format is documented in docs/queue-protocol.md; never change
+-- the meaning of a key or field in place.
 -- ARGV[1]: key prefix "sf:{QUEUE}:"; ARGV[2]: now in ms, 0 = the Redis server's clock.
 -- A script reads and checks everything before its first write: Redis does not roll back a
 -- script that fails halfway, so a late error would leave a scene in two places or in none.

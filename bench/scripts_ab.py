@@ -4,26 +4,34 @@
 On a noisy machine two runs of `make bench` minutes apart differ by more than a change to the
 scripts does; this compares two versions of common/queue/lua in the same Redis at the same
 moments. Each version gets a queue of its own (a and b) and its scripts loaded as the build
-loads them (lib.lua prepended); blocks of calls alternate between the two (A B, B A, ...) and
+loads them (below); blocks of calls alternate between the two (A B, B A, ...) and
 each block's Redis time per call comes from INFO commandstats (evalsha usec) before and after.
   - ack_lease: SCENES scenes enqueued per queue by `scenefarm enqueue`, one scene leased by
     lease.lua, then ack_lease.lua acks the scene held and leases the next, BLOCK calls a block,
     one after another (each call needs the previous reply), the test worker's arguments.
   - enqueue_many: calls of 500 new scenes each, one call a block.
+  - heartbeat, reclaim: what every idle worker runs every 5 s (issue #14 P8): an idle worker's
+    heartbeat (no scenes held, its hash's TTL and heartbeat_at, no readings) and a reclaim
+    that finds nothing expired, BLOCK calls a block.
 Prints, per script, the median Redis time per call (per scene for enqueue_many) of A and B and
 the median of the paired ratios B/A with its quartiles.
 
   /usr/bin/python3 bench/scripts_ab.py --a REV_OR_DIR --b REV_OR_DIR [--build DIR]
-      [--scenes 20000] [--block 250] [--enqueue-calls 200]
+      [--scenes 20000] [--block 250] [--enqueue-calls 200] [--idle-blocks 40]
+      [--whole-lib a|b|both]
 
 A version is a directory holding the scripts, or a git revision of this repository (its
-common/queue/lua). --build is where `scenefarm` comes from (the ack_lease setup).
+common/queue/lua). Either is made into the scripts Redis runs by this tree's
+cmake/embed_lua.cmake, as the build makes them (what each script uses of lib.lua in front of
+it); --whole-lib puts all of lib.lua in front of that side's scripts instead, as builds before
+2026-12-02 15:00 did. --build is where `scenefarm` comes from (the ack_lease setup).
 """
 import argparse
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 import redis
 
@@ -32,20 +40,29 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import bench  # noqa: E402
 
-SCRIPTS = ["lib.lua", "lease.lua", "ack_lease.lua", "enqueue_many.lua"]
+SCRIPTS = ["lease", "ack_lease", "enqueue_many", "heartbeat", "reclaim"]
 DOC = ('{"id":"%s","run":"bench","workflow":{"1":{"class_type":"EmptyImage","inputs":{}}},'
        '"priority":0}')
 
 
-def load_version(spec):
-    """The scripts of spec (a directory or a git revision), as {name: text}."""
-    if os.path.isdir(spec):
-        return {n: open(os.path.join(spec, n)).read() for n in SCRIPTS}
-    out = {}
-    for n in SCRIPTS:
-        out[n] = subprocess.run(["git", "-C", ROOT, "show", f"{spec}:common/queue/lua/{n}"],
-                                check=True, capture_output=True, text=True).stdout
-    return out
+def load_version(spec, whole_lib, tmp):
+    """The scripts of spec (a directory or a git revision) as Redis runs them, {name: text}."""
+    src = os.path.join(tmp, "lua")
+    out = os.path.join(tmp, "out")
+    os.makedirs(src)
+    os.makedirs(out)
+    for n in ["lib"] + SCRIPTS:
+        if os.path.isdir(spec):
+            text = open(os.path.join(spec, n + ".lua")).read()
+        else:
+            text = subprocess.run(["git", "-C", ROOT, "show", f"{spec}:common/queue/lua/{n}.lua"],
+                                  check=True, capture_output=True, text=True).stdout
+        with open(os.path.join(src, n + ".lua"), "w") as f:
+            f.write(text)
+    subprocess.run(["cmake", f"-DLUA_DIR={src}", f"-DLUA_OUT_DIR={out}",
+                    "-DSCRIPTS=" + ";".join(SCRIPTS), f"-DLUA_WHOLE_LIB={'ON' if whole_lib else 'OFF'}",
+                    "-P", os.path.join(ROOT, "cmake", "embed_lua.cmake")], check=True)
+    return {n: open(os.path.join(out, n + ".lua")).read() for n in SCRIPTS}
 
 
 def evalsha_usec(r):
@@ -71,8 +88,12 @@ def main():
     ap.add_argument("--scenes", type=int, default=20000)
     ap.add_argument("--block", type=int, default=250)
     ap.add_argument("--enqueue-calls", type=int, default=200)
+    ap.add_argument("--idle-blocks", type=int, default=40)
+    ap.add_argument("--whole-lib", choices=["a", "b", "both"])
     a = ap.parse_args()
-    versions = {"a": load_version(a.a), "b": load_version(a.b)}
+    tmp = tempfile.TemporaryDirectory()
+    versions = {q: load_version(getattr(a, q), a.whole_lib in (q, "both"),
+                                os.path.join(tmp.name, q)) for q in ("a", "b")}
     # bench.py's setup: its private redis-server on loopback, its work directory, its CLI.
     b = bench.Bench(argparse.Namespace(build=a.build, smoke=True, exporter_bin=None))
     cli, url, work = b.cli, b.url, b.work
@@ -86,11 +107,9 @@ def main():
                     f.write(DOC % f"{q}{i}" + "\n")
             subprocess.run([cli, "--redis-url", url, "--queue", q, "enqueue", path], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            got = r.eval(v["lib.lua"] + "\n" + v["lease.lua"], 0, f"sf:{{{q}}}:", "0", "w" + q,
-                         "30000")
+            got = r.eval(v["lease"], 0, f"sf:{{{q}}}:", "0", "w" + q, "30000")
             held[q] = (got[0], got[1])
-            sha[q] = {s: r.script_load(v["lib.lua"] + "\n" + v[s])
-                      for s in ("ack_lease.lua", "enqueue_many.lua")}
+            sha[q] = {s: r.script_load(v[s]) for s in SCRIPTS}
 
         per = {"a": [], "b": []}
         for block in range(a.scenes // a.block):
@@ -98,7 +117,7 @@ def main():
                 cur, att = held[q]
                 u0, c0 = evalsha_usec(r)
                 for _ in range(a.block):
-                    res = r.evalsha(sha[q]["ack_lease.lua"], 0, f"sf:{{{q}}}:", "0", "w" + q, cur,
+                    res = r.evalsha(sha[q]["ack_lease"], 0, f"sf:{{{q}}}:", "0", "w" + q, cur,
                                     att, '{"rendered_by":"fake"}', "604800", "30000", "", q)
                     if len(res) < 6:
                         raise RuntimeError(f"ack_lease of queue {q} leased nothing: {res}")
@@ -115,12 +134,28 @@ def main():
                 for i in range(500):
                     args += [f"e{k}-{i}", "bench", "0", "1", DOC % f"e{k}-{i}"]
                 u0, _ = evalsha_usec(r)
-                res = r.evalsha(sha[q]["enqueue_many.lua"], 0, f"sf:{{{q}}}:", "0", *args)
+                res = r.evalsha(sha[q]["enqueue_many"], 0, f"sf:{{{q}}}:", "0", *args)
                 u1, _ = evalsha_usec(r)
                 if sum(res) != 500:
                     raise RuntimeError(f"enqueue_many of queue {q} created {sum(res)} of 500")
                 per[q].append((u1 - u0) / 500)
         summary("enqueue_many", "scene", per["a"], per["b"])
+
+        # An idle worker's two scripts every 5 s: each queue's own idle worker.
+        idle = {"heartbeat": lambda q: ["idle-" + q, "30000", "15", "1764680000000", ""],
+                "reclaim": lambda q: ["100", "3", ""]}
+        for name, args in idle.items():
+            per = {"a": [], "b": []}
+            for block in range(a.idle_blocks):
+                for q in ("a", "b") if block % 2 == 0 else ("b", "a"):
+                    u0, c0 = evalsha_usec(r)
+                    pipe = r.pipeline(transaction=False)
+                    for _ in range(a.block):
+                        pipe.evalsha(sha[q][name], 0, f"sf:{{{q}}}:", "0", *args(q))
+                    pipe.execute()
+                    u1, c1 = evalsha_usec(r)
+                    per[q].append((u1 - u0) / max(1, c1 - c0))
+            summary(name, "call", per["a"], per["b"])
     finally:
         b.close()
     return 0

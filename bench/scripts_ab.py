@@ -48,9 +48,7 @@ DOC = ('{"id":"%s","run":"bench","workflow":{"1":{"class_type":"EmptyImage","inp
 def load_version(spec, whole_lib, tmp):
     """The scripts of spec (a directory or a git revision) as Redis runs them, {name: text}."""
     src = os.path.join(tmp, "lua")
-    out = os.path.join(tmp, "out")
     os.makedirs(src)
-    os.makedirs(out)
     for n in ["lib"] + SCRIPTS:
         if os.path.isdir(spec):
             text = open(os.path.join(spec, n + ".lua")).read()
@@ -59,10 +57,7 @@ def load_version(spec, whole_lib, tmp):
                                   check=True, capture_output=True, text=True).stdout
         with open(os.path.join(src, n + ".lua"), "w") as f:
             f.write(text)
-    subprocess.run(["cmake", f"-DLUA_DIR={src}", f"-DLUA_OUT_DIR={out}",
-                    "-DSCRIPTS=" + ";".join(SCRIPTS), f"-DLUA_WHOLE_LIB={'ON' if whole_lib else 'OFF'}",
-                    "-P", os.path.join(ROOT, "cmake", "embed_lua.cmake")], check=True)
-    return {n: open(os.path.join(out, n + ".lua")).read() for n in SCRIPTS}
+    return bench.built_scripts(src, SCRIPTS, os.path.join(tmp, "out"), whole_lib)
 
 
 def evalsha_usec(r):

@@ -256,11 +256,12 @@ bool Worker::FillPipeline() {
   if (now - last_reclaim_ >= options_.heartbeat()) {
     last_reclaim_ = now;
     for (auto& q : queues_) {
-      auto moved = q.Reclaim();
+      // Once a period for the whole farm: whichever worker comes first takes the turn.
+      auto moved = q.ReclaimIfDue(options_.worker_id, options_.heartbeat());
       if (!moved.ok()) {
         log::Warn("reclaim_failed", {{"queue", q.name()}, {"error", moved.status().ToString()}});
-      } else if (*moved > 0) {
-        log::Info("leases_reclaimed", {{"queue", q.name()}, {"count", *moved}});
+      } else if (moved->value_or(0) > 0) {
+        log::Info("leases_reclaimed", {{"queue", q.name()}, {"count", **moved}});
       }
     }
   }

@@ -1,15 +1,17 @@
 // scenefarm-idle-farm (issue #14 P8): what N idle workers cost Redis, through the real queue code.
 // Each simulated worker does, at the worker's default periods, what an idle scenefarm-worker
 // does (worker/worker.cpp): every heartbeat period a Queue::Heartbeat per queue with no leases,
-// the HSET heartbeat_at + EXPIRE pipeline of its hash, and the HSET of its host readings; every
-// heartbeat period a Queue::Reclaim per queue (the main loop's reclaim). Options add the idle
-// loop's wake-up: --idle-lease-seconds S, one Queue::Lease per worker every S seconds (the idle
-// poll, today's loop), and --wake-timeout-seconds T, one BLPOP on sf:{Q}:wake per worker every T
-// seconds (the blocking wake-up of issue #14 P7). The workers are spread over --connections
-// connections (one thread each); the blocking calls are spread over them as calls of a shorter
-// timeout, so that a connection answers for many workers (the per-call cost to Redis, command
-// and timeout, is the same). After a warm-up it measures Redis's INFO cpu and commandstats over
-// --seconds and prints one JSON object. A benchmark tool (bench/bench.py), not a product binary.
+// the first queue's writing the worker's hash (heartbeat_at, its host readings, the TTL) in the
+// same call, and a Queue::ReclaimIfDue per queue (the main loop's reclaim, which the farm takes
+// in turns: --reclaim-every-worker runs Queue::Reclaim for every worker instead, as workers did
+// before the turns). Options add the idle loop's wake-up: --idle-lease-seconds S, one
+// Queue::Lease per worker every S seconds (the idle poll before P7), and --wake-timeout-seconds
+// T, one BLPOP on sf:{Q}:wake per worker every T seconds (the blocking wake-up of issue #14 P7).
+// The workers are spread over --connections connections (one thread each); the blocking calls
+// are spread over them as calls of a shorter timeout, so that a connection answers for many
+// workers (the per-call cost to Redis, command and timeout, is the same). After a warm-up it
+// measures Redis's INFO cpu and commandstats over --seconds and prints one JSON object. A
+// benchmark tool (bench/bench.py), not a product binary.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -40,6 +42,7 @@ struct Args {
   double lease_seconds = 30;     // WorkerOptions' default
   double idle_lease_seconds = 0;
   double wake_timeout_seconds = 0;
+  bool reclaim_every_worker = false;
   double warmup_seconds = 5;
   double seconds = 20;
 };
@@ -115,15 +118,15 @@ void BeatLoop(const Args& a, int first, int count, const std::atomic<bool>& stop
     for (int i = 0; i < count && !stop; ++i) {
       const std::string id = "sim-" + std::to_string(first + i);
       if (now >= next_beat[i]) {
+        queue::WorkerBeat hash{ttl, clock.NowMs(), kReadings};
         for (auto& q : queues) {
-          if (!q.Heartbeat(id, lease, {}).ok()) ++errors;
-          if (!q.Reclaim().ok()) ++errors;
+          if (!q.Heartbeat(id, lease, {}, &q == &queues.front() ? &hash : nullptr).ok()) ++errors;
+          if (a.reclaim_every_worker
+                  ? !q.Reclaim().ok()
+                  : !q.ReclaimIfDue(id, std::chrono::duration_cast<std::chrono::milliseconds>(beat))
+                         .ok())
+            ++errors;
         }
-        auto r = client.Pipeline(
-            {{"HSET", queue::WorkerKey(id), "heartbeat_at", std::to_string(clock.NowMs())},
-             {"EXPIRE", queue::WorkerKey(id), std::to_string(ttl)}});
-        if (!r.ok()) ++errors;
-        if (!client.Command({"HSET", queue::WorkerKey(id), "readings", kReadings}).ok()) ++errors;
         next_beat[i] += beat;
         now = SteadyClock::now();
       }
@@ -177,6 +180,8 @@ int main(int argc, char** argv) {
                  "one Lease per worker this often (0: none)");
   app.add_option("--wake-timeout-seconds", a.wake_timeout_seconds,
                  "one BLPOP sf:{Q}:wake per worker this often (0: none)");
+  app.add_flag("--reclaim-every-worker", a.reclaim_every_worker,
+               "every worker reclaims every period (before the turns of Queue::ReclaimIfDue)");
   app.add_option("--warmup-seconds", a.warmup_seconds);
   app.add_option("--seconds", a.seconds)->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -229,6 +234,7 @@ int main(int argc, char** argv) {
                         {"heartbeat_seconds", a.heartbeat_seconds},
                         {"idle_lease_seconds", a.idle_lease_seconds},
                         {"wake_timeout_seconds", a.wake_timeout_seconds},
+                        {"reclaim_every_worker", a.reclaim_every_worker},
                         {"seconds", secs},
                         {"redis_cpu_s_per_s", (cpu1 - cpu0) / secs},
                         {"commands_per_s", total_calls / secs},

@@ -277,6 +277,20 @@ Result<int64_t> Queue::Reclaim(int limit) {
   return moved;
 }
 
+Result<std::optional<int64_t>> Queue::ReclaimIfDue(const std::string& worker,
+                                                   std::chrono::milliseconds period, int limit) {
+  // 9/10: a worker calling every period takes its own next turn even when Redis's clock and its
+  // own drift apart by a little.
+  const auto hold = std::max<int64_t>(1, period.count() * 9 / 10);
+  auto r = redis_.Command({"SET", keys_.ReclaimGate(), worker, "NX", "PX", std::to_string(hold)});
+  if (!r.ok()) return r.status();
+  if (r->is_error()) return Status::Internal("SET " + keys_.ReclaimGate() + ": " + r->str);
+  if (r->is_nil()) return std::optional<int64_t>();
+  auto moved = Reclaim(limit);
+  if (!moved.ok()) return moved.status();
+  return std::optional<int64_t>(*moved);
+}
+
 Result<std::vector<LeasedScene>> Queue::Resume(const std::string& worker,
                                                std::chrono::milliseconds lease) {
   auto r = redis_.Eval(kResume, Args({worker, std::to_string(lease.count())}));

@@ -76,6 +76,45 @@ TEST_F(QueueTest, LateAckAfterTakeoverIsRefused) {
             (std::vector<std::string>{"enqueued", "leased", "reclaimed", "leased", "succeeded"}));
 }
 
+// The workers' periodic reclaim, in turns: the first caller of a period takes the turn (and
+// reclaims), the others within 9/10 of the period get nullopt and move nothing; when the turn's
+// key expires the next caller takes it.
+TEST_F(QueueTest, ReclaimIfDueReclaimsOncePerTurn) {
+  ASSERT_TRUE(queue_.Enqueue({MakeScene("a"), MakeScene("b")}).ok());
+  MustLease("gone1", 30s);
+  MustLease("gone2", 30s);
+  clock_.AdvanceMs(31000);  // both workers died: their leases expired
+  auto first = queue_.ReclaimIfDue("w1", 60s);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_TRUE(first->has_value());
+  EXPECT_EQ(**first, 2);
+  const std::string gate = "sf:{scenes}:reclaim_gate";
+  EXPECT_EQ(client_.Command({"GET", gate})->AsString(), "w1");
+  const int64_t ttl = client_.Command({"PTTL", gate})->AsInt();
+  EXPECT_GT(ttl, 50000);
+  EXPECT_LE(ttl, 54000);  // 9/10 of the period
+  // Another lease expires: w2's call within w1's turn leaves it for the next turn.
+  MustLease("gone3", 30s);
+  clock_.AdvanceMs(31000);
+  auto second = queue_.ReclaimIfDue("w2", 60s);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_FALSE(second->has_value());
+  EXPECT_EQ(client_.Command({"ZCARD", "sf:{scenes}:leased"})->AsInt(), 1);
+  // A short period: its turn ends by itself (Redis expires the key) and w2 takes the next.
+  ASSERT_EQ(client_.Command({"DEL", gate})->AsInt(), 1);
+  ASSERT_TRUE(queue_.ReclaimIfDue("w1", 20ms)->has_value());
+  std::optional<int64_t> taken;
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = queue_.ReclaimIfDue("w2", 20ms);
+    if (r.ok() && r->has_value()) taken = *r;
+    return taken.has_value();
+  }));
+  EXPECT_EQ(client_.Command({"GET", gate})->AsString(), "w2");
+  EXPECT_EQ(client_.Command({"ZCARD", "sf:{scenes}:leased"})->AsInt(), 0);
+  // Reclaim (scenefarm repair, tests) takes no turn and needs none.
+  EXPECT_EQ(*queue_.Reclaim(), 0);
+}
+
 TEST_F(QueueTest, HeartbeatKeepsTheLease) {
   ASSERT_TRUE(queue_.Enqueue({MakeScene("a")}).ok());
   auto s = MustLease("w1", 30s);

@@ -422,5 +422,46 @@ TEST_F(IdleWorkerTest, AnIdleWorkerCostsRedisAboutOneCommandPerSecond) {
   EXPECT_EQ(Blocked(), 1);
 }
 
+// Idle workers take the periodic reclaim in turns (Queue::ReclaimIfDue): each tries every
+// heartbeat period, and a turn holds 9/10 of one, so the farm reclaims about once a period
+// however many workers it has. Seen in MONITOR (Redis's clock): the turns' SETs and each
+// reclaim's ZREMRANGEBYSCORE on sf:workers (the reclaim script's first call).
+TEST_F(IdleWorkerTest, IdleWorkersTakeThePeriodicReclaimInTurns) {
+  TempDir dir;
+  Process monitor({"/usr/bin/redis-cli", "-p", std::to_string(redis_.port()), "monitor"},
+                  dir.path() / "monitor.log");
+  ASSERT_TRUE(WaitFor([&] { return monitor.Log().find("OK") != std::string::npos; }));
+  for (const char* id : {"turn-a", "turn-b"}) {
+    WorkerOptions o = Options(id);
+    o.heartbeat_seconds = 1;
+    Start(1, o);
+  }
+  std::vector<double> tries, reclaims;
+  auto count = [&] {
+    tries.clear();
+    reclaims.clear();
+    std::istringstream lines(monitor.Log());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("\"SET\" \"sf:{scenes}:reclaim_gate\"") != std::string::npos)
+        tries.push_back(std::stod(line));
+      else if (line.find("lua] \"ZREMRANGEBYSCORE\" \"sf:workers\"") != std::string::npos)
+        reclaims.push_back(std::stod(line));
+    }
+    return tries.size();
+  };
+  ASSERT_TRUE(WaitFor([&] { return count() >= 12; }, 60s)) << monitor.Log();
+  monitor.Stop();
+  count();
+  ASSERT_FALSE(reclaims.empty()) << monitor.Log();
+  const double span = std::max(tries.back(), reclaims.back()) - tries.front();
+  std::cout << tries.size() << " turns tried, " << reclaims.size() << " reclaims in " << span
+            << " s\n";
+  // Every turn taken began at least 0.9 s after the one before: at most one reclaim per 0.9 s
+  // of the span, and one more whose turn began just before it. Each worker reclaiming every
+  // period on its own would make about two a second.
+  EXPECT_LE(static_cast<double>(reclaims.size()), span / 0.9 + 2) << monitor.Log();
+  EXPECT_LT(reclaims.size(), tries.size()) << monitor.Log();
+}
+
 }  // namespace
 }  // namespace scenefarm::testing

@@ -59,6 +59,9 @@ class QueueKeys {
   // List of at most one token, pushed by whatever makes a scene leasable: idle workers block
   // on it (BLPOP) instead of polling. docs/queue-protocol.md, "Waking idle workers".
   std::string Wake() const { return prefix_ + "wake"; }
+  // String (the worker whose turn it is) with a TTL: while it lives, the workers' periodic
+  // reclaim is done for the farm (Queue::ReclaimIfDue).
+  std::string ReclaimGate() const { return prefix_ + "reclaim_gate"; }
 
  private:
   std::string prefix_;

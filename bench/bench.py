@@ -322,12 +322,13 @@ class Bench:
                       for k, v in c1.items() if k not in skip and v[0] > c0.get(k, (0, 0))[0]}
         per_worker = idle_calls / secs / workers
         # Two ways to enqueue, alternating: one client connected throughout (this process, with
-        # enqueue.lua as the build makes it: RQ's peer below enqueues so), and a `scenefarm
-        # enqueue` process a scene (whose exit runs on this 2-core machine while the worker
-        # wakes). Both are timed by the same events, in Redis.
+        # enqueue_many.lua as the build makes it, one scene a call as the CLI's and the API's
+        # Queue::Enqueue send them: RQ's peer below enqueues from one client too), and a
+        # `scenefarm enqueue` process a scene (whose exit runs on this 2-core machine while the
+        # worker wakes). Both are timed by the same events, in Redis.
         enqueue = self.r.script_load(built_scripts(os.path.join(ROOT, "common", "queue", "lua"),
-                                                   ["enqueue"],
-                                                   os.path.join(self.work, "lua"))["enqueue"])
+                                                   ["enqueue_many"],
+                                                   os.path.join(self.work, "lua"))["enqueue_many"])
         doc = '{"id":"%s","run":"pickup","workflow":{"1":{"class_type":"EmptyImage","inputs":{}}}}'
         ids = {"client": [], "cli": []}
         for i in range(samples):
@@ -336,8 +337,8 @@ class Bench:
                 sid = f"p{way}{i}"
                 if way == "client":
                     if self.r.evalsha(enqueue, 0, "sf:{scenes}:", "0", sid, "pickup", "0", "1",
-                                      doc % sid) != 1:
-                        raise RuntimeError(f"pickup: enqueue.lua did not enqueue {sid}")
+                                      doc % sid) != [1]:
+                        raise RuntimeError(f"pickup: enqueue_many.lua did not enqueue {sid}")
                 else:
                     subprocess.run([self.cli, "--redis-url", self.url, "enqueue", "-"],
                                    check=True, input=doc % sid + "\n", text=True,

@@ -102,7 +102,9 @@ def main():
                     f.write(DOC % f"{q}{i}" + "\n")
             subprocess.run([cli, "--redis-url", url, "--queue", q, "enqueue", path], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            got = r.eval(v["lease"], 0, f"sf:{{{q}}}:", "0", "w" + q, "30000")
+            # Leases of an hour: a slow run must not see them expire (the reclaim blocks below
+            # find nothing expired).
+            got = r.eval(v["lease"], 0, f"sf:{{{q}}}:", "0", "w" + q, "3600000")
             held[q] = (got[0], got[1])
             sha[q] = {s: r.script_load(v[s]) for s in SCRIPTS}
 
@@ -113,7 +115,7 @@ def main():
                 u0, c0 = evalsha_usec(r)
                 for _ in range(a.block):
                     res = r.evalsha(sha[q]["ack_lease"], 0, f"sf:{{{q}}}:", "0", "w" + q, cur,
-                                    att, '{"rendered_by":"fake"}', "604800", "30000", "", q)
+                                    att, '{"rendered_by":"fake"}', "604800", "3600000", "", q)
                     if len(res) < 6:
                         raise RuntimeError(f"ack_lease of queue {q} leased nothing: {res}")
                     cur, att = res[4], res[5]

@@ -11,8 +11,10 @@
 # in a statement kept before, any other statement always. Occurs means as a word anywhere,
 # comments and strings included: a name only mentioned keeps its definition, never the other
 # way round. A definition left out becomes as many empty lines, so that a line number in an
-# error from Redis is the same line of lib.lua or the script as before. So a definition's right
-# side must do nothing but give its name a value (no redis.call): the rule keeps lib.lua so.
+# error from Redis is the same line of lib.lua or the script as before. A `local NAME =` whose
+# first line calls into Redis (`redis.`) is always kept; any other right side must do nothing
+# but give the name a value. A line in column 0 that begins no statement (a continuation) stops
+# the build.
 
 cmake_minimum_required(VERSION 3.16)  # list() keeps empty lines; IN_LIST
 
@@ -51,7 +53,15 @@ function(trimmed_lib lib body out)
   math(EXPR last "${n} - 1")
   foreach(i RANGE 0 ${last})
     list(GET lines ${i} line)
-    if(line MATCHES "^[^ \t-]" AND NOT line MATCHES "^(end|}|\\))")
+    if(line MATCHES "^[^ \t-]" AND NOT line MATCHES "^(end([^A-Za-z0-9_]|$)|}|\\))")
+      # Anything else in column 0 must begin a statement: a continuation line there (a table's
+      # or a string's) would cut a statement in two.
+      if(NOT line MATCHES "^[A-Za-z_]")
+        math(EXPR at "${i} + 1")
+        lua_unmark("${line}" shown)
+        message(FATAL_ERROR "lib.lua:${at}: a line in column 0 that begins no statement "
+                            "(indent it): ${shown}")
+      endif()
       list(APPEND starts ${i})
     endif()
   endforeach()
@@ -94,9 +104,13 @@ function(trimmed_lib lib body out)
       set(names "")
       if(first MATCHES "^local function ([A-Za-z_][A-Za-z0-9_]*)")
         set(names ${CMAKE_MATCH_1})
-      elseif(first MATCHES "^local ([A-Za-z_][A-Za-z0-9_, ]*[A-Za-z0-9_]) *=")
+      elseif(first MATCHES "^local ([A-Za-z_][A-Za-z0-9_]*( *, *[A-Za-z_][A-Za-z0-9_]*)*) *=")
         string(REPLACE "," ";" names "${CMAKE_MATCH_1}")
         string(REPLACE " " "" names "${names}")
+        string(REGEX REPLACE "--.*" "" code "${first}")  # its comment may name redis.call
+        if(code MATCHES "redis\\.")
+          set(names "")  # a value that asks Redis for something: always kept, the call must run
+        endif()
       endif()
       set(used FALSE)
       if(names STREQUAL "")

@@ -1,5 +1,6 @@
 #include "scenefarm/queue.h"
 
+#include <algorithm>
 #include <set>
 
 #include "queue_scripts.h"
@@ -280,13 +281,18 @@ Result<int64_t> Queue::Reclaim(int limit) {
 Result<std::optional<int64_t>> Queue::ReclaimIfDue(const std::string& worker,
                                                    std::chrono::milliseconds period, int limit) {
   // 9/10: a worker calling every period takes its own next turn even when Redis's clock and its
-  // own drift apart by a little.
-  const auto hold = std::max<int64_t>(1, period.count() * 9 / 10);
-  auto r = redis_.Command({"SET", keys_.ReclaimGate(), worker, "NX", "PX", std::to_string(hold)});
+  // own drift apart by a little. At most 4.5 s (9/10 of the default period), so that a worker
+  // with a long heartbeat period cannot hold off the farm's reclaim for longer.
+  const int64_t hold = std::clamp<int64_t>(period.count() * 9 / 10, 1, 4500);
+  const std::string gate = keys_.ReclaimGate();
+  auto r = redis_.Command({"SET", gate, worker, "NX", "PX", std::to_string(hold)});
   if (!r.ok()) return r.status();
-  if (r->is_error()) return Status::Internal("SET " + keys_.ReclaimGate() + ": " + r->str);
+  if (r->is_error()) return Status::Internal("SET " + gate + ": " + r->str);
   if (r->is_nil()) return std::optional<int64_t>();
   auto moved = Reclaim(limit);
+  // A failed reclaim, or a full one (more may wait), hands the turn on at once: the next
+  // worker to try takes it instead of waiting out this one.
+  if (!moved.ok() || *moved >= limit) (void)redis_.Command({"DEL", gate});
   if (!moved.ok()) return moved.status();
   return std::optional<int64_t>(*moved);
 }

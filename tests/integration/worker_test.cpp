@@ -405,15 +405,20 @@ TEST_F(IdleWorkerTest, AnIdleWorkerCostsRedisAboutOneCommandPerSecond) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   monitor.Stop();
-  int64_t sent = 0;
+  int64_t sent = 0, tries = 0, reclaims = 0;
   std::istringstream lines(monitor.Log());
   for (std::string line; std::getline(lines, line);) {
+    if (line.find("\"SET\" \"sf:{scenes}:reclaim_gate\"") != std::string::npos) ++tries;
+    if (line.find("lua] \"ZREMRANGEBYSCORE\" \"sf:workers\"") != std::string::npos) ++reclaims;
     // Commands by a client ("[0 127.0.0.1:PORT]"), not a script's ("[0 lua]"); not INFO.
     if (line.find(" \"") == std::string::npos || line.find(" lua]") != std::string::npos ||
         line.find("\"INFO\"") != std::string::npos)
       continue;
     ++sent;
   }
+  // Alone, it takes every turn of the periodic reclaim (its turn ends before its next try).
+  EXPECT_GE(tries, 2) << monitor.Log();
+  EXPECT_GE(reclaims, tries - 1) << monitor.Log();
   std::cout << "idle worker: " << sent << " commands sent in " << seconds << " s ("
             << sent / seconds << "/s); " << calls << " calls executed, inner calls included ("
             << calls / seconds << "/s)\n";

@@ -185,8 +185,9 @@ class Queue {
   // Returns how many expired leases were moved (at most `limit`, script_batch per call).
   Result<int64_t> Reclaim(int limit = 100);
   // The workers' periodic reclaim: Reclaim, when no worker has taken the turn in the last 9/10
-  // of `period` (SET reclaim_gate worker NX PX): a farm of N workers, each calling it every
-  // period, reclaims about once a period instead of N times (issue #14 P8). nullopt: another
+  // of `period`, 4.5 s at most (SET reclaim_gate worker NX PX): a farm of N workers, each
+  // calling it every period, reclaims about once a period instead of N times (issue #14 P8). A
+  // reclaim that fails or moves `limit` scenes hands the turn on at once. nullopt: another
   // worker's turn still holds.
   Result<std::optional<int64_t>> ReclaimIfDue(const std::string& worker,
                                               std::chrono::milliseconds period, int limit = 100);

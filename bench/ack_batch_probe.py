@@ -2,14 +2,17 @@
 """How much of an ack_lease call's Redis cost is the call's and how much the scene's (issue #14 P3).
 
 A probe, not a product path: it runs ack_lease.lua's body K times inside one script (K scenes
-acked and K leased a call, every record written as K separate calls would write it, nothing
-aggregated) and reports Redis's CPU a scene (INFO used_cpu_sys + used_cpu_user, its network
-I/O included) and EVALSHA time a scene, beside the build's ack_lease.lua one scene a call. What
-the K > 1 rows save is what a call costs apart from its scene's records: the script's entry, the
-lib.lua prelude, the TIME call, the round trip's reading and writing. One client (this script)
-holds K leased scenes and replaces them as each call acks them, as one worker with K scenes in
-its pipeline would; each K gets a fresh queue of SCENES scenes per round, the Ks alternate
-order between rounds.
+acked and K leased a call, every record and every command written as K separate calls would,
+nothing aggregated: lib.lua's once-a-call wake check is reset before each scene) and reports
+Redis's CPU a scene (INFO used_cpu_sys + used_cpu_user, its network I/O included) and EVALSHA
+time a scene, beside ack_lease.lua one scene a call (both made from this tree's
+common/queue/lua as the build makes them). What the K > 1 rows save is what a call costs apart
+from its scene: the script's entry, the lib.lua prelude, the TIME call, the round trip's
+reading and writing. One client (this script) holds K leased scenes and replaces them as each
+call acks them, as one worker with K scenes in its pipeline would; each K gets a fresh queue
+per round (SCENES + 2 x the largest K scenes enqueued), the Ks alternate order between rounds.
+Fails when a call leases fewer scenes than it acked or the queue's succeeded count is not the
+number of scenes acked (a replayed or lost ack).
 
   /usr/bin/python3 bench/ack_batch_probe.py [--build build-release] [--scenes 8000]
       [--ks 2,4,8,16] [--rounds 3]
@@ -54,6 +57,7 @@ def scripts(tmp):
                 "  for i = #ARGV, 3, -1 do ARGV[i] = nil end\n"
                 f"  for j = 1, {GROUP} do ARGV[2 + j] = ORIG[2 + k * {GROUP} + j] end\n"
                 "  P = ORIG[1]\n"
+                "  for q in pairs(woken) do woken[q] = nil end\n"
                 "  out[#out + 1] = one()\n"
                 "end\nreturn out\n")
     return bench.built_scripts(src, ["lease", "ack_lease", "ack_lease_k"], os.path.join(tmp, "out"))
@@ -68,8 +72,10 @@ def main():
     a = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     sc = scripts(tmp.name)
-    b = bench.Bench(argparse.Namespace(build=a.build, smoke=True, exporter_bin=None))
+    ks = [1] + [int(x) for x in a.ks.split(",")]
+    b = None
     try:
+        b = bench.Bench(argparse.Namespace(build=a.build, smoke=True, exporter_bin=None))
         r = redis.Redis(port=b.port, decode_responses=True)
 
         def cpu():
@@ -78,9 +84,8 @@ def main():
 
         path = os.path.join(b.work, "scenes.jsonl")
         with open(path, "w") as f:
-            for i in range(a.scenes + 64):
+            for i in range(a.scenes + 2 * max(ks)):
                 f.write(DOC % f"s{i}" + "\n")
-        ks = [1] + [int(x) for x in a.ks.split(",")]
         got = {k: [] for k in ks}
         for rnd in range(a.rounds):
             for k in ks if rnd % 2 == 0 else reversed(ks):
@@ -107,6 +112,9 @@ def main():
                         raise RuntimeError(f"K={k}: a call leased fewer scenes than it acked")
                     done += k
                 c1 = cpu()
+                succeeded = int(r.hget("sf:{q}:stats", "succeeded") or 0)
+                if succeeded != done:
+                    raise RuntimeError(f"K={k}: {done} scenes acked, {succeeded} succeeded")
                 ev = r.info("commandstats")["cmdstat_evalsha"]["usec"]
                 got[k].append((1e6 * (c1 - c0) / done, ev / done))
         base = statistics.median(c for c, _ in got[1])
@@ -117,7 +125,8 @@ def main():
             print(f"{name}: Redis CPU {c:.1f} us a scene ({c / base:.2f}), EVALSHA {e:.1f} us a "
                   f"scene; rounds: " + ", ".join(f"{x:.1f}" for x, _ in got[k]), flush=True)
     finally:
-        b.close()
+        if b is not None:
+            b.close()
     return 0
 
 

@@ -40,7 +40,7 @@ TEST(Sentinel, ClientFindsTheMasterAndFollowsAFailover) {
   ASSERT_TRUE(role.ok());
   EXPECT_EQ(role->elements.at(0).str, "master");
   ASSERT_TRUE(c.Command({"SET", "before", "1"}).ok());
-  ASSERT_TRUE(WaitFor([&] { return set.ReplicaInSync(); }, 20s));
+  ASSERT_TRUE(set.WaitReplicasCaughtUp(20s));
 
   const std::string answer = set.Failover();
   ASSERT_NE(answer.find("OK"), std::string::npos) << answer;
@@ -136,7 +136,7 @@ TEST(Sentinel, WorkersLoseNoSceneWhenTheMasterIsKilled) {
     scenes.push_back(s);
   }
   ASSERT_TRUE(q.Enqueue(scenes).ok());
-  ASSERT_TRUE(WaitFor([&] { return set.ReplicaInSync(); }, 20s));
+  ASSERT_TRUE(set.WaitReplicasCaughtUp(20s));
 
   std::vector<std::unique_ptr<Process>> workers;
   for (int i = 0; i < 3; ++i) {

@@ -1,15 +1,81 @@
 #include "support/redis_server.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <stdexcept>
 
 #include "support/net.h"
 
 namespace scenefarm::testing {
 
+namespace {
+
+// Where the RESP reply starting at `at` ends in `in`, or npos while it is incomplete. Simple
+// strings, errors, integers and bulk strings: what AUTH and INFO answer.
+size_t ReplyEnd(const std::string& in, size_t at) {
+  const size_t line = in.find("\r\n", at);
+  if (line == std::string::npos) return std::string::npos;
+  if (in[at] != '$') return line + 2;
+  const long n = std::atol(in.c_str() + at + 1);
+  const size_t end = line + 2 + (n < 0 ? 0 : static_cast<size_t>(n) + 2);
+  return end <= in.size() ? end : std::string::npos;
+}
+
+}  // namespace
+
+pid_t RedisPid(int port, const std::string& password) {
+  const int fd = ConnectLoopback(port, 5);
+  if (fd < 0) return -1;
+  std::string req;
+  if (!password.empty())
+    req += "*2\r\n$4\r\nAUTH\r\n$" + std::to_string(password.size()) + "\r\n" + password + "\r\n";
+  req += "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
+  const size_t replies = password.empty() ? 1 : 2;
+  std::string in;
+  size_t at = 0, got = 0;
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+    char buf[4096];
+    while (got < replies) {
+      const size_t end = at < in.size() ? ReplyEnd(in, at) : std::string::npos;
+      if (end != std::string::npos) {
+        at = end;
+        ++got;
+        continue;
+      }
+      const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  const size_t pid = in.find("\r\nprocess_id:");
+  return got == replies && pid != std::string::npos ? std::atoi(in.c_str() + pid + 13) : -1;
+}
+
+std::unique_ptr<Process> StartRedisProcess(
+    int& port, bool may_move, const std::string& password,
+    const std::function<std::unique_ptr<Process>(int)>& start) {
+  for (int attempt = 1;; ++attempt) {
+    auto proc = start(port);
+    const pid_t pid = proc->pid();
+    bool ours = false;
+    WaitFor([&] { return (ours = RedisPid(port, password) == pid) || !proc->running(); });
+    if (ours) return proc;
+    const std::string log = proc->Log();
+    const bool taken = !proc->running() && log.find("Address already in use") != std::string::npos;
+    if (!taken || !may_move || attempt == 5)
+      throw std::runtime_error("redis-server on port " + std::to_string(port) +
+                               " did not start: " + log);
+    port = FreePort();
+  }
+}
+
 RedisServer::RedisServer(std::string password, std::string appendfsync)
     : password_(std::move(password)), appendfsync_(std::move(appendfsync)) {
   port_ = FreePort();
-  Start();
+  Start(/*may_move=*/true);
 }
 
 RedisServer::~RedisServer() {
@@ -17,29 +83,32 @@ RedisServer::~RedisServer() {
 }
 
 void RedisServer::Start() {
-  std::vector<std::string> argv = {"/usr/bin/redis-server",
-                                   "--port",
-                                   std::to_string(port_),
-                                   "--bind",
-                                   "127.0.0.1",
-                                   "--dir",
-                                   dir_.path().string(),
-                                   "--save",
-                                   "",
-                                   "--appendonly",
-                                   "yes",
-                                   "--appendfsync",
-                                   appendfsync_,
-                                   "--daemonize",
-                                   "no"};
-  if (!password_.empty()) {
-    argv.push_back("--requirepass");
-    argv.push_back(password_);
-  }
-  proc_ = std::make_unique<Process>(argv, dir_.path() / "redis.log");
-  if (!WaitFor([&] { return PortOpen(port_); })) {
-    throw std::runtime_error("redis-server did not start: " + proc_->Log());
-  }
+  Start(/*may_move=*/false);
+}
+
+void RedisServer::Start(bool may_move) {
+  proc_ = StartRedisProcess(port_, may_move, password_, [&](int port) {
+    std::vector<std::string> argv = {"/usr/bin/redis-server",
+                                     "--port",
+                                     std::to_string(port),
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--dir",
+                                     dir_.path().string(),
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     "yes",
+                                     "--appendfsync",
+                                     appendfsync_,
+                                     "--daemonize",
+                                     "no"};
+    if (!password_.empty()) {
+      argv.push_back("--requirepass");
+      argv.push_back(password_);
+    }
+    return std::make_unique<Process>(argv, dir_.path() / "redis.log");
+  });
 }
 
 void RedisServer::Stop() {

@@ -2,6 +2,9 @@
 // keeps the data, as a production Redis with AOF does), stopped by PID.
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -9,6 +12,20 @@
 #include "support/process.h"
 
 namespace scenefarm::testing {
+
+// The pid the redis-server or sentinel answering on 127.0.0.1:port gives in INFO server
+// (process_id), or -1 when none answers or it refuses (a password other than `password`).
+pid_t RedisPid(int port, const std::string& password);
+
+// Starts a redis-server or sentinel with `start(port)` and waits until the server answering on
+// `port` is that process. A port FreePort chose is free only until someone binds it: a test
+// running beside this one can take it first, and then ours exits ("Address already in use")
+// while PortOpen still sees the port answer, served by the other test's server. With
+// `may_move` another port is chosen (written to `port`) and the start tried again, up to 5
+// times; without it (a restart that must keep its address) that is an error.
+std::unique_ptr<Process> StartRedisProcess(
+    int& port, bool may_move, const std::string& password,
+    const std::function<std::unique_ptr<Process>(int)>& start);
 
 class RedisServer {
  public:
@@ -19,8 +36,8 @@ class RedisServer {
   // kills it (SIGKILL when hard) and starts it again on the same port and data directory.
   void Restart(bool hard = false);
   void Stop();
-  void Start();
-  void Kill();  // SIGKILL, no restart (Start brings it back on the same port and data)
+  void Start();  // on port(), which it keeps
+  void Kill();   // SIGKILL, no restart (Start brings it back on the same port and data)
   // The data directory (the AOF lies in its appendonlydir/).
   const std::filesystem::path& dir() const { return dir_.path(); }
   int port() const { return port_; }
@@ -33,6 +50,8 @@ class RedisServer {
   std::string appendfsync_;
   int port_ = 0;
   std::unique_ptr<Process> proc_;
+
+  void Start(bool may_move);
 };
 
 }  // namespace scenefarm::testing

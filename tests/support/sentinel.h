@@ -3,6 +3,8 @@
 // master down after 1 s. Stopped by PID.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,8 +25,9 @@ class SentinelSet {
   int MasterPort() const;
   // Data servers' ports, [0] the first master, then its replicas.
   const std::vector<int>& server_ports() const { return server_ports_; }
-  // True once every replica has caught up with the master's replication offset.
-  bool ReplicaInSync() const;
+  // True once every running replica has acknowledged all the master had written when this was
+  // called (its replication offset then), within `timeout`.
+  bool WaitReplicasCaughtUp(std::chrono::milliseconds timeout) const;
   // SENTINEL FAILOVER on the first sentinel; kill -9 of the server on `port`.
   std::string Failover() const;
   void KillServer(int port);
@@ -32,8 +35,13 @@ class SentinelSet {
   void RestartServer(int port);
 
  private:
-  void StartServer(size_t i);
+  // Server i on server_ports_[i]; `may_move`: another port if that one was taken meanwhile.
+  void StartServer(size_t i, bool may_move);
   std::string Cli(int port, const std::vector<std::string>& args) const;
+  // The master's replication offset (-1 when `master` does not answer as a master), and how many
+  // of its online replicas have acknowledged `offset` or beyond.
+  int64_t MasterOffset(int master) const;
+  size_t ReplicasAtOrPast(int master, int64_t offset) const;
 
   TempDir dir_;
   std::string password_;

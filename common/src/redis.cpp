@@ -470,11 +470,20 @@ Result<std::vector<Value>> Client::EvalPipeline(const Script& script,
       argv.insert(argv.end(), a.begin(), a.end());
       commands.push_back(std::move(argv));
     }
-    if (url_.wait_replicas > 0) {
+    const bool waits = url_.wait_replicas > 0;
+    if (waits) {
       commands.push_back(
           {"WAIT", std::to_string(url_.wait_replicas), std::to_string(url_.wait_timeout_ms)});
     }
-    auto replies = Pipeline(commands);
+    if (Status s = EnsureConnected(); !s.ok()) return s;
+    // WAIT holds the reply up to wait_timeout_ms on the server: the read may take that long on
+    // top of the command's own time, or a missing replica would read as a lost connection.
+    if (waits) {
+      redisSetTimeout(ctx_.get(), ToTimeval(options_.command_timeout +
+                                            std::chrono::milliseconds(url_.wait_timeout_ms)));
+    }
+    auto replies = RawPipeline(commands);
+    if (waits && ctx_ != nullptr) redisSetTimeout(ctx_.get(), ToTimeval(options_.command_timeout));
     if (!replies.ok()) return replies.status();
     if (url_.wait_replicas > 0) {
       const Value wait = std::move(replies->back());

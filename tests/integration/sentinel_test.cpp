@@ -87,12 +87,24 @@ TEST(Sentinel, PasswordIsUsedForTheMasterAndNeverLogged) {
 // ?wait_replicas=1: a script's writes count only once a replica has them.
 TEST(Sentinel, WaitReplicasRefusesWritesNoReplicaConfirmed) {
   SentinelSet set;
-  redis::Options o = SentinelOptions(set);
-  o.url += "?wait_replicas=1&wait_timeout_ms=300";
-  redis::Client client(o);
   SystemClock clock;
+  // With the replica up, the write is confirmed: WAIT returns as soon as the replica has it, and
+  // its timeout is a bound for a loaded machine (300 ms was not enough once under ASan beside
+  // another suite), not something the test waits out.
+  redis::Options patient = SentinelOptions(set);
+  patient.url += "?wait_replicas=1&wait_timeout_ms=20000";
+  redis::Client confirmed(patient);
+  queue::Queue qc(confirmed, {}, clock);
+  auto ok = qc.Enqueue({MakeScene("confirmed")});
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  // With it gone, the wait runs out and the write is refused as not confirmed, even where WAIT's
+  // timeout is longer than a command's (the read waits for WAIT's answer).
+  redis::Options o = SentinelOptions(set);
+  o.command_timeout = 1000ms;
+  o.url += "?wait_replicas=1&wait_timeout_ms=2500";
+  redis::Client client(o);
+  ASSERT_TRUE(client.Connect().ok());
   queue::Queue q(client, {}, clock);
-  ASSERT_TRUE(q.Enqueue({MakeScene("confirmed")}).ok());
   set.KillServer(set.server_ports()[1]);  // the replica
   auto r = q.Enqueue({MakeScene("unconfirmed")});
   ASSERT_FALSE(r.ok());

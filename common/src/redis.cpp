@@ -475,6 +475,7 @@ Result<std::vector<Value>> Client::EvalPipeline(const Script& script,
       commands.push_back(
           {"WAIT", std::to_string(url_.wait_replicas), std::to_string(url_.wait_timeout_ms)});
     }
+    if (commands.empty()) return std::vector<Value>{};
     if (Status s = EnsureConnected(); !s.ok()) return s;
     // WAIT holds the reply up to wait_timeout_ms on the server: the read may take that long on
     // top of the command's own time, or a missing replica would read as a lost connection.

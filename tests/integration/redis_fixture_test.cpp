@@ -2,7 +2,11 @@
 // until someone binds it, and ctest runs two test binaries side by side: a server whose port was
 // taken in between exits, and the port still answers, served by the other test's server. The
 // fixture must notice, and must never go on against the other test's data.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <set>
 
@@ -13,11 +17,8 @@ namespace scenefarm::testing {
 namespace {
 
 std::unique_ptr<Process> Plain(const TempDir& dir, int port) {
-  return std::make_unique<Process>(
-      std::vector<std::string>{"/usr/bin/redis-server", "--port", std::to_string(port), "--bind",
-                               "127.0.0.1", "--save", "", "--dir", dir.path().string(),
-                               "--daemonize", "no"},
-      dir.path() / ("redis-" + std::to_string(port) + ".log"));
+  return std::make_unique<Process>(RedisServerArgv(port, dir.path(), "no"),
+                                   dir.path() / ("redis-" + std::to_string(port) + ".log"));
 }
 
 TEST(RedisFixture, APortTakenBeforeTheServerBindsItMovesTheServer) {
@@ -51,7 +52,16 @@ TEST(RedisFixture, PidIsReadOnlyWithThePasswordAndOnlyFromRedis) {
   EXPECT_GT(RedisPid(guarded.port(), "fixture-pw"), 0);
   EXPECT_EQ(RedisPid(guarded.port(), ""), -1);
   EXPECT_EQ(RedisPid(guarded.port(), "not-the-pw"), -1);
-  EXPECT_EQ(RedisPid(FreePort(), ""), -1);  // nothing listening
+  // Nothing listening: a port this test holds bound (so no one else can take it) but not listening.
+  const int held = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len);
+  EXPECT_EQ(RedisPid(ntohs(addr.sin_port), ""), -1);
+  close(held);
 }
 
 TEST(RedisFixture, FreePortNeverGivesAPortTwice) {

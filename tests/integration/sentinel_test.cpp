@@ -100,8 +100,8 @@ TEST(Sentinel, WaitReplicasRefusesWritesNoReplicaConfirmed) {
   // With it gone, the wait runs out and the write is refused as not confirmed, even where WAIT's
   // timeout is longer than a command's (the read waits for WAIT's answer).
   redis::Options o = SentinelOptions(set);
-  o.command_timeout = 1000ms;
-  o.url += "?wait_replicas=1&wait_timeout_ms=2500";
+  o.command_timeout = 2000ms;
+  o.url += "?wait_replicas=1&wait_timeout_ms=4000";
   redis::Client client(o);
   ASSERT_TRUE(client.Connect().ok());
   queue::Queue q(client, {}, clock);

@@ -3,9 +3,10 @@
 
 namespace scenefarm::testing {
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close), never
-// one this process was given before. Free only until someone binds it: a test running beside
-// this one can take it first (StartRedisProcess in redis_server.h checks for that).
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close), not one
+// this process was given before (unless 100 tries in a row give only such ports). Free only until
+// someone binds it: a test running beside this one can take it first (StartRedisProcess in
+// redis_server.h checks for that).
 int FreePort();
 
 // True once something accepts TCP connections on 127.0.0.1:port.

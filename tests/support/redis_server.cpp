@@ -54,6 +54,25 @@ pid_t RedisPid(int port, const std::string& password) {
   return got == replies && pid != std::string::npos ? std::atoi(in.c_str() + pid + 13) : -1;
 }
 
+std::vector<std::string> RedisServerArgv(int port, const std::filesystem::path& dir,
+                                         const std::string& appendfsync) {
+  return {"/usr/bin/redis-server",
+          "--port",
+          std::to_string(port),
+          "--bind",
+          "127.0.0.1",
+          "--dir",
+          dir.string(),
+          "--save",
+          "",
+          "--appendonly",
+          "yes",
+          "--appendfsync",
+          appendfsync,
+          "--daemonize",
+          "no"};
+}
+
 std::unique_ptr<Process> StartRedisProcess(
     int& port, bool may_move, const std::string& password,
     const std::function<std::unique_ptr<Process>(int)>& start) {
@@ -61,10 +80,13 @@ std::unique_ptr<Process> StartRedisProcess(
     auto proc = start(port);
     const pid_t pid = proc->pid();
     bool ours = false;
-    WaitFor([&] { return (ours = RedisPid(port, password) == pid) || !proc->running(); });
+    // Whether ours exited first: a listener that is not Redis may not answer INFO at all.
+    WaitFor([&] { return !proc->running() || (ours = RedisPid(port, password) == pid); });
     if (ours) return proc;
+    // Ours is gone and something else listens there: the port was taken. (Not the log's
+    // "Address already in use": the log is appended to across attempts and restarts.)
+    const bool taken = !proc->running() && PortOpen(port);
     const std::string log = proc->Log();
-    const bool taken = !proc->running() && log.find("Address already in use") != std::string::npos;
     if (!taken || !may_move || attempt == 5)
       throw std::runtime_error("redis-server on port " + std::to_string(port) +
                                " did not start: " + log);
@@ -88,21 +110,7 @@ void RedisServer::Start() {
 
 void RedisServer::Start(bool may_move) {
   proc_ = StartRedisProcess(port_, may_move, password_, [&](int port) {
-    std::vector<std::string> argv = {"/usr/bin/redis-server",
-                                     "--port",
-                                     std::to_string(port),
-                                     "--bind",
-                                     "127.0.0.1",
-                                     "--dir",
-                                     dir_.path().string(),
-                                     "--save",
-                                     "",
-                                     "--appendonly",
-                                     "yes",
-                                     "--appendfsync",
-                                     appendfsync_,
-                                     "--daemonize",
-                                     "no"};
+    std::vector<std::string> argv = RedisServerArgv(port, dir_.path(), appendfsync_);
     if (!password_.empty()) {
       argv.push_back("--requirepass");
       argv.push_back(password_);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "scenefarm/redis.h"
 #include "support/process.h"
@@ -17,12 +18,17 @@ namespace scenefarm::testing {
 // (process_id), or -1 when none answers or it refuses (a password other than `password`).
 pid_t RedisPid(int port, const std::string& password);
 
+// redis-server's command line on 127.0.0.1:port with its files in `dir`, in the foreground, AOF
+// on with `appendfsync` ("always", "everysec" or "no"), no RDB snapshots; callers add the rest.
+std::vector<std::string> RedisServerArgv(int port, const std::filesystem::path& dir,
+                                         const std::string& appendfsync);
+
 // Starts a redis-server or sentinel with `start(port)` and waits until the server answering on
 // `port` is that process. A port FreePort chose is free only until someone binds it: a test
 // running beside this one can take it first, and then ours exits ("Address already in use")
 // while PortOpen still sees the port answer, served by the other test's server. With
-// `may_move` another port is chosen (written to `port`) and the start tried again, up to 5
-// times; without it (a restart that must keep its address) that is an error.
+// `may_move` another port is chosen (written to `port`) and the start tried again, 5 attempts in
+// all; without it (a restart that must keep its address) that is an error.
 std::unique_ptr<Process> StartRedisProcess(
     int& port, bool may_move, const std::string& password,
     const std::function<std::unique_ptr<Process>(int)>& start);

@@ -63,27 +63,10 @@ SentinelSet::~SentinelSet() {
 
 void SentinelSet::StartServer(size_t i, bool may_move) {
   servers_[i] = StartRedisProcess(server_ports_[i], may_move, password_, [&](int port) {
-    std::vector<std::string> argv = {"/usr/bin/redis-server",
-                                     "--port",
-                                     std::to_string(port),
-                                     "--bind",
-                                     "127.0.0.1",
-                                     "--dir",
-                                     dir_.path().string(),
-                                     "--dbfilename",
-                                     "dump-" + std::to_string(i) + ".rdb",
-                                     "--appendfilename",
-                                     "appendonly-" + std::to_string(i) + ".aof",
-                                     "--appenddirname",
-                                     "aof-" + std::to_string(i),
-                                     "--save",
-                                     "",
-                                     "--appendonly",
-                                     "yes",
-                                     "--appendfsync",
-                                     "everysec",
-                                     "--daemonize",
-                                     "no"};
+    std::vector<std::string> argv = RedisServerArgv(port, dir_.path(), "everysec");
+    argv.insert(argv.end(), {"--dbfilename", "dump-" + std::to_string(i) + ".rdb",
+                             "--appendfilename", "appendonly-" + std::to_string(i) + ".aof",
+                             "--appenddirname", "aof-" + std::to_string(i)});
     if (i > 0) {
       argv.insert(argv.end(), {"--replicaof", "127.0.0.1", std::to_string(server_ports_[0])});
     }

@@ -26,7 +26,7 @@ class SentinelSet {
   // Data servers' ports, [0] the first master, then its replicas.
   const std::vector<int>& server_ports() const { return server_ports_; }
   // True once every running replica has acknowledged all the master had written when this was
-  // called (its replication offset then), within `timeout`.
+  // called (its replication offset at the first poll that finds it), within `timeout`.
   bool WaitReplicasCaughtUp(std::chrono::milliseconds timeout) const;
   // SENTINEL FAILOVER on the first sentinel; kill -9 of the server on `port`.
   std::string Failover() const;

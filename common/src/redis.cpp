@@ -486,7 +486,7 @@ Result<std::vector<Value>> Client::EvalPipeline(const Script& script,
     auto replies = RawPipeline(commands);
     if (waits && ctx_ != nullptr) redisSetTimeout(ctx_.get(), ToTimeval(options_.command_timeout));
     if (!replies.ok()) return replies.status();
-    if (url_.wait_replicas > 0) {
+    if (waits) {
       const Value wait = std::move(replies->back());
       replies->pop_back();
       if (wait.is_error() || wait.integer < url_.wait_replicas) {

@@ -1,8 +1,5 @@
 #include "support/redis_server.h"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <stdexcept>
 
@@ -10,48 +7,17 @@
 
 namespace scenefarm::testing {
 
-namespace {
-
-// Where the RESP reply starting at `at` ends in `in`, or npos while it is incomplete. Simple
-// strings, errors, integers and bulk strings: what AUTH and INFO answer.
-size_t ReplyEnd(const std::string& in, size_t at) {
-  const size_t line = in.find("\r\n", at);
-  if (line == std::string::npos) return std::string::npos;
-  if (in[at] != '$') return line + 2;
-  const long n = std::atol(in.c_str() + at + 1);
-  const size_t end = line + 2 + (n < 0 ? 0 : static_cast<size_t>(n) + 2);
-  return end <= in.size() ? end : std::string::npos;
-}
-
-}  // namespace
-
 pid_t RedisPid(int port, const std::string& password) {
-  const int fd = ConnectLoopback(port, 5);
-  if (fd < 0) return -1;
-  std::string req;
-  if (!password.empty())
-    req += "*2\r\n$4\r\nAUTH\r\n$" + std::to_string(password.size()) + "\r\n" + password + "\r\n";
-  req += "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
-  const size_t replies = password.empty() ? 1 : 2;
-  std::string in;
-  size_t at = 0, got = 0;
-  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-    char buf[4096];
-    while (got < replies) {
-      const size_t end = at < in.size() ? ReplyEnd(in, at) : std::string::npos;
-      if (end != std::string::npos) {
-        at = end;
-        ++got;
-        continue;
-      }
-      const ssize_t n = recv(fd, buf, sizeof(buf), 0);
-      if (n <= 0) break;
-      in.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
-  const size_t pid = in.find("\r\nprocess_id:");
-  return got == replies && pid != std::string::npos ? std::atoi(in.c_str() + pid + 13) : -1;
+  redis::Options o;
+  o.url = "redis://" + (password.empty() ? "" : ":" + password + "@") +
+          "127.0.0.1:" + std::to_string(port) + "/0";
+  o.connect_timeout = std::chrono::milliseconds(1000);
+  o.command_timeout = std::chrono::milliseconds(5000);  // a guard against a silent listener
+  redis::Client c(o);
+  auto r = c.Command({"INFO", "server"});
+  if (!r.ok() || r->is_error()) return -1;
+  const size_t at = r->str.find("\r\nprocess_id:");
+  return at == std::string::npos ? -1 : std::atoi(r->str.c_str() + at + 13);
 }
 
 std::vector<std::string> RedisServerArgv(int port, const std::filesystem::path& dir,
